@@ -1,0 +1,24 @@
+/* compute.h - the two knobs of speed: GEMM and threads.
+ *
+ * One level of parallelism per call: loupe's own loops use OpenMP, and OpenBLAS is
+ * held to one thread (its threads inside OpenMP threads oversubscribe the cores).
+ */
+#ifndef LP_COMPUTE_H
+#define LP_COMPUTE_H
+
+#include <stdbool.h>
+
+/* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.
+ * op(X) is X, or X transposed when the flag is set. With beta == 0, C is
+ * written without being read (it may hold garbage). */
+void lp_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Use n threads for loupe's loops (n <= 0: all cores, or OMP_NUM_THREADS if set);
+ * keeps BLAS single-threaded. Returns the count in force. */
+int lp_threads_init(int n);
+
+/* Threads in force. */
+int lp_threads(void);
+
+#endif

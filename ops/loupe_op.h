@@ -1,0 +1,145 @@
+/* loupe_op.h - the one way to be an op in loupe (built-in or plugin).
+ *
+ * An op is a const lp_op descriptor: a name, how many inputs it takes, the
+ * attributes it reads, and three functions:
+ *
+ *   setup(n)     once, when the graph is built: read attributes, check input
+ *                shapes, set the output shape, declare parameters and scratch.
+ *   forward(n)   every step: read inputs (and parameters), write the output.
+ *   backward(n)  every training step, in reverse order: read the output
+ *                gradient, write or add the input gradients, ADD the
+ *                parameter gradients.
+ *
+ * Shapes seen in setup are per sample (C,H,W or units); at run time every
+ * tensor has the batch dimension N in front (NCHW, row-major, float32).
+ *
+ * Input gradients: a node's input may feed several consumers. The graph tells
+ * each consumer whether it is the first to write that gradient this step
+ * (lp_node_in_grad_accumulate(n, i) == 0: overwrite, the buffer holds garbage)
+ * or must add to what is there (== 1). Use lp_grad_put() when in doubt.
+ * lp_node_in_grad(n, i) is NULL when input i needs no gradient (the image).
+ * Parameter gradients are zeroed once per step by the graph: always add.
+ *
+ * A plugin is a shared object exporting
+ *     lp_status loupe_plugin_init(lp_plugin_host *host);
+ * which calls host->register_op(host, &my_op) for each op it provides. The
+ * loupe binary exports the lp_* functions below, so a plugin needs only this
+ * header (and lp_base.h) to build:  cc -shared -fPIC -o my.so my.c
+ *
+ * Example: see ops/relu.c (smallest) and ops/plugins/leaky_relu.c.
+ */
+#ifndef LOUPE_OP_H
+#define LOUPE_OP_H
+
+#include "lp_base.h"
+#include <stdint.h>
+
+/* Bumped whenever lp_op, lp_plugin_host or the functions below change. */
+#define LP_OP_ABI_VERSION 1
+
+typedef struct lp_node lp_node; /* opaque: one node of a graph */
+
+/* One attribute an op reads, for `loupe ops` and for unknown-attribute hints. */
+typedef struct lp_attr_doc {
+    const char *name;          /* as written in YAML */
+    const char *type;          /* "int", "float", "int or [h, w]", "string" */
+    const char *default_value; /* NULL: required */
+    const char *help;
+} lp_attr_doc;
+
+typedef struct lp_op {
+    int abi_version;           /* LP_OP_ABI_VERSION */
+    unsigned struct_size;      /* sizeof(lp_op) as the op was compiled */
+    const char *name;          /* "conv2d", as written in YAML */
+    const char *summary;       /* one line for `loupe ops` */
+    int min_inputs, max_inputs;
+    const lp_attr_doc *attrs;  /* terminated by an entry with name == NULL; may be NULL */
+    lp_status (*setup)(lp_node *n);
+    void (*forward)(lp_node *n);
+    void (*backward)(lp_node *n);
+} lp_op;
+
+/* Descriptor prologue: `static const lp_op op = { LP_OP_HEADER, .name = ... };` */
+#define LP_OP_HEADER .abi_version = LP_OP_ABI_VERSION, .struct_size = sizeof(lp_op)
+
+/* ---- setup time ------------------------------------------------------- */
+
+const char *lp_node_name(const lp_node *n);
+int lp_node_num_inputs(const lp_node *n);
+lp_shape lp_node_in_shape(const lp_node *n, int i);   /* per sample */
+
+/* Attribute readers: absent -> *out = def and LP_OK. Present but wrong (type,
+ * range) -> an error naming the node and the attribute's file:line:col.
+ * Use the _required variants when there is no sensible default. Reading marks
+ * the attribute used; attributes nobody read are reported as unknown. */
+lp_status lp_attr_int(lp_node *n, const char *key, int def, int *out);
+lp_status lp_attr_int_required(lp_node *n, const char *key, int *out);
+lp_status lp_attr_float(lp_node *n, const char *key, float def, float *out);
+/* "3" -> {3,3}; "[3, 5]" -> {3,5}. */
+lp_status lp_attr_pair(lp_node *n, const char *key, int def, int out[2]);
+lp_status lp_attr_pair_required(lp_node *n, const char *key, int out[2]);
+/* String attribute; *out stays valid for the graph's life. */
+lp_status lp_attr_string(lp_node *n, const char *key, const char *def, const char **out);
+int lp_attr_present(lp_node *n, const char *key);
+
+/* Report a setup failure: "<file:line:col>: node 'conv1' (conv2d): <message>".
+ * Returns LP_ERR_SHAPE so `return lp_node_fail(n, ...)` reads well. The _attr
+ * form points at the attribute's own location. */
+lp_status lp_node_fail(lp_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+lp_status lp_node_fail_attr(lp_node *n, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Set the per-sample output shape (checked for overflow by the graph). */
+lp_status lp_node_set_out_shape(lp_node *n, lp_shape s);
+
+typedef enum lp_init {
+    LP_INIT_ZERO,      /* all zeros (biases) */
+    LP_INIT_HE,        /* normal, std sqrt(2 / fan_in) (weights before ReLU) */
+    LP_INIT_ONE        /* all ones */
+} lp_init;
+
+/* Declare a parameter named "<node>.<suffix>" ("conv1.weight"). Returns its
+ * index for lp_node_param(), or -1 after recording an error. */
+int lp_node_add_param(lp_node *n, const char *suffix, lp_shape shape, lp_init init, int fan_in);
+
+/* Scratch kept from forward to backward (argmax, probabilities) or used as
+ * workspace: bytes_per_sample * N + bytes_fixed, 64-byte aligned. */
+void lp_node_set_scratch(lp_node *n, size_t bytes_per_sample, size_t bytes_fixed);
+
+/* ---- run time ---------------------------------------------------------- */
+
+int lp_node_batch(const lp_node *n);                 /* N of this step */
+const float *lp_node_in(const lp_node *n, int i);    /* [N, in_shape(i)] */
+float *lp_node_in_grad(const lp_node *n, int i);     /* NULL: not needed */
+int lp_node_in_grad_accumulate(const lp_node *n, int i);
+float *lp_node_out(const lp_node *n);                /* [N, out_shape] */
+const float *lp_node_out_grad(const lp_node *n);     /* [N, out_shape] */
+lp_shape lp_node_out_shape(const lp_node *n);        /* per sample */
+float *lp_node_param(const lp_node *n, int k);
+float *lp_node_param_grad(const lp_node *n, int k);
+void *lp_node_scratch(const lp_node *n);
+int lp_node_training(const lp_node *n);              /* 1 in training, 0 in eval */
+const int32_t *lp_node_labels(const lp_node *n);     /* [N] class labels, or NULL */
+/* A seed unique to this node and step, for seeded randomness (dropout). */
+uint64_t lp_node_step_seed(const lp_node *n);
+int lp_node_threads(const lp_node *n);
+
+/* Write or add v into an input gradient element, as the graph asked. */
+static inline void lp_grad_put(float *g, int accumulate, float v)
+{
+    if (accumulate) *g += v; else *g = v;
+}
+
+/* ---- plugins ----------------------------------------------------------- */
+
+typedef struct lp_plugin_host {
+    int abi_version;   /* the host's LP_OP_ABI_VERSION */
+    /* Register one op; LP_OK or an error the host reports with the plugin path. */
+    lp_status (*register_op)(struct lp_plugin_host *host, const lp_op *op);
+    void *impl;        /* host's private state */
+} lp_plugin_host;
+
+#define LP_PLUGIN_ENTRY "loupe_plugin_init"
+typedef lp_status (*lp_plugin_init_fn)(lp_plugin_host *host);
+
+#endif
