@@ -1,0 +1,769 @@
+/* graph.c - build a DAG of op nodes from a spec, plan its buffers, run it forward
+ * and backward. The op API (loupe_op.h) is implemented here: an op sees its node
+ * only through these accessors.
+ *
+ * Node 0 is the image ("input"): it has no op, its output is the caller's batch.
+ * nodes[] is kept in topological order after build, so forward is one loop up and
+ * backward one loop down.
+ */
+#include "graph.h"
+
+#include "arena.h"
+#include "compute.h"
+#include "registry.h"
+#include "rng.h"
+#include "shape.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct lp_param {
+    char *name;        /* "conv1.weight" */
+    lp_shape shape;
+    lp_init init;
+    int fan_in;
+    size_t offset;     /* in floats, into params/grads */
+    size_t numel;
+} lp_param;
+
+struct lp_node {
+    lp_graph *g;
+    const lp_op *op;   /* NULL for the input node */
+    char *name;
+    lp_loc loc;
+    lp_value *attrs;   /* owned clone of the spec's map (may be NULL) */
+    int n_in;
+    lp_node **in;
+    int *in_accumulate;          /* per input slot: add into its gradient (1) or write (0) */
+    lp_shape out_shape;          /* per sample */
+    size_t out_numel;            /* per sample */
+    int first_param, n_params;   /* into g->param_table */
+    size_t scratch_per_sample, scratch_fixed;
+    bool needs_grad;             /* its output gradient is needed */
+    bool grad_written;           /* build-time: some consumer already writes its gradient */
+    int index;                   /* position in topological order */
+    /* planned per batch */
+    float *out, *out_grad;
+    void *scratch;
+    /* profile */
+    double fwd_s, bwd_s;
+};
+
+struct lp_graph {
+    lp_node **nodes;   /* topological order; nodes[0] is the input */
+    int n_nodes;
+    lp_node *output;   /* logits */
+    lp_node *final;    /* loss node, or output */
+    lp_error *err;     /* build-time error sink for the op API */
+
+    lp_param *param_table;
+    int n_params, cap_params;
+    size_t param_floats;
+    float *params, *grads;
+
+    lp_arena arena;
+    int max_batch;
+    int batch;
+    const int32_t *labels;
+    bool training;
+    bool profile;
+    uint64_t seed, step;
+};
+
+/* ---- op API: setup time ------------------------------------------------ */
+
+const char *lp_node_name(const lp_node *n) { return n->name; }
+int lp_node_num_inputs(const lp_node *n) { return n->n_in; }
+
+lp_shape lp_node_in_shape(const lp_node *n, int i)
+{
+    assert(i >= 0 && i < n->n_in);
+    return n->in[i]->out_shape;
+}
+
+static lp_status node_vfail(lp_node *n, lp_loc loc, const char *fmt, va_list ap)
+{
+    char msg[LP_ERROR_MSG_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return lp_error_at(n->g->err, LP_ERR_SHAPE, loc, "node '%s' (%s): %s", n->name,
+                       n->op ? n->op->name : "input", msg);
+}
+
+lp_status lp_node_fail(lp_node *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    node_vfail(n, n->loc, fmt, ap);
+    va_end(ap);
+    return LP_ERR_SHAPE;
+}
+
+static lp_loc attr_loc(lp_node *n, const char *key)
+{
+    int i = lp_value_find(n->attrs, key);
+    return i >= 0 ? n->attrs->items[i]->loc : n->loc;
+}
+
+lp_status lp_node_fail_attr(lp_node *n, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    node_vfail(n, attr_loc(n, key), fmt, ap);
+    va_end(ap);
+    return LP_ERR_SHAPE;
+}
+
+int lp_attr_present(lp_node *n, const char *key) { return lp_value_find(n->attrs, key) >= 0; }
+
+static lp_status attr_what(lp_node *n, const char *key, char *buf, size_t size)
+{
+    snprintf(buf, size, "node '%s' (%s): attribute '%s'", n->name, n->op->name, key);
+    return LP_OK;
+}
+
+static lp_status attr_missing(lp_node *n, const char *key)
+{
+    return lp_error_at(n->g->err, LP_ERR_CONFIG, n->loc,
+                       "node '%s' (%s): missing required attribute '%s'", n->name, n->op->name,
+                       key);
+}
+
+static lp_status scalar_int(lp_node *n, const char *key, const lp_value *v, int *out)
+{
+    char what[256];
+    attr_what(n, key, what, sizeof what);
+    long long x;
+    if (lp_value_as_int(v, what, &x, n->g->err)) return LP_ERR_CONFIG;
+    if (x < -2147483647LL || x > 2147483647LL)
+        return lp_error_at(n->g->err, LP_ERR_CONFIG, v->loc, "%s: %lld does not fit in an int",
+                           what, x);
+    *out = (int)x;
+    return LP_OK;
+}
+
+lp_status lp_attr_int(lp_node *n, const char *key, int def, int *out)
+{
+    lp_value *v = lp_value_get(n->attrs, key);
+    if (!v) { *out = def; return LP_OK; }
+    return scalar_int(n, key, v, out);
+}
+
+lp_status lp_attr_int_required(lp_node *n, const char *key, int *out)
+{
+    if (!lp_attr_present(n, key)) return attr_missing(n, key);
+    return lp_attr_int(n, key, 0, out);
+}
+
+lp_status lp_attr_float(lp_node *n, const char *key, float def, float *out)
+{
+    lp_value *v = lp_value_get(n->attrs, key);
+    if (!v) { *out = def; return LP_OK; }
+    char what[256];
+    attr_what(n, key, what, sizeof what);
+    double x;
+    if (lp_value_as_double(v, what, &x, n->g->err)) return LP_ERR_CONFIG;
+    if (fabs(x) > 3.0e38)
+        return lp_error_at(n->g->err, LP_ERR_CONFIG, v->loc, "%s: %g is out of float range",
+                           what, x);
+    *out = (float)x;
+    return LP_OK;
+}
+
+lp_status lp_attr_pair(lp_node *n, const char *key, int def, int out[2])
+{
+    lp_value *v = lp_value_get(n->attrs, key);
+    if (!v) { out[0] = out[1] = def; return LP_OK; }
+    if (v->kind == LP_VALUE_SCALAR) {
+        if (scalar_int(n, key, v, &out[0])) return LP_ERR_CONFIG;
+        out[1] = out[0];
+        return LP_OK;
+    }
+    if (v->kind != LP_VALUE_LIST || v->count != 2) {
+        char what[256];
+        attr_what(n, key, what, sizeof what);
+        return lp_error_at(n->g->err, LP_ERR_CONFIG, v->loc,
+                           "%s: expected an integer or a list [h, w]", what);
+    }
+    for (int i = 0; i < 2; i++)
+        if (scalar_int(n, key, v->items[i], &out[i])) return LP_ERR_CONFIG;
+    return LP_OK;
+}
+
+lp_status lp_attr_pair_required(lp_node *n, const char *key, int out[2])
+{
+    if (!lp_attr_present(n, key)) return attr_missing(n, key);
+    return lp_attr_pair(n, key, 0, out);
+}
+
+lp_status lp_attr_string(lp_node *n, const char *key, const char *def, const char **out)
+{
+    lp_value *v = lp_value_get(n->attrs, key);
+    if (!v) { *out = def; return LP_OK; }
+    char what[256];
+    attr_what(n, key, what, sizeof what);
+    return lp_value_as_string(v, what, out, n->g->err);
+}
+
+lp_status lp_node_set_out_shape(lp_node *n, lp_shape s)
+{
+    char buf[64];
+    long long numel = lp_shape_numel(s);
+    if (numel < 0)
+        return lp_node_fail(n, "output shape %s is empty or too large (more than %lld elements)",
+                            lp_shape_str(s, buf, sizeof buf), LP_MAX_ELEMENTS);
+    n->out_shape = s;
+    n->out_numel = (size_t)numel;
+    return LP_OK;
+}
+
+int lp_node_add_param(lp_node *n, const char *suffix, lp_shape shape, lp_init init, int fan_in)
+{
+    lp_graph *g = n->g;
+    long long numel = lp_shape_numel(shape);
+    char buf[64];
+    if (numel < 0) {
+        lp_node_fail(n, "parameter '%s' shape %s is empty or too large", suffix,
+                     lp_shape_str(shape, buf, sizeof buf));
+        return -1;
+    }
+    if (g->n_params == g->cap_params) {
+        int cap = g->cap_params ? 2 * g->cap_params : 16;
+        lp_param *t = realloc(g->param_table, (size_t)cap * sizeof *t);
+        if (!t) { lp_error_set(g->err, LP_ERR_NOMEM, "out of memory declaring parameters"); return -1; }
+        g->param_table = t;
+        g->cap_params = cap;
+    }
+    lp_param *p = &g->param_table[g->n_params];
+    size_t len = strlen(n->name) + strlen(suffix) + 2;
+    p->name = malloc(len);
+    if (!p->name) { lp_error_set(g->err, LP_ERR_NOMEM, "out of memory"); return -1; }
+    snprintf(p->name, len, "%s.%s", n->name, suffix);
+    p->shape = shape;
+    p->init = init;
+    p->fan_in = fan_in > 0 ? fan_in : 1;
+    p->numel = (size_t)numel;
+    p->offset = g->param_floats;
+    if (g->param_floats + p->numel > (size_t)LP_MAX_ELEMENTS) {
+        free(p->name);
+        lp_node_fail(n, "the model has more than %lld parameters", LP_MAX_ELEMENTS);
+        return -1;
+    }
+    g->param_floats += p->numel;
+    if (n->n_params == 0) n->first_param = g->n_params;
+    n->n_params++;
+    g->n_params++;
+    return n->n_params - 1;
+}
+
+void lp_node_set_scratch(lp_node *n, size_t bytes_per_sample, size_t bytes_fixed)
+{
+    n->scratch_per_sample = bytes_per_sample;
+    n->scratch_fixed = bytes_fixed;
+}
+
+/* ---- op API: run time -------------------------------------------------- */
+
+int lp_node_batch(const lp_node *n) { return n->g->batch; }
+const float *lp_node_in(const lp_node *n, int i) { return n->in[i]->out; }
+float *lp_node_in_grad(const lp_node *n, int i) { return n->in[i]->needs_grad ? n->in[i]->out_grad : NULL; }
+int lp_node_in_grad_accumulate(const lp_node *n, int i) { return n->in_accumulate[i]; }
+float *lp_node_out(const lp_node *n) { return n->out; }
+const float *lp_node_out_grad(const lp_node *n) { return n->out_grad; }
+lp_shape lp_node_out_shape(const lp_node *n) { return n->out_shape; }
+
+float *lp_node_param(const lp_node *n, int k)
+{
+    assert(k >= 0 && k < n->n_params);
+    return n->g->params + n->g->param_table[n->first_param + k].offset;
+}
+
+float *lp_node_param_grad(const lp_node *n, int k)
+{
+    assert(k >= 0 && k < n->n_params);
+    return n->g->grads + n->g->param_table[n->first_param + k].offset;
+}
+
+void *lp_node_scratch(const lp_node *n) { return n->scratch; }
+int lp_node_training(const lp_node *n) { return n->g->training; }
+const int32_t *lp_node_labels(const lp_node *n) { return n->g->labels; }
+int lp_node_threads(const lp_node *n) { return lp_threads(); }
+
+uint64_t lp_node_step_seed(const lp_node *n)
+{
+    return lp_rng_derive(n->g->seed, n->g->step * 1024u + (uint64_t)n->index);
+}
+
+/* ---- build ------------------------------------------------------------- */
+
+static lp_node *node_new(lp_graph *g, const char *name, lp_loc loc)
+{
+    lp_node *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->g = g;
+    n->name = strdup(name);
+    n->loc = loc;
+    if (!n->name) { free(n); return NULL; }
+    return n;
+}
+
+static void node_free(lp_node *n)
+{
+    if (!n) return;
+    free(n->name);
+    lp_value_free(n->attrs);
+    free(n->in);
+    free(n->in_accumulate);
+    free(n);
+}
+
+static lp_node *find_node(lp_node **nodes, int count, const char *name)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp(nodes[i]->name, name) == 0) return nodes[i];
+    return NULL;
+}
+
+/* Report an unknown input name with the closest existing node as a hint. */
+static lp_status unknown_input(lp_graph *g, lp_node *n, const char *name, lp_node **all, int count)
+{
+    const char **names = calloc((size_t)count + 1, sizeof *names);
+    const char *hint = NULL;
+    if (names) {
+        for (int i = 0; i < count; i++) names[i] = all[i]->name;
+        hint = lp_did_you_mean(name, names);
+    }
+    lp_status s = lp_error_at(g->err, LP_ERR_CONFIG, n->loc, "node '%s': unknown input '%s'%s%s%s",
+                              n->name, name, hint ? ": did you mean '" : "", hint ? hint : "",
+                              hint ? "'?" : "");
+    free(names);
+    return s;
+}
+
+static lp_status unknown_op(lp_graph *g, lp_loc loc, const char *node, const char *op)
+{
+    const char *hint = lp_did_you_mean(op, lp_op_names());
+    return lp_error_at(g->err, LP_ERR_CONFIG, loc,
+                       "node '%s': unknown op '%s'%s%s%s (see `loupe ops` for the list)", node, op,
+                       hint ? ": did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+}
+
+static lp_status check_unused_attrs(lp_graph *g, lp_node *n)
+{
+    if (!n->attrs) return LP_OK;
+    for (int i = 0; i < n->attrs->count; i++) {
+        if (n->attrs->items[i]->used) continue;
+        const char *known[64];
+        int k = 0;
+        for (const lp_attr_doc *a = n->op->attrs; a && a->name && k < 63; a++) known[k++] = a->name;
+        known[k] = NULL;
+        const char *hint = lp_did_you_mean(n->attrs->keys[i], known);
+        return lp_error_at(g->err, LP_ERR_CONFIG, n->attrs->key_locs[i],
+                           "node '%s' (%s): unknown attribute '%s'%s%s%s", n->name, n->op->name,
+                           n->attrs->keys[i], hint ? ": did you mean '" : "", hint ? hint : "",
+                           hint ? "'?" : "");
+    }
+    return LP_OK;
+}
+
+/* Kahn's algorithm over all[0..count); all[0] is the input. Writes g->nodes. */
+static lp_status order_nodes(lp_graph *g, lp_node **all, int count)
+{
+    int *pending = calloc((size_t)count, sizeof *pending);
+    g->nodes = calloc((size_t)count, sizeof *g->nodes);
+    if (!pending || !g->nodes) { free(pending); return lp_error_set(g->err, LP_ERR_NOMEM, "out of memory"); }
+    for (int i = 0; i < count; i++) {
+        all[i]->index = i; /* temporarily: position in all[] */
+        pending[i] = all[i]->n_in;
+    }
+    int done = 0;
+    /* Repeatedly take the first ready node in config order: the order stays the
+     * config's wherever the dependencies allow, which keeps summaries readable. */
+    bool *taken = calloc((size_t)count, sizeof *taken);
+    if (!taken) { free(pending); return lp_error_set(g->err, LP_ERR_NOMEM, "out of memory"); }
+    while (done < count) {
+        int pick = -1;
+        for (int i = 0; i < count && pick < 0; i++)
+            if (!taken[i] && pending[i] == 0) pick = i;
+        if (pick < 0) break;
+        taken[pick] = true;
+        g->nodes[done++] = all[pick];
+        for (int j = 0; j < count; j++)
+            for (int k = 0; k < all[j]->n_in; k++)
+                if (all[j]->in[k] == all[pick]) pending[j]--;
+    }
+    lp_status s = LP_OK;
+    if (done < count) {
+        /* Every node left waits on another left one: walk back until one repeats. */
+        lp_node *n = NULL;
+        for (int i = 0; i < count && !n; i++)
+            if (!taken[i]) n = all[i];
+        for (int steps = 0; steps < count; steps++) {
+            lp_node *next = NULL;
+            for (int k = 0; k < n->n_in && !next; k++)
+                if (!taken[n->in[k]->index]) next = n->in[k];
+            n = next;
+        }
+        char path[512];
+        size_t len = (size_t)snprintf(path, sizeof path, "'%s'", n->name);
+        lp_node *m = n;
+        do {
+            lp_node *next = NULL;
+            for (int k = 0; k < m->n_in && !next; k++)
+                if (!taken[m->in[k]->index]) next = m->in[k];
+            m = next;
+            if (len < sizeof path)
+                len += (size_t)snprintf(path + len, sizeof path - len, " <- '%s'", m->name);
+        } while (m != n);
+        s = lp_error_at(g->err, LP_ERR_CONFIG, n->loc, "node '%s' is part of a cycle: %s",
+                        n->name, path);
+        /* g->nodes holds only the ordered part: hand the rest back for freeing. */
+        for (int i = 0; i < count; i++)
+            if (!taken[i]) g->nodes[done++] = all[i];
+    }
+    g->n_nodes = count;
+    for (int i = 0; i < count; i++) g->nodes[i]->index = i;
+    free(pending);
+    free(taken);
+    return s;
+}
+
+static lp_status wire_node(lp_graph *g, lp_node *n, const lp_node_spec *ns, lp_node **all,
+                           int count)
+{
+    n->op = lp_op_find(ns->op);
+    if (!n->op) return unknown_op(g, ns->loc, ns->name, ns->op);
+    if (ns->n_inputs < n->op->min_inputs || ns->n_inputs > n->op->max_inputs) {
+        if (n->op->min_inputs == n->op->max_inputs)
+            return lp_error_at(g->err, LP_ERR_CONFIG, ns->loc,
+                               "node '%s' (%s): takes %d input%s, %d given", ns->name, ns->op,
+                               n->op->min_inputs, n->op->min_inputs == 1 ? "" : "s", ns->n_inputs);
+        return lp_error_at(g->err, LP_ERR_CONFIG, ns->loc,
+                           "node '%s' (%s): takes %d to %d inputs, %d given", ns->name, ns->op,
+                           n->op->min_inputs, n->op->max_inputs, ns->n_inputs);
+    }
+    n->n_in = ns->n_inputs;
+    n->in = calloc((size_t)n->n_in + 1, sizeof *n->in);
+    n->in_accumulate = calloc((size_t)n->n_in + 1, sizeof *n->in_accumulate);
+    if (!n->in || !n->in_accumulate) return lp_error_set(g->err, LP_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n->n_in; k++) {
+        n->in[k] = find_node(all, count, ns->inputs[k]);
+        if (!n->in[k]) return unknown_input(g, n, ns->inputs[k], all, count);
+    }
+    if (ns->attrs) {
+        n->attrs = lp_value_clone(ns->attrs);
+        if (!n->attrs) return lp_error_set(g->err, LP_ERR_NOMEM, "out of memory");
+    }
+    return LP_OK;
+}
+
+/* Mark nodes from which `final` can be reached; any other is a dead branch. */
+static lp_status check_reaches(lp_graph *g)
+{
+    bool *live = calloc((size_t)g->n_nodes, sizeof *live);
+    if (!live) return lp_error_set(g->err, LP_ERR_NOMEM, "out of memory");
+    live[g->final->index] = true;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        lp_node *n = g->nodes[i];
+        if (!live[i]) continue;
+        for (int k = 0; k < n->n_in; k++) live[n->in[k]->index] = true;
+    }
+    lp_status s = LP_OK;
+    for (int i = 0; i < g->n_nodes && s == LP_OK; i++)
+        if (!live[i])
+            s = lp_error_at(g->err, LP_ERR_CONFIG, g->nodes[i]->loc,
+                            "node '%s' does not lead to the output '%s': remove it or use it",
+                            g->nodes[i]->name, g->final->name);
+    free(live);
+    return s;
+}
+
+/* Decide who needs a gradient and, per input slot, whether the consumer writes
+ * or adds: backward runs in reverse order, so the last consumer in topological
+ * order is the first to write. */
+static void plan_gradients(lp_graph *g, bool input_grad)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        lp_node *n = g->nodes[i];
+        n->needs_grad = i == 0 ? input_grad : n->n_params > 0;
+        for (int k = 0; k < n->n_in; k++) n->needs_grad |= n->in[k]->needs_grad;
+    }
+    for (int i = g->n_nodes - 1; i > 0; i--) {
+        lp_node *n = g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            lp_node *p = n->in[k];
+            n->in_accumulate[k] = p->grad_written;
+            if (p->needs_grad) p->grad_written = true;
+        }
+    }
+}
+
+static lp_status setup_nodes(lp_graph *g)
+{
+    for (int i = 1; i < g->n_nodes; i++) {
+        lp_node *n = g->nodes[i];
+        lp_status s = n->op->setup(n);
+        if (s != LP_OK || g->err->status != LP_OK) {
+            if (g->err->status == LP_OK) lp_node_fail(n, "setup failed");
+            return g->err->status;
+        }
+        if (n->out_numel == 0) return lp_node_fail(n, "op '%s' set no output shape", n->op->name);
+        if ((s = check_unused_attrs(g, n))) return s;
+    }
+    return LP_OK;
+}
+
+lp_status lp_graph_build(const lp_model_spec *spec, lp_graph **out, lp_error *err)
+{
+    *out = NULL;
+    lp_registry_init();
+    lp_graph *g = calloc(1, sizeof *g);
+    if (!g) return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    g->err = err;
+    int count = spec->n_nodes + 1 + (spec->loss ? 1 : 0);
+    lp_node **all = calloc((size_t)count, sizeof *all);
+    lp_status s = all ? LP_OK : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    int made = 0;
+
+    if (!s && spec->n_nodes == 0)
+        s = lp_error_at(err, LP_ERR_CONFIG, spec->input_loc, "the model has no layers");
+    if (!s) {
+        all[made] = node_new(g, "input", spec->input_loc);
+        if (!all[made]) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        else made++;
+    }
+    if (!s) {
+        long long numel = lp_shape_numel(spec->input);
+        if (numel < 0)
+            s = lp_error_at(err, LP_ERR_SHAPE, spec->input_loc,
+                            "model input shape must have positive sizes (and at most %lld elements)",
+                            LP_MAX_ELEMENTS);
+        all[0]->out_shape = spec->input;
+        all[0]->out_numel = (size_t)(numel > 0 ? numel : 0);
+    }
+    for (int i = 0; !s && i < spec->n_nodes; i++) {
+        const lp_node_spec *ns = &spec->nodes[i];
+        if (find_node(all, made, ns->name)) {
+            s = lp_error_at(err, LP_ERR_CONFIG, ns->loc, "node name '%s' is used twice", ns->name);
+            break;
+        }
+        all[made] = node_new(g, ns->name, ns->loc);
+        if (!all[made]) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        else made++;
+    }
+    for (int i = 0; !s && i < spec->n_nodes; i++)
+        s = wire_node(g, all[i + 1], &spec->nodes[i], all, made);
+
+    lp_node *output = NULL;
+    if (!s) {
+        const char *oname = spec->output ? spec->output : spec->nodes[spec->n_nodes - 1].name;
+        output = find_node(all, made, oname);
+        if (!output || output == all[0])
+            s = lp_error_at(err, LP_ERR_CONFIG, spec->input_loc, "output node '%s' not found", oname);
+    }
+    if (!s && spec->loss) {
+        lp_node_spec ls = {.name = "loss", .op = spec->loss, .inputs = (char *[]){output->name},
+                           .n_inputs = 1, .loc = spec->loss_loc};
+        if (find_node(all, made, "loss"))
+            s = lp_error_at(err, LP_ERR_CONFIG, spec->loss_loc,
+                            "node name 'loss' is reserved for the loss when `loss:` is given");
+        if (!s) {
+            lp_node *loss = node_new(g, "loss", spec->loss_loc);
+            if (!loss) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+            else {
+                all[made++] = loss;
+                s = wire_node(g, loss, &ls, all, made);
+            }
+        }
+    }
+    if (!s) {
+        s = order_nodes(g, all, made);
+        g->output = output;
+        g->final = spec->loss ? all[made - 1] : output;
+    } else {
+        for (int i = 0; i < made; i++) node_free(all[i]);
+    }
+    free(all);
+    if (!s) s = setup_nodes(g);
+    if (!s) s = check_reaches(g);
+    if (!s) {
+        plan_gradients(g, spec->input_grad);
+        g->params = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
+        g->grads = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
+        if (!g->params || !g->grads) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for parameters");
+        else {
+            memset(g->params, 0, g->param_floats * sizeof(float));
+            memset(g->grads, 0, g->param_floats * sizeof(float));
+        }
+    }
+    g->err = NULL;
+    if (s) {
+        lp_graph_free(g);
+        return s;
+    }
+    *out = g;
+    return LP_OK;
+}
+
+void lp_graph_free(lp_graph *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) node_free(g->nodes[i]);
+    free(g->nodes);
+    for (int i = 0; i < g->n_params; i++) free(g->param_table[i].name);
+    free(g->param_table);
+    free(g->params);
+    free(g->grads);
+    lp_arena_free(&g->arena);
+    free(g);
+}
+
+void lp_graph_init_params(lp_graph *g, uint64_t seed)
+{
+    lp_rng rng;
+    lp_rng_seed(&rng, lp_rng_derive(seed, 0x1417));
+    for (int k = 0; k < g->n_params; k++) {
+        const lp_param *p = &g->param_table[k];
+        float *w = g->params + p->offset;
+        double std = sqrt(2.0 / p->fan_in);
+        for (size_t i = 0; i < p->numel; i++)
+            w[i] = p->init == LP_INIT_HE ? (float)(std * lp_rng_normal(&rng))
+                   : p->init == LP_INIT_ONE ? 1.0f : 0.0f;
+    }
+}
+
+/* ---- plan and run ------------------------------------------------------- */
+
+static size_t node_bytes(const lp_node *n, int batch, bool is_input)
+{
+    size_t floats = n->out_numel * (size_t)batch;
+    size_t bytes = 0;
+    if (!is_input) bytes += lp_arena_round(floats * sizeof(float));
+    if (n->needs_grad) bytes += lp_arena_round(floats * sizeof(float));
+    if (n->scratch_per_sample || n->scratch_fixed)
+        bytes += lp_arena_round(n->scratch_per_sample * (size_t)batch + n->scratch_fixed);
+    return bytes;
+}
+
+lp_status lp_graph_plan(lp_graph *g, int max_batch, lp_error *err)
+{
+    if (max_batch < 1) return lp_error_set(err, LP_ERR_ARG, "batch size must be at least 1");
+    if (max_batch <= g->max_batch) return LP_OK;
+    size_t total = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        size_t b = node_bytes(g->nodes[i], max_batch, i == 0);
+        if (total > SIZE_MAX - b)
+            return lp_error_set(err, LP_ERR_NOMEM, "batch %d needs more memory than can be addressed", max_batch);
+        total += b;
+    }
+    lp_arena_free(&g->arena);
+    if (lp_arena_init(&g->arena, total))
+        return lp_error_set(err, LP_ERR_NOMEM, "cannot allocate %.1f MB of activations for batch %d",
+                            total / 1e6, max_batch);
+    for (int i = 0; i < g->n_nodes; i++) {
+        lp_node *n = g->nodes[i];
+        size_t floats = n->out_numel * (size_t)max_batch;
+        n->out = i == 0 ? NULL : lp_arena_take(&g->arena, floats * sizeof(float));
+        n->out_grad = n->needs_grad ? lp_arena_take(&g->arena, floats * sizeof(float)) : NULL;
+        n->scratch = n->scratch_per_sample || n->scratch_fixed
+                         ? lp_arena_take(&g->arena, n->scratch_per_sample * (size_t)max_batch + n->scratch_fixed)
+                         : NULL;
+    }
+    g->max_batch = max_batch;
+    return LP_OK;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+float lp_graph_forward(lp_graph *g, const float *x, const int32_t *labels, int n, bool training)
+{
+    assert(n >= 1 && n <= g->max_batch);
+    g->batch = n;
+    g->labels = labels;
+    g->training = training;
+    g->nodes[0]->out = (float *)x; /* read-only by contract: no op writes its inputs */
+    for (int i = 1; i < g->n_nodes; i++) {
+        lp_node *nd = g->nodes[i];
+        double t0 = g->profile ? now_s() : 0;
+        nd->op->forward(nd);
+        if (g->profile) nd->fwd_s += now_s() - t0;
+    }
+    if (g->final == g->output) return 0.0f;
+    double sum = 0;
+    const float *loss = g->final->out;
+    for (int i = 0; i < n * (int)g->final->out_numel; i++) sum += loss[i];
+    return (float)(sum / n);
+}
+
+void lp_graph_backward(lp_graph *g, const float *seed_grad)
+{
+    memset(g->grads, 0, g->param_floats * sizeof(float));
+    lp_node *f = g->final;
+    if (!f->needs_grad) return;
+    size_t count = f->out_numel * (size_t)g->batch;
+    if (seed_grad) memcpy(f->out_grad, seed_grad, count * sizeof(float));
+    else
+        for (size_t i = 0; i < count; i++) f->out_grad[i] = 1.0f / (float)g->batch;
+    for (int i = g->n_nodes - 1; i > 0; i--) {
+        lp_node *nd = g->nodes[i];
+        if (!nd->needs_grad) continue;
+        double t0 = g->profile ? now_s() : 0;
+        nd->op->backward(nd);
+        if (g->profile) nd->bwd_s += now_s() - t0;
+    }
+}
+
+const float *lp_graph_logits(const lp_graph *g) { return g->output->out; }
+lp_shape lp_graph_logits_shape(const lp_graph *g) { return g->output->out_shape; }
+const float *lp_graph_final(const lp_graph *g) { return g->final->out; }
+lp_shape lp_graph_final_shape(const lp_graph *g) { return g->final->out_shape; }
+const float *lp_graph_input_grad(const lp_graph *g) { return g->nodes[0]->out_grad; }
+lp_shape lp_graph_input_shape(const lp_graph *g) { return g->nodes[0]->out_shape; }
+
+int lp_graph_num_params(const lp_graph *g) { return g->n_params; }
+size_t lp_graph_param_floats(const lp_graph *g) { return g->param_floats; }
+float *lp_graph_params(lp_graph *g) { return g->params; }
+float *lp_graph_grads(lp_graph *g) { return g->grads; }
+const char *lp_graph_param_name(const lp_graph *g, int k) { return g->param_table[k].name; }
+lp_shape lp_graph_param_shape(const lp_graph *g, int k) { return g->param_table[k].shape; }
+size_t lp_graph_param_offset(const lp_graph *g, int k) { return g->param_table[k].offset; }
+
+int lp_graph_num_nodes(const lp_graph *g) { return g->n_nodes; }
+const char *lp_graph_node_name(const lp_graph *g, int i) { return g->nodes[i]->name; }
+const char *lp_graph_node_op(const lp_graph *g, int i) { return g->nodes[i]->op ? g->nodes[i]->op->name : "input"; }
+lp_shape lp_graph_node_shape(const lp_graph *g, int i) { return g->nodes[i]->out_shape; }
+
+long long lp_graph_node_params(const lp_graph *g, int i)
+{
+    const lp_node *n = g->nodes[i];
+    long long total = 0;
+    for (int k = 0; k < n->n_params; k++) total += (long long)g->param_table[n->first_param + k].numel;
+    return total;
+}
+
+void lp_graph_set_profile(lp_graph *g, bool on)
+{
+    g->profile = on;
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->fwd_s = g->nodes[i]->bwd_s = 0;
+}
+
+void lp_graph_node_times(const lp_graph *g, int i, double *fwd_s, double *bwd_s)
+{
+    *fwd_s = g->nodes[i]->fwd_s;
+    *bwd_s = g->nodes[i]->bwd_s;
+}
+
+void lp_graph_set_step(lp_graph *g, uint64_t seed, uint64_t step)
+{
+    g->seed = seed;
+    g->step = step;
+}
