@@ -20,7 +20,9 @@ ifeq ($(SANITIZE),1)
   BIN     := $(BUILD)/bin
 endif
 
-LIB_SRC  := $(wildcard core/*.c ops/*.c graph/*.c) $(filter-out experiments/main.c,$(wildcard experiments/*.c))
+CLI_SRC  := experiments/main.c $(wildcard experiments/cli_*.c)
+LIB_SRC  := $(wildcard core/*.c ops/*.c graph/*.c) $(filter-out $(CLI_SRC),$(wildcard experiments/*.c))
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -43,9 +45,9 @@ $(BUILD)/libloupe.a: $(LIB_OBJ)
 $(BUILD)/libloupe.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/loupe: $(BUILD)/experiments/main.o $(BUILD)/libloupe.a
+$(BIN)/loupe: $(CLI_OBJ) $(BUILD)/libloupe.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(BUILD)/libloupe.a -Wl,--no-whole-archive $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) -Wl,--whole-archive $(BUILD)/libloupe.a -Wl,--no-whole-archive $(LDLIBS)
 
 plugins: $(PLUGINS)
 $(BUILD)/plugins/%.so: ops/plugins/%.c ops/loupe_op.h core/lp_base.h

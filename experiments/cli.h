@@ -1,0 +1,49 @@
+/* cli.h - the `loupe` command: one function per subcommand, shared helpers.
+ *
+ * Exit codes (lp_status_exit_code): 0 ok, 1 internal/OOM, 2 usage/config/shape/
+ * plugin, 3 data or I/O, 4 database, 5 NaN/Inf loss, 130 interrupted.
+ */
+#ifndef LP_CLI_H
+#define LP_CLI_H
+
+#include "error.h"
+#include <stdbool.h>
+
+int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_predict(int argc, char **argv);
+int cli_summary(int argc, char **argv);
+int cli_runs(int argc, char **argv);
+int cli_export(int argc, char **argv);
+int cli_ops(int argc, char **argv);
+int cli_gradcheck(int argc, char **argv);
+int cli_data(int argc, char **argv);
+
+/* Print "loupe: <status name>: <message>" on stderr; return the exit code. */
+int cli_fail(const lp_error *err);
+/* Print a usage error and a pointer to --help; returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool cli_is_help(const char *arg);
+/* Parse a whole decimal integer in [lo, hi]; false if it is not one. */
+bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+
+/* Options most commands share. */
+#define CLI_MAX_LIST 64
+typedef struct cli_common {
+    const char *sets[CLI_MAX_LIST];    /* --set k=v */
+    int n_sets;
+    const char *plugins[CLI_MAX_LIST]; /* --plugin PATH */
+    int n_plugins;
+    const char *db;                    /* --db PATH */
+    int threads;                       /* --threads N (0: config / all cores) */
+    bool json;                         /* --json */
+} cli_common;
+
+/* If argv[*i] is a shared option, consume it (and its value) and return 1; 0 if
+ * not one; -1 on a malformed one (message printed). */
+int cli_common_option(const char *cmd, int argc, char **argv, int *i, cli_common *c);
+
+/* Load --plugin paths; LP_OK or the first failure. */
+lp_status cli_load_plugins(const cli_common *c, lp_error *err);
+
+#endif

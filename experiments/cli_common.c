@@ -1,0 +1,92 @@
+/* cli_common.c - helpers every subcommand shares. */
+#include "cli.h"
+
+#include "registry.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(const lp_error *err)
+{
+    fprintf(stderr, "loupe: %s: %s\n", lp_status_name(err->status), err->msg);
+    return lp_status_exit_code(err->status);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loupe %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see `loupe %s --help`)\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+bool cli_is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
+
+bool cli_parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static int need_value(const char *cmd, int argc, char **argv, int i)
+{
+    if (i + 1 < argc) return 1;
+    cli_usage_error(cmd, "option %s needs a value", argv[i]);
+    return 0;
+}
+
+int cli_common_option(const char *cmd, int argc, char **argv, int *i, cli_common *c)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--json")) {
+        c->json = true;
+        return 1;
+    }
+    if (!strcmp(a, "--set") || !strcmp(a, "--plugin") || !strcmp(a, "--db") || !strcmp(a, "--threads")) {
+        if (!need_value(cmd, argc, argv, *i)) return -1;
+        const char *v = argv[++*i];
+        if (!strcmp(a, "--set") || !strcmp(a, "--plugin")) {
+            bool set = !strcmp(a, "--set");
+            int *n = set ? &c->n_sets : &c->n_plugins;
+            if (*n == CLI_MAX_LIST) {
+                cli_usage_error(cmd, "too many %s options (at most %d)", a, CLI_MAX_LIST);
+                return -1;
+            }
+            if (set && !strchr(v, '=')) {
+                cli_usage_error(cmd, "--set expects key.path=value, got '%s'", v);
+                return -1;
+            }
+            (set ? c->sets : c->plugins)[(*n)++] = v;
+        } else if (!strcmp(a, "--db")) {
+            c->db = v;
+        } else {
+            long long t;
+            if (!cli_parse_int(v, 1, 1024, &t)) {
+                cli_usage_error(cmd, "--threads expects a whole number from 1 to 1024, got '%s'", v);
+                return -1;
+            }
+            c->threads = (int)t;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+lp_status cli_load_plugins(const cli_common *c, lp_error *err)
+{
+    for (int i = 0; i < c->n_plugins; i++) {
+        lp_status s = lp_plugin_load(c->plugins[i], err);
+        if (s) return s;
+    }
+    return LP_OK;
+}

@@ -1,0 +1,53 @@
+/* main.c - `loupe`: dispatch to a subcommand. See cli.h for exit codes. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"train", cli_train, "train a model from an experiment YAML, recording the run"},
+    {"eval", cli_eval, "evaluate a trained model on the test set"},
+    {"predict", cli_predict, "classify one image (PGM file or test-set index)"},
+    {"summary", cli_summary, "layer table and parameter counts of one or more configs"},
+    {"runs", cli_runs, "list, show, compare, export or delete recorded runs"},
+    {"export", cli_export, "write a run's weights to a .safetensors file"},
+    {"ops", cli_ops, "list every op (built-in and plugins) with its attributes"},
+    {"gradcheck", cli_gradcheck, "finite-difference check of an op's backward"},
+    {"data", cli_data, "fetch and verify a dataset (mnist)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: loupe COMMAND [options]   (loupe COMMAND --help for details)\n\n"
+               "loupe trains small neural networks declared in YAML and records every run\n"
+               "in SQLite.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nfirst run:  loupe data mnist && loupe train configs/mnist_two_conv.yaml\n"
+               "exit codes: 0 ok, 2 usage/config, 3 data/I/O, 4 database, 5 NaN loss, 130 interrupted\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("loupe 0.1\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "loupe: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
