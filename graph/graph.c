@@ -50,6 +50,7 @@ struct lp_node {
     /* planned per batch */
     float *out, *out_grad;
     void *scratch;
+    void *state;                 /* lp_node_alloc_state, owned */
     /* profile */
     double fwd_s, bwd_s;
 };
@@ -260,6 +261,16 @@ int lp_node_add_param(lp_node *n, const char *suffix, lp_shape shape, lp_init in
     return n->n_params - 1;
 }
 
+void *lp_node_alloc_state(lp_node *n, size_t bytes)
+{
+    free(n->state);
+    n->state = calloc(1, bytes ? bytes : 1);
+    if (!n->state) lp_error_set(n->g->err, LP_ERR_NOMEM, "out of memory in node '%s'", n->name);
+    return n->state;
+}
+
+void *lp_node_state(const lp_node *n) { return n->state; }
+
 void lp_node_set_scratch(lp_node *n, size_t bytes_per_sample, size_t bytes_fixed)
 {
     n->scratch_per_sample = bytes_per_sample;
@@ -318,6 +329,7 @@ static void node_free(lp_node *n)
     lp_value_free(n->attrs);
     free(n->in);
     free(n->in_accumulate);
+    free(n->state);
     free(n);
 }
 

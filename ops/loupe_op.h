@@ -102,6 +102,13 @@ typedef enum lp_init {
  * index for lp_node_param(), or -1 after recording an error. */
 int lp_node_add_param(lp_node *n, const char *suffix, lp_shape shape, lp_init init, int fan_in);
 
+/* Per-node memory that lives as long as the graph, zeroed: keep here what setup
+ * read (stride, padding, alpha) for forward and backward to use. A descriptor is
+ * shared by all nodes of its op, so per-node settings cannot live in statics.
+ * Returns NULL (after recording an error) when out of memory. */
+void *lp_node_alloc_state(lp_node *n, size_t bytes);
+void *lp_node_state(const lp_node *n);
+
 /* Scratch kept from forward to backward (argmax, probabilities) or used as
  * workspace: bytes_per_sample * N + bytes_fixed, 64-byte aligned. */
 void lp_node_set_scratch(lp_node *n, size_t bytes_per_sample, size_t bytes_fixed);
