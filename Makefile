@@ -13,7 +13,9 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wno-unused
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm
 LDFLAGS  := -fopenmp -rdynamic
+PLUGIN_SAN :=
 ifeq ($(SANITIZE),1)
+  PLUGIN_SAN := -fsanitize=address,undefined
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
   BUILD   := $(BUILD)-san
@@ -52,7 +54,7 @@ $(BIN)/loupe: $(CLI_OBJ) $(BUILD)/libloupe.a
 plugins: $(PLUGINS)
 $(BUILD)/plugins/%.so: ops/plugins/%.c ops/loupe_op.h core/lp_base.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -Wall -Wextra -fPIC -shared -Iops -Icore $(if $(filter 1,$(SANITIZE)),-fsanitize=address,undefined) -o $@ $<
+	$(CC) -std=c11 -O2 -Wall -Wextra -fPIC -shared -Iops -Icore $(PLUGIN_SAN) -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libloupe.a
 	@mkdir -p $(dir $@)
