@@ -6,7 +6,9 @@
 #ifndef LP_CLI_H
 #define LP_CLI_H
 
+#include "config.h"
 #include "error.h"
+#include "graph.h"
 #include <stdbool.h>
 
 int cli_train(int argc, char **argv);
@@ -42,6 +44,9 @@ typedef struct cli_common {
 /* If argv[*i] is a shared option, consume it (and its value) and return 1; 0 if
  * not one; -1 on a malformed one (message printed). */
 int cli_common_option(const char *cmd, int argc, char **argv, int *i, cli_common *c);
+
+/* Load the plugins a config names, then build its graph. */
+lp_status cli_build_from_config(lp_experiment_config *cfg, lp_graph **g, lp_error *err);
 
 /* Load --plugin paths; LP_OK or the first failure. */
 lp_status cli_load_plugins(const cli_common *c, lp_error *err);
