@@ -13,6 +13,8 @@
  *   - nesting depth at most LP_YAML_MAX_DEPTH (64), counted while events arrive,
  *     so a bomb of 100000 '[' is rejected after reading 65 of them;
  *   - no anchors (&x) or aliases (*x): they allow cycles and expansion bombs;
+ *   - at most LP_YAML_MAX_KEYS (4096) keys in one map: duplicate checks are linear
+ *     per key, and a 1 MiB map of 100,000 keys would otherwise take ~40 s;
  *   - no duplicate map keys (the error names the line of the first one);
  *   - map keys are scalars; one document per file; no tags except !!str.
  *
@@ -34,6 +36,7 @@
 #define LP_YAML_MAX_FILE (1u << 20)
 #define LP_YAML_MAX_SCALAR (64u << 10)
 #define LP_YAML_MAX_DEPTH 64
+#define LP_YAML_MAX_KEYS 4096
 
 /* Read and parse the file at path. On success *out is the root (owned by the
  * caller, free with lp_value_free); on failure *out is NULL and err says why:

@@ -167,6 +167,11 @@ static lp_status attach(builder *b, lp_value *v, lp_loc loc)
     }
     if (!f->key) {
         /* A key. Containers as keys are refused when they open; here it is a scalar. */
+        if (f->node->count >= (int)LP_YAML_MAX_KEYS) {
+            lp_value_free(v);
+            return lp_error_at(b->err, LP_ERR_CONFIG, loc, "more than %u keys in one map",
+                               LP_YAML_MAX_KEYS);
+        }
         int first = lp_value_find(f->node, v->text);
         if (first >= 0) {
             lp_status s = lp_error_at(b->err, LP_ERR_CONFIG, loc,

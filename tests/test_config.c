@@ -168,6 +168,22 @@ Test(yaml, big_scalar_is_rejected)
     free(t);
 }
 
+Test(yaml, wide_map_is_rejected_quickly)
+{
+    /* Duplicate checks are linear per key: without a cap, 100,000 keys took ~40 s. */
+    size_t size = 16 * 100000, n = 0;
+    char *t = malloc(size);
+    for (int i = 0; i < 60000; i++) n += (size_t)sprintf(t + n, "k%d: 1\n", i);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    const char *msg = load_fail(t, n, LP_ERR_CONFIG);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    cr_assert_str_eq(msg, "t.yaml:4097:1: more than 4096 keys in one map");
+    cr_assert_lt(s, 1.0, "took %.3f s", s);
+    free(t);
+}
+
 Test(yaml, big_file_is_rejected)
 {
     char path[] = "/tmp/loupe_test_config_XXXXXX";
