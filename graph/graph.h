@@ -20,7 +20,7 @@
 
 /* One node as written in a config. */
 typedef struct lp_node_spec {
-    char *name;        /* unique; generated ("relu_2") when the config gives none */
+    char *name;        /* unique; generated ("relu2": op + count per op) when the config gives none */
     char *op;          /* registered op name */
     char **inputs;     /* names of producer nodes; "input" is the image */
     int n_inputs;
