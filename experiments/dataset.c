@@ -1,0 +1,162 @@
+/* dataset.c - MNIST / Fashion-MNIST from IDX files into floats; batch gather and shift. */
+#include "dataset.h"
+#include "idx.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LP_DATASET_CLASSES 10
+
+/* What we know about each dataset: where it lives and how to get it. */
+typedef struct dataset_info {
+    const char *name;
+    const char *title;
+    const char *default_dir;
+    const char *how_to_get;
+} dataset_info;
+
+static const dataset_info datasets[] = {
+    {"mnist", "MNIST", "data/mnist", "run `make data` or `loupe data mnist`"},
+    {"fashion", "Fashion-MNIST", "/usr/share/datasets/fashion-mnist",
+     "install it with `apt-get install dataset-fashion-mnist`"},
+};
+
+/* dir/stem, or dir/stem.gz when only that exists. false when neither does. */
+static bool find_file(const char *dir, const char *stem, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s", dir, stem);
+    if (access(path, F_OK) == 0) return true;
+    snprintf(path, size, "%s/%s.gz", dir, stem);
+    if (access(path, F_OK) == 0) return true;
+    snprintf(path, size, "%s/%s", dir, stem);   /* name the plain file in the message */
+    return false;
+}
+
+lp_status lp_dataset_load(const char *dataset, const char *dir, bool train_split, int limit,
+                          lp_dataset *out, lp_error *err)
+{
+    assert(dataset && out);
+    memset(out, 0, sizeof *out);
+    const dataset_info *info = NULL;
+    for (size_t i = 0; i < sizeof datasets / sizeof *datasets; i++)
+        if (strcmp(dataset, datasets[i].name) == 0) info = &datasets[i];
+    if (!info)
+        return lp_error_set(err, LP_ERR_ARG, "unknown dataset '%s' (expected mnist or fashion)",
+                            dataset);
+    if (limit < 0) return lp_error_set(err, LP_ERR_ARG, "data limit %d is negative", limit);
+    if (!dir) dir = info->default_dir;
+
+    const char *split = train_split ? "train" : "t10k";
+    char stem[64], img_path[4096], lab_path[4096];
+    snprintf(stem, sizeof stem, "%s-images-idx3-ubyte", split);
+    bool have_img = find_file(dir, stem, img_path, sizeof img_path);
+    snprintf(stem, sizeof stem, "%s-labels-idx1-ubyte", split);
+    bool have_lab = find_file(dir, stem, lab_path, sizeof lab_path);
+    if (!have_img || !have_lab)
+        return lp_error_set(err, LP_ERR_IO, "%s not found: no %s (or .gz): %s", info->title,
+                            have_img ? lab_path : img_path, info->how_to_get);
+
+    uint8_t *px = NULL, *lab = NULL;
+    int n_img = 0, rows = 0, cols = 0, n_lab = 0;
+    lp_status s = lp_idx_read_images(img_path, &px, &n_img, &rows, &cols, err);
+    if (!s) s = lp_idx_read_labels(lab_path, LP_DATASET_CLASSES, &lab, &n_lab, err);
+    if (!s && n_img != n_lab)
+        s = lp_error_set(err, LP_ERR_DATA, "%s has %d images but %s has %d labels", img_path,
+                         n_img, lab_path, n_lab);
+    int n = limit > 0 && limit < n_img ? limit : n_img;
+    size_t per = (size_t)rows * (size_t)cols;
+    if (!s) {
+        out->images = malloc((size_t)n * per * sizeof(float));
+        out->labels = malloc((size_t)n * sizeof(int32_t));
+        if (!out->images || !out->labels)
+            s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for %d images of %dx%d", n, rows,
+                             cols);
+    }
+    if (!s) {
+        /* multiply by the reciprocal: x/255 the same way on every machine */
+        const float inv = 1.0f / 255.0f;
+        for (size_t i = 0; i < (size_t)n * per; i++) out->images[i] = (float)px[i] * inv;
+        for (int i = 0; i < n; i++) out->labels[i] = lab[i];
+        out->n = n;
+        out->c = 1;
+        out->h = rows;
+        out->w = cols;
+        out->classes = LP_DATASET_CLASSES;
+    }
+    free(px);
+    free(lab);
+    if (s) lp_dataset_free(out);
+    return s;
+}
+
+void lp_dataset_normalize(lp_dataset *d, float mean, float std)
+{
+    assert(d && std > 0);
+    size_t total = (size_t)d->n * d->c * d->h * d->w;
+    for (size_t i = 0; i < total; i++) d->images[i] = (d->images[i] - mean) / std;
+}
+
+void lp_dataset_free(lp_dataset *d)
+{
+    if (!d) return;
+    free(d->images);
+    free(d->labels);
+    memset(d, 0, sizeof *d);
+}
+
+void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out, int32_t *y_out)
+{
+    assert(d && idx && x_out && n >= 0);
+    size_t per = (size_t)d->c * d->h * d->w;
+    for (int i = 0; i < n; i++) {
+        int k = idx[i];
+        assert(k >= 0 && k < d->n);
+        memcpy(x_out + (size_t)i * per, d->images + (size_t)k * per, per * sizeof(float));
+        if (y_out) y_out[i] = d->labels[k];
+    }
+}
+
+/* Shift one h x w plane by (dy, dx) in place. Rows are visited so that a source row
+ * is read before it is overwritten (bottom-up when moving down); within a row memmove
+ * handles the overlap. */
+static void shift_plane(float *p, int h, int w, int dy, int dx, float fill)
+{
+    int adx = dx < 0 ? -dx : dx;
+    int keep = w - adx;   /* columns that survive in each row */
+    for (int k = 0; k < h; k++) {
+        int y = dy > 0 ? h - 1 - k : k;
+        int sy = y - dy;
+        float *dst = p + (size_t)y * w;
+        if (sy < 0 || sy >= h || keep <= 0) {
+            for (int x = 0; x < w; x++) dst[x] = fill;
+            continue;
+        }
+        const float *src = p + (size_t)sy * w;
+        if (dx >= 0) {
+            memmove(dst + dx, src, (size_t)keep * sizeof(float));
+            for (int x = 0; x < dx; x++) dst[x] = fill;
+        } else {
+            memmove(dst, src + adx, (size_t)keep * sizeof(float));
+            for (int x = keep; x < w; x++) dst[x] = fill;
+        }
+    }
+}
+
+void lp_augment_shift(float *x, int n, int c, int h, int w, int max_shift, lp_rng *rng,
+                      float fill)
+{
+    assert(x && rng && n >= 0 && c >= 1 && h >= 1 && w >= 1 && max_shift >= 0);
+    if (max_shift == 0) return;
+    uint32_t span = 2u * (uint32_t)max_shift + 1u;
+    size_t plane = (size_t)h * w;
+    for (int i = 0; i < n; i++) {
+        int dy = (int)lp_rng_below(rng, span) - max_shift;
+        int dx = (int)lp_rng_below(rng, span) - max_shift;
+        if (dy == 0 && dx == 0) continue;
+        for (int ch = 0; ch < c; ch++)
+            shift_plane(x + ((size_t)i * c + ch) * plane, h, w, dy, dx, fill);
+    }
+}

@@ -1,0 +1,59 @@
+/* dataset.h - a labelled image set in memory, and the batching helpers of a step.
+ *
+ *   lp_dataset train;
+ *   if (lp_dataset_load("mnist", "data/mnist", true, 0, &train, &err)) ... err.msg ...
+ *   lp_dataset_normalize(&train, 0.1307f, 0.3081f);
+ *   ... per step, into buffers planned once:
+ *   lp_dataset_gather(&train, order + start, n, x, y);
+ *   lp_augment_shift(x, n, train.c, train.h, train.w, 2, &rng, -0.1307f / 0.3081f);
+ *   lp_dataset_free(&train);
+ *
+ * The whole set is held as float [n, c, h, w] (MNIST train: 188 MB) so a step only
+ * copies; gather and augment never allocate.
+ */
+#ifndef LP_DATASET_H
+#define LP_DATASET_H
+
+#include "error.h"
+#include "rng.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct lp_dataset {
+    int n, c, h, w;     /* samples, channels, height, width */
+    int classes;        /* labels are in [0, classes) */
+    float *images;      /* [n, c, h, w], pixel / 255 (then normalised, if asked) */
+    int32_t *labels;    /* [n] */
+} lp_dataset;
+
+/* Load a split of a dataset: "mnist" (DIR holds train-images-idx3-ubyte etc., raw or
+ * .gz; `make data` fetches them) or "fashion" (Fashion-MNIST, same names, from the
+ * Debian package dataset-fashion-mnist). dir NULL means the default: "data/mnist" or
+ * "/usr/share/datasets/fashion-mnist". train_split picks train-* or t10k-*. limit > 0
+ * keeps the first `limit` samples (all if there are fewer); 0 keeps all.
+ * Errors: LP_ERR_ARG for an unknown dataset name or a negative limit; LP_ERR_IO when
+ * the files are missing (the message says how to get them); LP_ERR_DATA for a corrupt
+ * file (see idx.h) or image and label counts that differ; LP_ERR_NOMEM.
+ * On error *out is left empty (lp_dataset_free is safe on it). */
+lp_status lp_dataset_load(const char *dataset, const char *dir, bool train_split, int limit,
+                          lp_dataset *out, lp_error *err);
+
+/* x = (x - mean) / std on every pixel, in place; std > 0. */
+void lp_dataset_normalize(lp_dataset *d, float mean, float std);
+
+/* Free what load allocated and zero *d (safe on a zeroed or already freed dataset). */
+void lp_dataset_free(lp_dataset *d);
+
+/* Copy samples idx[0..n) into contiguous batch buffers: x_out [n, c, h, w] and
+ * y_out [n] (y_out may be NULL). Each idx[i] must be in [0, d->n). No allocation. */
+void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out, int32_t *y_out);
+
+/* Random translation of each sample of x [n, c, h, w], in place: one (dy, dx) per
+ * sample, each uniform in [-max_shift, max_shift], the same for all its channels;
+ * pixels shifted out are lost and exposed ones get `fill` (what a 0 pixel is after
+ * normalisation). Draws exactly two numbers from rng per sample, so a seed fixes the
+ * result. max_shift >= 0 (0: no change, no draws). No allocation. */
+void lp_augment_shift(float *x, int n, int c, int h, int w, int max_shift, lp_rng *rng,
+                      float fill);
+
+#endif
