@@ -1,0 +1,225 @@
+#include "train.h"
+
+#include "rng.h"
+#include "shape.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+void lp_train_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+bool lp_train_stop_requested(void) { return stop_requested != 0; }
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int eval_batch_of(const lp_train_options *o) { return o->eval_batch > 0 ? o->eval_batch : 500; }
+
+lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
+                          const lp_dataset *test, const lp_train_options *opt, lp_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->graph = g;
+    t->train = train;
+    t->test = test;
+    t->opt = *opt;
+    if (opt->batch_size < 1) return lp_error_set(err, LP_ERR_ARG, "batch size must be at least 1");
+    long long per_sample = lp_shape_numel(lp_graph_input_shape(g));
+    if (per_sample != (long long)train->c * train->h * train->w)
+        return lp_error_set(err, LP_ERR_SHAPE,
+                            "model input has %lld values per image, the data has %d x %d x %d",
+                            per_sample, train->c, train->h, train->w);
+    int max_batch = opt->batch_size > eval_batch_of(opt) ? opt->batch_size : eval_batch_of(opt);
+    lp_status s = lp_graph_plan(g, max_batch, err);
+    if (s) return s;
+    s = lp_optim_init(&t->optim, &opt->optim, lp_graph_param_floats(g), err);
+    if (s) return s;
+    t->order = malloc((size_t)train->n * sizeof *t->order);
+    t->x = malloc((size_t)max_batch * (size_t)per_sample * sizeof *t->x);
+    t->y = malloc((size_t)max_batch * sizeof *t->y);
+    if (!t->order || !t->x || !t->y) {
+        lp_trainer_free(t);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory for batch buffers");
+    }
+    return LP_OK;
+}
+
+void lp_trainer_free(lp_trainer *t)
+{
+    lp_optim_free(&t->optim);
+    free(t->order);
+    free(t->x);
+    free(t->y);
+    t->order = NULL;
+    t->x = NULL;
+    t->y = NULL;
+}
+
+/* Count of rows of logits[n, k] whose arg-max equals the label. */
+static int count_correct(const float *logits, const int32_t *y, int n, int k)
+{
+    int correct = 0;
+    for (int i = 0; i < n; i++) {
+        const float *row = logits + (size_t)i * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (row[j] > row[best]) best = j;
+        correct += best == y[i];
+    }
+    return correct;
+}
+
+void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc)
+{
+    int k = (int)lp_shape_numel(lp_graph_logits_shape(g));
+    double loss_sum = 0;
+    long long correct = 0;
+    size_t per = (size_t)d->c * d->h * d->w;
+    for (int start = 0; start < d->n; start += batch) {
+        int n = d->n - start < batch ? d->n - start : batch;
+        /* Test batches are contiguous: read them in place, no copy. */
+        const float *x = d->images + (size_t)start * per;
+        const int32_t *y = d->labels + start;
+        loss_sum += (double)lp_graph_forward(g, x, y, n, false) * n;
+        correct += count_correct(lp_graph_logits(g), y, n, k);
+    }
+    *loss = d->n ? loss_sum / d->n : 0;
+    *acc = d->n ? (double)correct / d->n : 0;
+}
+
+static void format_eta(double s, char *buf, size_t size)
+{
+    if (s < 0 || s > 359999) s = 0;
+    int sec = (int)(s + 0.5);
+    if (sec >= 3600) snprintf(buf, size, "%dh%02dm", sec / 3600, sec / 60 % 60);
+    else if (sec >= 60) snprintf(buf, size, "%dm%02ds", sec / 60, sec % 60);
+    else snprintf(buf, size, "%ds", sec);
+}
+
+static void draw_progress(int epoch, int epochs, int done, int total, double elapsed,
+                          double loss, double acc)
+{
+    const int width = 24;
+    int filled = total ? (int)((long long)done * width / total) : width;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+    bar[width] = '\0';
+    double rate = elapsed > 0 ? done / elapsed : 0;
+    char eta[16];
+    format_eta(rate > 0 ? (total - done) / rate : 0, eta, sizeof eta);
+    fprintf(stderr, "\repoch %d/%d [%s] %3d%% %7.0f img/s ETA %-6s loss %.4f acc %.2f%%\033[K",
+            epoch, epochs, bar, total ? (int)(100LL * done / total) : 100, rate, eta, loss,
+            100 * acc);
+    fflush(stderr);
+}
+
+lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_epoch_result *last,
+                         lp_error *err)
+{
+    const lp_train_options *o = &t->opt;
+    const lp_dataset *d = t->train;
+    lp_graph *g = t->graph;
+    FILE *log = o->log ? o->log : stderr;
+    int k = (int)lp_shape_numel(lp_graph_logits_shape(g));
+    int steps_per_epoch = (d->n + o->batch_size - 1) / o->batch_size;
+    long long step = (long long)t->start_epoch * steps_per_epoch;
+    float *params = lp_graph_params(g);
+    const float *grads = lp_graph_grads(g);
+
+    for (int epoch = t->start_epoch; epoch < o->epochs; epoch++) {
+        lp_rng rng;
+        lp_rng_seed(&rng, lp_rng_derive(o->seed, 1000 + (uint64_t)epoch));
+        for (int i = 0; i < d->n; i++) t->order[i] = i;
+        if (o->shuffle) lp_rng_shuffle(&rng, t->order, d->n);
+
+        double t0 = now_s(), last_draw = 0, loss_sum = 0;
+        long long correct = 0;
+        int seen = 0;
+        float lr = o->optim.lr;
+        for (int b = 0; b < steps_per_epoch; b++) {
+            int start = b * o->batch_size;
+            int n = d->n - start < o->batch_size ? d->n - start : o->batch_size;
+            lp_dataset_gather(d, t->order + start, n, t->x, t->y);
+            if (o->augment_shift > 0)
+                lp_augment_shift(t->x, n, d->c, d->h, d->w, o->augment_shift, &rng, o->augment_fill);
+            lr = lp_schedule_lr(&o->schedule, o->optim.lr, epoch + (double)b / steps_per_epoch,
+                                o->epochs);
+            lp_graph_set_step(g, o->seed, (uint64_t)step);
+            float loss = lp_graph_forward(g, t->x, t->y, n, true);
+            if (!isfinite(loss))
+                return lp_error_set(err, LP_ERR_NUMERIC,
+                                    "loss became %s in epoch %d at step %lld (batch %d of %d): "
+                                    "try a smaller learning rate (now %g)",
+                                    isnan(loss) ? "NaN" : "infinite", epoch + 1, step + 1, b + 1,
+                                    steps_per_epoch, lr);
+            lp_graph_backward(g, NULL);
+            lp_optim_step(&t->optim, params, grads, lr);
+            step++;
+            loss_sum += (double)loss * n;
+            correct += count_correct(lp_graph_logits(g), t->y, n, k);
+            seen += n;
+            if (o->progress) {
+                double el = now_s() - t0;
+                if (el - last_draw > 0.1 || b == steps_per_epoch - 1) {
+                    draw_progress(epoch + 1, o->epochs, seen, d->n, el, loss_sum / seen,
+                                  (double)correct / seen);
+                    last_draw = el;
+                }
+            }
+            if (lp_train_stop_requested()) {
+                if (o->progress) fputc('\n', stderr);
+                return lp_error_set(err, LP_ERR_INTERRUPTED,
+                                    "interrupted in epoch %d at step %lld (batch %d of %d); "
+                                    "epochs before it are kept",
+                                    epoch + 1, step, b + 1, steps_per_epoch);
+            }
+        }
+        lp_epoch_result r = {.epoch = epoch + 1, .step = step, .lr = lr};
+        r.seconds = now_s() - t0;
+        r.train_loss = loss_sum / seen;
+        r.train_acc = (double)correct / seen;
+        r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
+        lp_evaluate(g, t->test, eval_batch_of(o), &r.test_loss, &r.test_acc);
+        if (o->progress) fputc('\n', stderr);
+        if (!o->quiet)
+            fprintf(log,
+                    "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  "
+                    "lr %.4g  %.2fs  %.0f img/s\n",
+                    r.epoch, o->epochs, r.train_loss, 100 * r.train_acc, r.test_loss,
+                    100 * r.test_acc, r.lr, r.seconds, r.images_per_s);
+        fflush(log);
+        if (last) *last = r;
+        if (hook) {
+            lp_status s = hook(hook_ctx, &r, err);
+            if (s) return s;
+        }
+        if (lp_train_stop_requested())
+            return lp_error_set(err, LP_ERR_INTERRUPTED,
+                                "interrupted after epoch %d (it is kept)", epoch + 1);
+    }
+    return LP_OK;
+}

@@ -1,0 +1,83 @@
+/* train.h - the training loop: epochs of shuffled mini-batches, evaluation on the
+ * test set, progress, Ctrl-C, and a hook after every epoch.
+ *
+ * The loop knows nothing of SQLite or YAML: the caller fills lp_train_options,
+ * hands in a built graph and the data, and records each epoch in its hook
+ * (the CLI commits metrics and a checkpoint there, in one transaction).
+ *
+ * Determinism: the shuffle and augmentation of epoch e come from a generator
+ * seeded with (seed, e), so a run resumed at epoch e sees exactly the batches an
+ * uninterrupted run would, with no generator state to save.
+ */
+#ifndef LP_TRAIN_H
+#define LP_TRAIN_H
+
+#include "dataset.h"
+#include "graph.h"
+#include "optim.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct lp_train_options {
+    int epochs;
+    int batch_size;
+    uint64_t seed;
+    bool shuffle;
+    int augment_shift;        /* random translation of up to this many pixels (0 = off) */
+    float augment_fill;       /* value of a blank pixel after normalisation */
+    lp_optim_config optim;
+    lp_schedule_config schedule;
+    int eval_batch;           /* batch size for evaluation (0: 500) */
+    bool progress;            /* redraw a progress bar on stderr (a terminal) */
+    bool quiet;               /* no per-epoch lines either */
+    FILE *log;                /* where epoch lines go (stderr if NULL) */
+} lp_train_options;
+
+typedef struct lp_epoch_result {
+    int epoch;                /* 1-based */
+    long long step;           /* optimizer steps taken so far */
+    double train_loss, train_acc;
+    double test_loss, test_acc;
+    double lr;                /* at the end of the epoch */
+    double seconds;           /* wall time of the training part */
+    double images_per_s;
+} lp_epoch_result;
+
+/* Called after each epoch's evaluation. Return LP_OK to go on; anything else
+ * stops training with that status (the error explains). */
+typedef lp_status (*lp_epoch_hook)(void *ctx, const lp_epoch_result *r, lp_error *err);
+
+typedef struct lp_trainer {
+    lp_graph *graph;
+    lp_optimizer optim;
+    const lp_dataset *train, *test;
+    lp_train_options opt;
+    int start_epoch;          /* 0 for a new run; E to resume after E committed epochs */
+    /* private */
+    int *order;
+    float *x;
+    int32_t *y;
+} lp_trainer;
+
+/* Prepare: plan the graph for the batch sizes, allocate the optimizer state and
+ * the batch buffers (all allocation happens here, none in the loop). */
+lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
+                          const lp_dataset *test, const lp_train_options *opt, lp_error *err);
+void lp_trainer_free(lp_trainer *t);
+
+/* Run epochs start_epoch+1 .. opt.epochs. Stops on NaN/Inf loss (LP_ERR_NUMERIC,
+ * naming epoch and step), on Ctrl-C/SIGTERM (LP_ERR_INTERRUPTED), or when the
+ * hook fails. The last epoch result is copied to *last if not NULL. */
+lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_epoch_result *last,
+                         lp_error *err);
+
+/* Loss and accuracy of g on d (eval mode), batches of `batch` (g planned for it). */
+void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc);
+
+/* Install SIGINT/SIGTERM handlers that ask the loop to stop after the current
+ * batch; lp_train_stop_requested() tells whether one came. */
+void lp_train_catch_signals(void);
+bool lp_train_stop_requested(void);
+
+#endif
