@@ -705,7 +705,8 @@ Test(graph_config, shape_mismatch_names_the_node)
 Test(graph_config, unknown_attribute_points_at_the_key)
 {
     const char *msg = build_fail("name: t\nmodel:\n  input: [1, 28, 28]\n  layers:\n"
-                                 "    - {op: conv2d, filters: 4, kernal: 3}\n",
+                                 "    - {op: conv2d, filters: 4, kernel: 3, strid: 2}\n",
                                  LP_ERR_CONFIG);
-    assert_prefix(msg, "g.yaml:5:31: node 'conv2d1' (conv2d): ");
+    assert_prefix(msg, "g.yaml:5:43: node 'conv2d1' (conv2d): unknown attribute 'strid'");
+    assert_contains(msg, "did you mean 'stride'?");
 }
