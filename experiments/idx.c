@@ -131,8 +131,9 @@ static lp_status read_header(idx_file *x, uint32_t magic, int ndim, uint32_t *di
     }
     if (got < (long long)hlen)
         return lp_error_set(err, LP_ERR_DATA,
-                            "%s: too short for an IDX %s header: %lld bytes, need %zu", path,
-                            kind_name(magic), got, hlen);
+                            "%s: too short for an IDX %s header: %lld bytes, need %zu%s", path,
+                            kind_name(magic), got, hlen,
+                            x->gz_truncated ? " (truncated gzip file)" : "");
 
     long long total = 1;
     for (int i = 0; i < ndim; i++) {
@@ -236,6 +237,14 @@ static lp_status read_payload(idx_file *x, uint32_t magic, long long payload, ui
     if (rest < 0) {
         free(buf);
         return err ? err->status : LP_ERR_DATA;
+    }
+    if (x->gz_truncated) {
+        /* all the data came, but the gzip trailer (CRC, length) did not: unverified */
+        free(buf);
+        return lp_error_set(err, LP_ERR_DATA,
+                            "%s: truncated gzip file: the compressed stream ends before its "
+                            "checksum trailer",
+                            path);
     }
     if (rest > 0) {
         free(buf);
