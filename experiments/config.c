@@ -347,12 +347,15 @@ static lp_status read_plugins(lp_value *root, const char *path, lp_experiment_co
         if (lp_value_as_string(v->items[i], "plugins", &p, err)) return LP_ERR_CONFIG;
         if (!*p) return lp_error_at(err, LP_ERR_CONFIG, v->items[i]->loc, "plugins: empty path");
         cfg->plugins[i] = strdup(p);
-        size_t size = strlen(p) + (size_t)dir_len + 2;
+        size_t size = strlen(p) + (size_t)dir_len + 3;
         cfg->plugin_paths[i] = malloc(size);
         if (!cfg->plugins[i] || !cfg->plugin_paths[i]) return nomem(err);
         cfg->n_plugins = i + 1;
-        if (p[0] == '/' || !slash)
+        /* Always with a '/': dlopen("x.so") would search the library path, not here. */
+        if (p[0] == '/')
             snprintf(cfg->plugin_paths[i], size, "%s", p);
+        else if (!slash)
+            snprintf(cfg->plugin_paths[i], size, "./%s", p);
         else
             snprintf(cfg->plugin_paths[i], size, "%.*s/%s", dir_len, path, p);
     }

@@ -511,6 +511,12 @@ Test(config, plugins_resolve_against_the_yaml_directory)
     cr_assert_str_eq(cfg.plugin_paths[0], "dir/sub/plugins/leaky.so");
     cr_assert_str_eq(cfg.plugin_paths[1], "/opt/x.so");
     lp_config_free(&cfg);
+    /* A config in the current directory: still a path, never a library-path search. */
+    const char *text = MODEL "plugins: [p.so]\n";
+    lp_error err = {0};
+    cr_assert_eq(lp_config_load_string(text, strlen(text), "here.yaml", NULL, 0, &cfg, &err), LP_OK);
+    cr_assert_str_eq(cfg.plugin_paths[0], "./p.so");
+    lp_config_free(&cfg);
 }
 
 Test(config, spec_by_hand)
