@@ -121,6 +121,12 @@ lp_status lp_node_fail_attr(lp_node *n, const char *key, const char *fmt, ...)
 
 int lp_attr_present(lp_node *n, const char *key) { return lp_value_find(n->attrs, key) >= 0; }
 
+int lp_attr_is_list(lp_node *n, const char *key)
+{
+    int i = lp_value_find(n->attrs, key);
+    return i >= 0 && n->attrs->items[i]->kind == LP_VALUE_LIST;
+}
+
 static lp_status attr_what(lp_node *n, const char *key, char *buf, size_t size)
 {
     snprintf(buf, size, "node '%s' (%s): attribute '%s'", n->name, n->op->name, key);

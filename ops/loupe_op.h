@@ -81,6 +81,10 @@ lp_status lp_attr_pair_required(lp_node *n, const char *key, int out[2]);
 /* String attribute; *out stays valid for the graph's life. */
 lp_status lp_attr_string(lp_node *n, const char *key, const char *def, const char **out);
 int lp_attr_present(lp_node *n, const char *key);
+/* 1 when the attribute is present and written as a list ("[3, 5]"), else 0. Lets an
+ * op accept a word or a pair in one attribute (conv2d padding: same | 1 | [1, 2])
+ * without a failed typed read recording an error. */
+int lp_attr_is_list(lp_node *n, const char *key);
 
 /* Report a setup failure: "<file:line:col>: node 'conv1' (conv2d): <message>".
  * Returns LP_ERR_SHAPE so `return lp_node_fail(n, ...)` reads well. The _attr
