@@ -1,0 +1,104 @@
+/* dense.c - fully connected layer: y = W x + b.
+ *
+ * Input [I] per sample, output [units]. Weight [units, I] (PyTorch layout, so a
+ * checkpoint maps onto nn.Linear unchanged), bias [units]. The batch is one GEMM:
+ * Y[N,U] = X[N,I] * W^T. He init with fan_in = I.
+ */
+#include "compute.h"
+#include "loupe_op.h"
+#include "shape.h"
+
+#include <string.h>
+
+typedef struct dense_state {
+    int units, inputs;
+    int bias;   /* has a bias parameter */
+} dense_state;
+
+/* `bias` is read as a word so YAML's `bias: false` works: true/false, yes/no, 1/0. */
+static lp_status read_bias(lp_node *n, int *out)
+{
+    const char *s;
+    lp_status st = lp_attr_string(n, "bias", "true", &s);
+    if (st) return st;
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "yes") || !strcmp(s, "1")) *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "no") || !strcmp(s, "0")) *out = 0;
+    else return lp_node_fail_attr(n, "bias", "bias must be true or false, got '%s'", s);
+    return LP_OK;
+}
+
+static lp_status dense_setup(lp_node *n)
+{
+    int units, bias = 1;
+    lp_status s = lp_attr_int_required(n, "units", &units);
+    if (!s) s = read_bias(n, &bias);
+    if (s) return s;
+    if (units < 1) return lp_node_fail_attr(n, "units", "units must be at least 1, got %d", units);
+    lp_shape in = lp_node_in_shape(n, 0);
+    char buf[64];
+    if (in.ndim != 1)
+        return lp_node_fail(n, "expects a flat [features] input, got %s: add a `flatten` layer "
+                               "before this dense layer",
+                            lp_shape_str(in, buf, sizeof buf));
+    dense_state *st = lp_node_alloc_state(n, sizeof *st);
+    if (!st) return LP_ERR_NOMEM;
+    *st = (dense_state){units, in.dims[0], bias};
+    if (lp_node_add_param(n, "weight", (lp_shape){2, {units, in.dims[0]}}, LP_INIT_HE, in.dims[0]) < 0)
+        return LP_ERR_SHAPE;
+    if (bias && lp_node_add_param(n, "bias", (lp_shape){1, {units}}, LP_INIT_ZERO, 0) < 0)
+        return LP_ERR_SHAPE;
+    return lp_node_set_out_shape(n, (lp_shape){1, {units}});
+}
+
+static void dense_forward(lp_node *n)
+{
+    const dense_state *st = lp_node_state(n);
+    int N = lp_node_batch(n), U = st->units, I = st->inputs;
+    const float *x = lp_node_in(n, 0);   /* [N, I] */
+    const float *w = lp_node_param(n, 0); /* [U, I] */
+    float *y = lp_node_out(n);           /* [N, U] */
+    if (st->bias) {
+        const float *b = lp_node_param(n, 1);
+        for (int i = 0; i < N; i++) memcpy(y + (size_t)i * U, b, (size_t)U * sizeof(float));
+    }
+    lp_sgemm(false, true, N, U, I, 1.0f, x, I, w, I, st->bias ? 1.0f : 0.0f, y, U);
+}
+
+static void dense_backward(lp_node *n)
+{
+    const dense_state *st = lp_node_state(n);
+    int N = lp_node_batch(n), U = st->units, I = st->inputs;
+    const float *x = lp_node_in(n, 0);
+    const float *w = lp_node_param(n, 0);
+    const float *dy = lp_node_out_grad(n); /* [N, U] */
+    /* dW[U,I] += dY^T[U,N] X[N,I] */
+    lp_sgemm(true, false, U, I, N, 1.0f, dy, U, x, I, 1.0f, lp_node_param_grad(n, 0), I);
+    if (st->bias) {
+        float *db = lp_node_param_grad(n, 1);
+        for (int i = 0; i < N; i++)
+            for (int u = 0; u < U; u++) db[u] += dy[(size_t)i * U + u];
+    }
+    float *dx = lp_node_in_grad(n, 0);
+    /* dX[N,I] = dY[N,U] W[U,I]; beta 0 overwrites what the graph left there. */
+    if (dx)
+        lp_sgemm(false, false, N, I, U, 1.0f, dy, U, w, I,
+                 lp_node_in_grad_accumulate(n, 0) ? 1.0f : 0.0f, dx, I);
+}
+
+static const lp_attr_doc dense_attrs[] = {
+    {"units", "int", NULL, "output features"},
+    {"bias", "bool", "true", "add a learned bias (true/false)"},
+    {NULL, NULL, NULL, NULL},
+};
+
+const lp_op lp_op_dense = {
+    LP_OP_HEADER,
+    .name = "dense",
+    .summary = "fully connected: [I] -> [units], weight [units, I]",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .attrs = dense_attrs,
+    .setup = dense_setup,
+    .forward = dense_forward,
+    .backward = dense_backward,
+};
