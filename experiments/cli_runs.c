@@ -1,0 +1,286 @@
+/* cli_runs.c - `loupe runs list|show|compare|export|delete`: the runs database
+ * from the command line (plain `sqlite3 runs.db` works too: docs/runs-db.md). */
+#include "cli.h"
+
+#include "runsdb.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(void)
+{
+    printf("usage: loupe runs list [--name PATTERN] [--status S] [--param KEY=VALUE]...\n"
+           "                       [--order-by FIELD] [--asc] [--limit N] [--db PATH] [--json]\n"
+           "       loupe runs show RUN [--db PATH]\n"
+           "       loupe runs compare RUN RUN... [--db PATH]\n"
+           "       loupe runs export RUN (--csv | --json) [--db PATH]\n"
+           "       loupe runs delete RUN [--db PATH]\n\n"
+           "list: newest first. PATTERN is an SQL LIKE pattern (mnist%%); S is running,\n"
+           "completed, failed or interrupted; --param keeps runs whose setting equals\n"
+           "VALUE (e.g. train.optimizer.lr=0.05); FIELD is id, name, started, duration,\n"
+           "best_test_acc, final_test_acc or SPLIT/METRIC (test/loss).\n"
+           "show: config, settings, per-epoch metrics and checkpoints of one run.\n"
+           "compare: settings that differ, then final metrics side by side.\n"
+           "export: every metric row as CSV or JSON on stdout.\n");
+}
+
+static const char *pct(double v, char *buf, size_t size)
+{
+    if (isnan(v)) snprintf(buf, size, "-");
+    else snprintf(buf, size, "%.2f%%", 100 * v);
+    return buf;
+}
+
+static lp_status open_db(const cli_common *c, lp_runsdb **db, lp_error *err)
+{
+    return lp_runsdb_open_readonly(c->db ? c->db : "runs.db", db, err);
+}
+
+static int runs_list(int argc, char **argv)
+{
+    cli_common c = {0};
+    lp_run_filter f = {0};
+    const char *keys[CLI_MAX_LIST], *values[CLI_MAX_LIST];
+    char kv_store[CLI_MAX_LIST][256];
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        int r = cli_common_option("runs list", argc, argv, &i, &c);
+        if (r < 0) return 2;
+        if (r == 1) continue;
+        if (!strcmp(s, "--asc")) { f.ascending = true; continue; }
+        if (i + 1 >= argc) return cli_usage_error("runs", "unknown option '%s' (or it needs a value)", s);
+        const char *v = argv[++i];
+        if (!strcmp(s, "--name")) f.name_like = v;
+        else if (!strcmp(s, "--status")) f.status = v;
+        else if (!strcmp(s, "--order-by")) f.order_by = v;
+        else if (!strcmp(s, "--limit")) {
+            long long n;
+            if (!cli_parse_int(v, 1, 1000000, &n)) return cli_usage_error("runs", "--limit expects a positive number");
+            f.limit = (int)n;
+        } else if (!strcmp(s, "--param")) {
+            const char *eq = strchr(v, '=');
+            if (!eq || f.n_params == CLI_MAX_LIST || strlen(v) >= 256)
+                return cli_usage_error("runs", "--param expects KEY=VALUE, got '%s'", v);
+            snprintf(kv_store[f.n_params], 256, "%.*s", (int)(eq - v), v);
+            keys[f.n_params] = kv_store[f.n_params];
+            values[f.n_params++] = eq + 1;
+        } else return cli_usage_error("runs", "unknown option '%s'", s);
+    }
+    f.param_keys = keys;
+    f.param_values = values;
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_run_row *rows = NULL;
+    int n = 0;
+    lp_status s = open_db(&c, &db, &err);
+    if (!s) s = lp_runsdb_list(db, &f, &rows, &n, &err);
+    if (s) {
+        lp_runsdb_close(db);
+        return cli_fail(&err);
+    }
+    char b1[16], b2[16];
+    if (c.json) printf("[");
+    else printf("%5s  %-20s %-11s %6s %9s %9s %9s  %s\n", "id", "name", "status", "epochs", "final", "best", "seconds", "started");
+    for (int i = 0; i < n; i++) {
+        const lp_run_row *r = &rows[i];
+        if (c.json)
+            printf("%s{\"id\":%lld,\"name\":\"%s\",\"status\":\"%s\",\"epochs\":%d,\"final_test_acc\":%s%.6f%s,"
+                   "\"best_test_acc\":%.6f,\"duration_s\":%.3f,\"started_at\":\"%s\"}",
+                   i ? "," : "", (long long)r->id, r->name, r->status, r->epochs_done, "",
+                   isnan(r->final_test_acc) ? 0 : r->final_test_acc, "",
+                   isnan(r->best_test_acc) ? 0 : r->best_test_acc, isnan(r->duration_s) ? 0 : r->duration_s,
+                   r->started_at ? r->started_at : "");
+        else
+            printf("%5lld  %-20s %-11s %6d %9s %9s %9.1f  %s\n", (long long)r->id, r->name, r->status,
+                   r->epochs_done, pct(r->final_test_acc, b1, sizeof b1), pct(r->best_test_acc, b2, sizeof b2),
+                   isnan(r->duration_s) ? 0.0 : r->duration_s, r->started_at ? r->started_at : "");
+    }
+    if (c.json) printf("]\n");
+    else if (n == 0) printf("(no runs match)\n");
+    lp_run_rows_free(rows, n);
+    lp_runsdb_close(db);
+    return 0;
+}
+
+/* Parse "RUN..." positional ids after the verb; returns count or -1. */
+static int parse_ids(const char *verb, int argc, char **argv, cli_common *c, int64_t *ids, int max,
+                     const char **flag)
+{
+    int n = 0;
+    for (int i = 2; i < argc; i++) {
+        int r = cli_common_option(verb, argc, argv, &i, c);
+        if (r < 0) return -1;
+        if (r == 1) continue;
+        long long id;
+        if (flag && (!strcmp(argv[i], "--csv"))) { *flag = argv[i]; continue; }
+        if (!cli_parse_int(argv[i], 1, INT64_MAX, &id) || n == max) {
+            cli_usage_error("runs", "%s: unexpected argument '%s' (run ids are numbers)", verb, argv[i]);
+            return -1;
+        }
+        ids[n++] = id;
+    }
+    return n;
+}
+
+static int runs_show(int argc, char **argv)
+{
+    cli_common c = {0};
+    int64_t id;
+    if (parse_ids("show", argc, argv, &c, &id, 1, NULL) != 1) return cli_usage_error("runs", "show takes one run id");
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_run_details d;
+    lp_metric_row *m = NULL;
+    int nm = 0;
+    lp_status s = open_db(&c, &db, &err);
+    if (!s) s = lp_runsdb_show(db, id, &d, &err);
+    if (!s) s = lp_runsdb_metrics(db, id, &m, &nm, &err);
+    if (s) {
+        lp_runsdb_close(db);
+        return cli_fail(&err);
+    }
+    char b1[16], b2[16];
+    const lp_run_row *r = &d.run;
+    printf("run %lld: %s  [%s]\n  started %s, finished %s, %.1f s, %d epochs, %lld parameters, seed %llu, %d threads, host %s\n",
+           (long long)r->id, r->name, r->status, r->started_at ? r->started_at : "-",
+           r->finished_at ? r->finished_at : "-", isnan(r->duration_s) ? 0 : r->duration_s, r->epochs_done,
+           r->param_count, (unsigned long long)r->seed, r->threads, r->host ? r->host : "-");
+    printf("  final test accuracy %s, best %s, config sha256 %.16s...\n", pct(r->final_test_acc, b1, sizeof b1),
+           pct(r->best_test_acc, b2, sizeof b2), r->config_hash ? r->config_hash : "");
+    if (r->error) printf("  error: %s\n", r->error);
+    printf("\nsettings:\n");
+    for (int i = 0; i < d.n_params; i++) printf("  %-32s %s\n", d.keys[i], d.values[i]);
+    printf("\n%6s %10s %10s %10s %10s %10s %8s\n", "epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds");
+    /* Rows come ordered by epoch: gather one line per epoch. */
+    for (int i = 0; i < nm;) {
+        int e = m[i].epoch;
+        double tl = NAN, ta = NAN, vl = NAN, va = NAN, lr = NAN, sec = NAN;
+        for (; i < nm && m[i].epoch == e; i++) {
+            bool train = !strcmp(m[i].split, "train");
+            const char *nme = m[i].name;
+            if (!strcmp(nme, "loss")) *(train ? &tl : &vl) = m[i].value;
+            else if (!strcmp(nme, "acc")) *(train ? &ta : &va) = m[i].value;
+            else if (!strcmp(nme, "lr")) lr = m[i].value;
+            else if (!strcmp(nme, "seconds")) sec = m[i].value;
+        }
+        printf("%6d %10.4f %9.2f%% %10.4f %9.2f%% %10.4g %8.2f\n", e, tl, 100 * ta, vl, 100 * va, lr, sec);
+    }
+    printf("\ncheckpoints:\n");
+    for (int i = 0; i < d.n_checkpoints; i++) {
+        const lp_ckpt_info *k = &d.checkpoints[i];
+        printf("  epoch %3d  step %7lld  %8lld bytes  crc32 %08x%s\n", k->epoch, k->step, k->size_bytes,
+               k->checksum, k->is_best ? "  best" : "");
+    }
+    printf("\nconfig:\n%s\n", d.config_yaml);
+    lp_metric_rows_free(m, nm);
+    lp_run_details_free(&d);
+    lp_runsdb_close(db);
+    return 0;
+}
+
+#define MAX_COMPARE 16
+
+static int runs_compare(int argc, char **argv)
+{
+    cli_common c = {0};
+    int64_t ids[MAX_COMPARE];
+    int n = parse_ids("compare", argc, argv, &c, ids, MAX_COMPARE, NULL);
+    if (n < 2) return n < 0 ? 2 : cli_usage_error("runs", "compare takes two or more run ids");
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_param_cmp_row *rows = NULL;
+    int nr = 0;
+    lp_status s = open_db(&c, &db, &err);
+    if (!s) s = lp_runsdb_compare_params(db, ids, n, &rows, &nr, &err);
+    lp_run_details d[MAX_COMPARE];
+    int loaded = 0;
+    for (; !s && loaded < n; loaded++) {
+        s = lp_runsdb_show(db, ids[loaded], &d[loaded], &err);
+        if (s) break;
+    }
+    if (s) {
+        for (int i = 0; i < loaded; i++) lp_run_details_free(&d[i]);
+        lp_param_cmp_rows_free(rows, nr, n);
+        lp_runsdb_close(db);
+        return cli_fail(&err);
+    }
+    printf("%-32s", "setting");
+    for (int i = 0; i < n; i++) printf(" %16lld", (long long)ids[i]);
+    printf("\n");
+    int differing = 0;
+    for (int k = 0; k < nr; k++) {
+        if (!rows[k].differs) continue;
+        differing++;
+        printf("%-32s", rows[k].key);
+        for (int i = 0; i < n; i++) printf(" %16.16s", rows[k].values[i] ? rows[k].values[i] : "-");
+        printf("\n");
+    }
+    if (!differing) printf("(all settings equal)\n");
+    char b[16];
+    const char *labels[] = {"status", "epochs", "final test acc", "best test acc", "seconds"};
+    for (int l = 0; l < 5; l++) {
+        printf("%-32s", labels[l]);
+        for (int i = 0; i < n; i++) {
+            const lp_run_row *r = &d[i].run;
+            if (l == 0) printf(" %16s", r->status);
+            else if (l == 1) printf(" %16d", r->epochs_done);
+            else if (l == 2) printf(" %16s", pct(r->final_test_acc, b, sizeof b));
+            else if (l == 3) printf(" %16s", pct(r->best_test_acc, b, sizeof b));
+            else printf(" %16.1f", isnan(r->duration_s) ? 0 : r->duration_s);
+        }
+        printf("\n");
+    }
+    for (int i = 0; i < n; i++) lp_run_details_free(&d[i]);
+    lp_param_cmp_rows_free(rows, nr, n);
+    lp_runsdb_close(db);
+    return 0;
+}
+
+static int runs_export(int argc, char **argv)
+{
+    cli_common c = {0};
+    int64_t id;
+    const char *csv = NULL;
+    if (parse_ids("export", argc, argv, &c, &id, 1, &csv) != 1) return cli_usage_error("runs", "export takes one run id");
+    if (!csv == !c.json) return cli_usage_error("runs", "export needs --csv or --json");
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_status s = open_db(&c, &db, &err);
+    if (!s) s = lp_runsdb_export_metrics(db, id, csv ? LP_EXPORT_CSV : LP_EXPORT_JSON, stdout, &err);
+    lp_runsdb_close(db);
+    return s ? cli_fail(&err) : 0;
+}
+
+static int runs_delete(int argc, char **argv)
+{
+    cli_common c = {0};
+    int64_t id;
+    if (parse_ids("delete", argc, argv, &c, &id, 1, NULL) != 1) return cli_usage_error("runs", "delete takes one run id");
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_status s = lp_runsdb_open(c.db ? c.db : "runs.db", &db, &err);
+    if (!s) s = lp_runsdb_delete_run(db, id, &err);
+    lp_runsdb_close(db);
+    if (s) return cli_fail(&err);
+    printf("deleted run %lld\n", (long long)id);
+    return 0;
+}
+
+int cli_runs(int argc, char **argv)
+{
+    if (argc < 2 || cli_is_help(argv[1])) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (cli_is_help(argv[i])) { usage(); return 0; }
+    const char *verb = argv[1];
+    if (!strcmp(verb, "list")) return runs_list(argc, argv);
+    if (!strcmp(verb, "show")) return runs_show(argc, argv);
+    if (!strcmp(verb, "compare")) return runs_compare(argc, argv);
+    if (!strcmp(verb, "export")) return runs_export(argc, argv);
+    if (!strcmp(verb, "delete")) return runs_delete(argc, argv);
+    return cli_usage_error("runs", "unknown subcommand '%s' (list, show, compare, export, delete)", verb);
+}

@@ -1,0 +1,423 @@
+/* cli_train.c - `loupe train`: config -> data -> graph -> epochs, each epoch's
+ * metrics and checkpoint committed to the runs database in one transaction. */
+#include "cli.h"
+
+#include "compute.h"
+#include "dataset.h"
+#include "runsdb.h"
+#include "safetensors.h"
+#include "snapshot.h"
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the effective config as YAML text (recorded, and read back on resume) ---- */
+
+static bool needs_quotes(const lp_value *v)
+{
+    const char *s = v->text;
+    if (v->quoted || !*s) return true;
+    if (strchr("-?:,[]{}#&*!|>'\"%@` ", s[0])) {
+        /* plain negative numbers are fine */
+        char *end;
+        strtod(s, &end);
+        if (*end) return true;
+    }
+    return strstr(s, ": ") || strstr(s, " #") || strchr(s, '\n') || s[strlen(s) - 1] == ' ' ||
+           s[strlen(s) - 1] == ':';
+}
+
+static void emit_scalar(FILE *f, const lp_value *v)
+{
+    if (!needs_quotes(v)) {
+        fputs(v->text, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = v->text; *p; p++) {
+        if (*p == '"' || *p == '\\') fputc('\\', f);
+        if (*p == '\n') { fputs("\\n", f); continue; }
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* Flow style for anything inside a list item; block style for maps at the top. */
+static void emit_flow(FILE *f, const lp_value *v)
+{
+    if (v->kind == LP_VALUE_SCALAR) { emit_scalar(f, v); return; }
+    bool map = v->kind == LP_VALUE_MAP;
+    fputc(map ? '{' : '[', f);
+    for (int i = 0; i < v->count; i++) {
+        if (i) fputs(", ", f);
+        if (map) fprintf(f, "%s: ", v->keys[i]);
+        emit_flow(f, v->items[i]);
+    }
+    fputc(map ? '}' : ']', f);
+}
+
+static void emit_block(FILE *f, const lp_value *v, int indent)
+{
+    for (int i = 0; i < v->count; i++) {
+        const lp_value *item = v->items[i];
+        fprintf(f, "%*s%s:", indent, "", v->keys[i]);
+        if (item->kind == LP_VALUE_MAP && item->count) {
+            fputc('\n', f);
+            emit_block(f, item, indent + 2);
+        } else if (item->kind == LP_VALUE_LIST && item->count) {
+            fputc('\n', f);
+            for (int k = 0; k < item->count; k++) {
+                fprintf(f, "%*s- ", indent + 2, "");
+                emit_flow(f, item->items[k]);
+                fputc('\n', f);
+            }
+        } else {
+            fputc(' ', f);
+            emit_flow(f, item);
+            fputc('\n', f);
+        }
+    }
+}
+
+/* The text recorded for a run: the file as written when nothing was overridden
+ * (comments kept), else the tree after the overrides. malloc'd. */
+static char *effective_yaml(const lp_experiment_config *cfg)
+{
+    if (cfg->n_overrides == 0) return strdup(cfg->yaml_text);
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    fprintf(f, "# %s with", cfg->path);
+    for (int i = 0; i < cfg->n_overrides; i++) fprintf(f, " --set %s", cfg->overrides[i]);
+    fputc('\n', f);
+    emit_block(f, cfg->root, 0);
+    fclose(f);
+    return buf;
+}
+
+/* ---- recording each epoch ---- */
+
+typedef struct recorder {
+    lp_runsdb *db;
+    int64_t run_id;
+    lp_trainer *trainer;
+    int checkpoint_every;
+    int epochs;
+    double best_acc;
+    int best_epoch;
+    bool json;
+} recorder;
+
+static lp_status record_epoch(void *ctx, const lp_epoch_result *r, lp_error *err)
+{
+    recorder *rec = ctx;
+    lp_metric m[] = {
+        {"train", "loss", r->train_loss},   {"train", "acc", r->train_acc},
+        {"test", "loss", r->test_loss},     {"test", "acc", r->test_acc},
+        {"train", "lr", r->lr},             {"train", "seconds", r->seconds},
+        {"train", "images_per_s", r->images_per_s},
+    };
+    bool is_best = r->test_acc > rec->best_acc;
+    void *blob = NULL;
+    size_t size = 0;
+    bool save = is_best || r->epoch % rec->checkpoint_every == 0 || r->epoch == rec->epochs;
+    if (save) {
+        lp_resume_state resume = {.epoch = r->epoch, .step = r->step, .lr = r->lr,
+                                  .schedule_pos = r->epoch};
+        lp_status s = lp_snapshot_encode(rec->trainer->graph, &rec->trainer->optim, &resume, &blob,
+                                         &size, err);
+        if (s) return s;
+    }
+    lp_status s = lp_runsdb_commit_epoch(rec->db, rec->run_id, r->epoch, r->step, m,
+                                         (int)(sizeof m / sizeof m[0]), blob, size, is_best, err);
+    free(blob);
+    if (s) return s;
+    if (is_best) {
+        rec->best_acc = r->test_acc;
+        rec->best_epoch = r->epoch;
+    }
+    return LP_OK;
+}
+
+/* ---- the command ---- */
+
+static void usage(void)
+{
+    printf("usage: loupe train CONFIG.yaml [options]\n"
+           "       loupe train --resume RUN [--db PATH] [options]\n\n"
+           "Train the model a config declares, evaluating on the test set after every\n"
+           "epoch. Every run is recorded in the runs database (tracking.db, default\n"
+           "runs.db): its config, settings, per-epoch metrics and checkpoints. An epoch's\n"
+           "metrics and checkpoint are committed together, so a killed run keeps every\n"
+           "finished epoch; --resume RUN continues it from its last checkpoint.\n\n"
+           "options:\n"
+           "  --set KEY=VALUE        override a config field (repeatable), e.g. train.epochs=3\n"
+           "  --db PATH              runs database (overrides tracking.db)\n"
+           "  --threads N            threads (overrides train.threads; default all cores)\n"
+           "  --plugin PATH          load an op plugin (repeatable)\n"
+           "  --init-weights FILE    start from a .safetensors file's weights\n"
+           "  --resume RUN           continue run RUN from its last checkpoint\n"
+           "  --profile              print time per op (forward/backward) at the end\n"
+           "  --quiet                no per-epoch lines\n"
+           "  --json                 print the final summary as one JSON object on stdout\n");
+}
+
+typedef struct train_args {
+    cli_common c;
+    const char *config;
+    const char *init_weights;
+    long long resume;
+    bool profile, quiet;
+} train_args;
+
+static int parse_args(int argc, char **argv, train_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (cli_is_help(s)) { usage(); return -1; }
+        int r = cli_common_option("train", argc, argv, &i, &a->c);
+        if (r < 0) return 2;
+        if (r == 1) continue;
+        if (!strcmp(s, "--profile")) a->profile = true;
+        else if (!strcmp(s, "--quiet")) a->quiet = true;
+        else if (!strcmp(s, "--init-weights") && i + 1 < argc) a->init_weights = argv[++i];
+        else if (!strcmp(s, "--resume") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], 1, INT64_MAX, &a->resume))
+                return cli_usage_error("train", "--resume expects a run id, got '%s'", argv[i]);
+        } else if (s[0] == '-') return cli_usage_error("train", "unknown option '%s'", s);
+        else if (a->config) return cli_usage_error("train", "one config at a time ('%s' and '%s')", a->config, s);
+        else a->config = s;
+    }
+    if (!a->config && !a->resume) return cli_usage_error("train", "give a CONFIG.yaml (or --resume RUN)");
+    if (a->config && a->resume) return cli_usage_error("train", "give either a config or --resume RUN, not both");
+    return 0;
+}
+
+typedef struct train_session {
+    lp_experiment_config cfg;
+    lp_dataset train, test;
+    lp_graph *graph;
+    lp_trainer trainer;
+    lp_runsdb *db;
+    int64_t run_id;
+    bool cfg_loaded, trainer_ready;
+} train_session;
+
+/* For --resume: the recorded config text and its original path. */
+static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *err)
+{
+    const char *db_path = a->c.db ? a->c.db : "runs.db";
+    lp_status s = lp_runsdb_open(db_path, &t->db, err);
+    if (s) return s;
+    lp_run_details d;
+    s = lp_runsdb_show(t->db, a->resume, &d, err);
+    if (s) return s;
+    const char *path = "resumed.yaml";
+    for (int i = 0; i < d.n_params; i++)
+        if (!strcmp(d.keys[i], "config.path")) path = d.values[i];
+    if (!strcmp(d.run.status, "completed"))
+        s = lp_error_set(err, LP_ERR_ARG, "run %lld is already completed (%d epochs)",
+                         (long long)a->resume, d.run.epochs_done);
+    if (!s) s = lp_config_load_string(d.config_yaml, strlen(d.config_yaml), path, a->c.sets,
+                                      a->c.n_sets, &t->cfg, err);
+    t->cfg_loaded = s == LP_OK;
+    t->run_id = a->resume;
+    lp_run_details_free(&d);
+    return s;
+}
+
+static lp_status load_data(train_session *t, lp_error *err)
+{
+    const lp_data_config *dc = &t->cfg.data;
+    lp_status s = lp_dataset_load(dc->dataset, dc->dir, true, (int)dc->train_limit, &t->train, err);
+    if (!s) s = lp_dataset_load(dc->dataset, dc->dir, false, (int)dc->test_limit, &t->test, err);
+    if (!s && dc->normalize) {
+        lp_dataset_normalize(&t->train, dc->mean, dc->std);
+        lp_dataset_normalize(&t->test, dc->mean, dc->std);
+    }
+    return s;
+}
+
+static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
+{
+    lp_status s = lp_runsdb_open(a->c.db ? a->c.db : t->cfg.tracking.db, &t->db, err);
+    if (s) return s;
+    lp_config_kvs kvs = {0};
+    s = lp_config_flatten(&t->cfg, &kvs, err);
+    char *yaml = s ? NULL : effective_yaml(&t->cfg);
+    if (!s && !yaml) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    int n = kvs.count + 2;
+    const char **keys = calloc((size_t)n, sizeof *keys), **values = calloc((size_t)n, sizeof *values);
+    if (!s && (!keys || !values)) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    if (!s) {
+        for (int i = 0; i < kvs.count; i++) {
+            keys[i] = kvs.items[i].key;
+            values[i] = kvs.items[i].value;
+        }
+        char threads[16];
+        snprintf(threads, sizeof threads, "%d", lp_threads());
+        keys[kvs.count] = "config.path";
+        values[kvs.count] = t->cfg.path;
+        keys[kvs.count + 1] = "run.threads";
+        values[kvs.count + 1] = threads;
+        lp_run_new run = {.name = t->cfg.name, .config_yaml = yaml, .seed = t->cfg.train.seed,
+                          .param_count = (long long)lp_graph_param_floats(t->graph),
+                          .threads = lp_threads(), .n_params = n, .keys = keys, .values = values};
+        s = lp_runsdb_begin_run(t->db, &run, &t->run_id, err);
+    }
+    free(keys);
+    free(values);
+    free(yaml);
+    lp_config_kvs_free(&kvs);
+    return s;
+}
+
+static void print_profile(lp_graph *g)
+{
+    double total = 0;
+    for (int i = 1; i < lp_graph_num_nodes(g); i++) {
+        double f, b;
+        lp_graph_node_times(g, i, &f, &b);
+        total += f + b;
+    }
+    fprintf(stderr, "\nprofile (training steps and evaluation):\n  %-14s %-22s %10s %10s %7s\n",
+            "node", "op", "forward s", "backward s", "share");
+    for (int i = 1; i < lp_graph_num_nodes(g); i++) {
+        double f, b;
+        lp_graph_node_times(g, i, &f, &b);
+        fprintf(stderr, "  %-14s %-22s %10.3f %10.3f %6.1f%%\n", lp_graph_node_name(g, i),
+                lp_graph_node_op(g, i), f, b, total > 0 ? 100 * (f + b) / total : 0);
+    }
+    fprintf(stderr, "  %-37s %21.3f\n", "total in ops", total);
+}
+
+static void free_session(train_session *t)
+{
+    if (t->trainer_ready) lp_trainer_free(&t->trainer);
+    lp_graph_free(t->graph);
+    lp_dataset_free(&t->train);
+    lp_dataset_free(&t->test);
+    if (t->cfg_loaded) lp_config_free(&t->cfg);
+    lp_runsdb_close(t->db);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int cli_train(int argc, char **argv)
+{
+    train_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    double t0 = now_s();
+    train_session t;
+    memset(&t, 0, sizeof t);
+    lp_error err = {0};
+    lp_status s = cli_load_plugins(&a.c, &err);
+    if (!s && a.resume) s = load_resumed_config(&a, &t, &err);
+    else if (!s) {
+        s = lp_config_load(a.config, a.c.sets, a.c.n_sets, &t.cfg, &err);
+        t.cfg_loaded = s == LP_OK;
+    }
+    if (!s) lp_threads_init(a.c.threads ? a.c.threads : t.cfg.train.threads);
+    if (!s) s = cli_build_from_config(&t.cfg, &t.graph, &err);
+    if (!s) s = load_data(&t, &err);
+    if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
+    if (!s && a.init_weights) {
+        lp_snapshot snap;
+        s = lp_snapshot_make(t.graph, NULL, &snap, &err);
+        if (!s) s = lp_safetensors_read(a.init_weights, snap.params, snap.n_params, &err);
+        lp_snapshot_free(&snap);
+    }
+    const lp_train_config *tc = &t.cfg.train;
+    lp_train_options opt = {
+        .epochs = tc->epochs, .batch_size = tc->batch_size, .seed = tc->seed,
+        .shuffle = t.cfg.data.shuffle, .augment_shift = t.cfg.data.augment_shift,
+        .augment_fill = t.cfg.data.normalize ? -t.cfg.data.mean / t.cfg.data.std : 0.0f,
+        .optim = tc->optim, .schedule = tc->schedule,
+        .progress = isatty(STDERR_FILENO) && !a.quiet, .quiet = a.quiet,
+    };
+    if (!s) {
+        s = lp_trainer_init(&t.trainer, t.graph, &t.train, &t.test, &opt, &err);
+        t.trainer_ready = s == LP_OK;
+    }
+    recorder rec = {.trainer = &t.trainer, .checkpoint_every = t.cfg.tracking.checkpoint_every,
+                    .epochs = tc->epochs, .best_acc = -1, .json = a.c.json};
+    if (!s && a.resume) {
+        void *blob = NULL;
+        size_t size = 0;
+        int epoch = 0;
+        lp_resume_state resume;
+        s = lp_runsdb_load_checkpoint(t.db, t.run_id, "last", &blob, &size, &epoch, NULL, &err);
+        if (!s) s = lp_snapshot_restore(blob, size, t.graph, &t.trainer.optim, &resume, "checkpoint", &err);
+        free(blob);
+        if (!s) s = lp_runsdb_resume_run(t.db, t.run_id, epoch, &err);
+        if (!s) {
+            t.trainer.start_epoch = (int)resume.epoch;
+            t.trainer.optim.t = resume.step;
+            lp_run_details d;
+            if (lp_runsdb_show(t.db, t.run_id, &d, &err) == LP_OK) {
+                rec.best_acc = isnan(d.run.best_test_acc) ? -1 : d.run.best_test_acc;
+                lp_run_details_free(&d);
+            }
+            fprintf(stderr, "resuming run %lld after epoch %d of %d\n", (long long)t.run_id, epoch, tc->epochs);
+        }
+    } else if (!s) {
+        s = begin_run(&a, &t, &err);
+    }
+    if (s) {
+        int code = cli_fail(&err);
+        free_session(&t);
+        return code;
+    }
+    rec.db = t.db;
+    rec.run_id = t.run_id;
+    if (!a.quiet)
+        fprintf(stderr, "run %lld: %s, %zu parameters, %d training / %d test images, %d threads, db %s\n",
+                (long long)t.run_id, t.cfg.name, lp_graph_param_floats(t.graph), t.train.n, t.test.n,
+                lp_threads(), lp_runsdb_path(t.db));
+    lp_graph_set_profile(t.graph, a.profile);
+    lp_train_catch_signals();
+    lp_epoch_result last = {0};
+    s = lp_trainer_run(&t.trainer, record_epoch, &rec, &last, &err);
+    lp_run_status status = s == LP_OK ? LP_RUN_COMPLETED
+                           : s == LP_ERR_INTERRUPTED ? LP_RUN_INTERRUPTED : LP_RUN_FAILED;
+    lp_error finish_err = {0};
+    lp_runsdb_finish_run(t.db, t.run_id, status, s ? err.msg : NULL, &finish_err);
+    if (a.profile) print_profile(t.graph);
+    double wall = now_s() - t0;
+    int code = 0;
+    if (s) {
+        code = cli_fail(&err);
+        if (s == LP_ERR_INTERRUPTED || s == LP_ERR_NUMERIC)
+            fprintf(stderr, "loupe: run %lld kept its committed epochs; continue with: loupe train --resume %lld%s%s\n",
+                    (long long)t.run_id, (long long)t.run_id, a.c.db ? " --db " : "", a.c.db ? a.c.db : "");
+    } else if (finish_err.status) {
+        code = cli_fail(&finish_err);
+    }
+    if (a.c.json) {
+        printf("{\"run_id\":%lld,\"name\":\"%s\",\"status\":\"%s\",\"epochs\":%d,\"final_test_acc\":%.6f,"
+               "\"best_test_acc\":%.6f,\"best_epoch\":%d,\"final_test_loss\":%.6f,\"params\":%zu,"
+               "\"threads\":%d,\"wall_s\":%.3f,\"db\":\"%s\"}\n",
+               (long long)t.run_id, t.cfg.name, lp_run_status_name(status), last.epoch, last.test_acc,
+               rec.best_acc < 0 ? 0 : rec.best_acc, rec.best_epoch, last.test_loss,
+               lp_graph_param_floats(t.graph), lp_threads(), wall, lp_runsdb_path(t.db));
+    } else if (!s) {
+        printf("run %lld: %s, %d epochs, final test acc %.2f%%, best %.2f%% (epoch %d), %.1f s\n",
+               (long long)t.run_id, t.cfg.name, last.epoch, 100 * last.test_acc, 100 * rec.best_acc,
+               rec.best_epoch, wall);
+    }
+    free_session(&t);
+    return code;
+}
