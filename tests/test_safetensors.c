@@ -79,6 +79,9 @@ Test(safetensors, export_import_is_bit_identical)
     stat(path, &st);
     cr_assert_eq((size_t)st.st_size, 8 + hlen + 320);
     free(h);
+    unlink(path);
+    *strrchr(path, '/') = '\0';
+    rmdir(path);
     free(path);
 }
 

@@ -1,0 +1,1254 @@
+/* runsdb.c - the runs database on SQLite: schema migrations, crash-safe epoch
+ * commits, and the queries behind `loupe runs`. See docs/runs-db.md. */
+#include "runsdb.h"
+#include "checkpoint.h"   /* lp_crc32, lp_checkpoint_peek_version */
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct lp_runsdb {
+    sqlite3 *h;
+    char *path;
+    bool readonly;
+};
+
+#define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+
+/* ---------------- schema and migrations ---------------- */
+
+/* Version 1. Each later version is one more entry in `migrations`: SQL that
+ * turns version N-1 into N, applied in one transaction with the version bump. */
+static const char SCHEMA_V1[] =
+    "CREATE TABLE runs (\n"
+    "  id             INTEGER PRIMARY KEY,\n"
+    "  name           TEXT NOT NULL,\n"
+    "  status         TEXT NOT NULL DEFAULT 'running'\n"
+    "                 CHECK (status IN ('running','completed','failed','interrupted')),\n"
+    "  config_yaml    TEXT NOT NULL,\n"
+    "  config_hash    TEXT NOT NULL,\n"
+    "  seed           INTEGER NOT NULL,\n"
+    "  param_count    INTEGER NOT NULL,\n"
+    "  host           TEXT,\n"
+    "  threads        INTEGER,\n"
+    "  started_at     TEXT NOT NULL,\n"
+    "  finished_at    TEXT,\n"
+    "  error          TEXT,\n"
+    "  final_test_acc REAL,\n"
+    "  best_test_acc  REAL,\n"
+    "  epochs_done    INTEGER NOT NULL DEFAULT 0\n"
+    ");\n"
+    "CREATE INDEX runs_name ON runs(name);\n"
+    "CREATE TABLE run_params (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  key    TEXT NOT NULL,\n"
+    "  value  TEXT NOT NULL,\n"
+    "  PRIMARY KEY (run_id, key)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX run_params_key_value ON run_params(key, value);\n"
+    "CREATE TABLE metrics (\n"
+    "  run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  epoch     INTEGER NOT NULL,\n"
+    "  step      INTEGER NOT NULL,\n"
+    "  split     TEXT NOT NULL CHECK (split IN ('train','test')),\n"
+    "  name      TEXT NOT NULL,\n"
+    "  value     REAL,\n"
+    "  is_nan    INTEGER NOT NULL DEFAULT 0 CHECK (is_nan IN (0,1)),\n"
+    "  wall_time REAL NOT NULL,\n"
+    "  CHECK ((value IS NULL) = (is_nan = 1)),\n"
+    "  PRIMARY KEY (run_id, epoch, step, split, name)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE checkpoints (\n"
+    "  run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  epoch          INTEGER NOT NULL,\n"
+    "  step           INTEGER NOT NULL,\n"
+    "  format_version INTEGER NOT NULL,\n"
+    "  checksum       INTEGER NOT NULL,\n"
+    "  size_bytes     INTEGER NOT NULL,\n"
+    "  weights        BLOB NOT NULL,\n"
+    "  is_best        INTEGER NOT NULL DEFAULT 0 CHECK (is_best IN (0,1)),\n"
+    "  created_at     TEXT NOT NULL,\n"
+    "  UNIQUE (run_id, epoch)\n"
+    ");\n"
+    "CREATE VIEW run_summary AS\n"
+    "SELECT r.id, r.name, r.status, r.epochs_done AS epochs,\n"
+    "  r.best_test_acc, r.final_test_acc,\n"
+    "  (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.split = 'test' AND m.name = 'loss'\n"
+    "    ORDER BY m.epoch DESC, m.step DESC LIMIT 1) AS final_test_loss,\n"
+    "  ROUND((julianday(COALESCE(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0, 3)\n"
+    "    AS duration_s,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.optimizer.type') AS optimizer,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.optimizer.lr') AS lr,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.batch_size') AS batch_size,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.epochs') AS epochs_planned,\n"
+    "  r.seed, r.param_count, r.threads, r.host, r.started_at, r.finished_at, r.config_hash, r.error\n"
+    "FROM runs r;\n"
+    "CREATE VIEW epoch_metrics AS\n"
+    "SELECT run_id, epoch, MAX(step) AS step,\n"
+    "  MAX(CASE WHEN split = 'train' AND name = 'loss' THEN value END) AS train_loss,\n"
+    "  MAX(CASE WHEN split = 'train' AND name = 'acc'  THEN value END) AS train_acc,\n"
+    "  MAX(CASE WHEN split = 'test'  AND name = 'loss' THEN value END) AS test_loss,\n"
+    "  MAX(CASE WHEN split = 'test'  AND name = 'acc'  THEN value END) AS test_acc,\n"
+    "  MAX(CASE WHEN split = 'train' AND name = 'lr'   THEN value END) AS lr,\n"
+    "  MAX(is_nan) AS any_nan\n"
+    "FROM metrics GROUP BY run_id, epoch;\n";
+
+typedef struct migration {
+    int version;          /* user_version after this step */
+    const char *what;
+    const char *sql;
+} migration;
+
+static const migration migrations[] = {
+    {1, "initial schema", SCHEMA_V1},
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(sizeof migrations / sizeof migrations[0] == LP_RUNSDB_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+/* ---------------- errors ---------------- */
+
+/* SQLite's generic messages hide the cause ("disk I/O error" for a full disk):
+ * say what the extended code and the OS errno mean, and name the file. */
+static lp_status db_fail(lp_runsdb *db, lp_error *err, const char *what)
+{
+    int ext = sqlite3_extended_errcode(db->h);
+    int sys = sqlite3_system_errno(db->h);
+    const char *why = NULL;
+    bool show_errno = false;
+    switch (ext & 0xFF) {
+    case SQLITE_FULL: why = "the disk is full"; break;
+    case SQLITE_READONLY: why = "the database is read-only"; break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: why = "the database stayed locked by another process for 10 s"; break;
+    case SQLITE_CORRUPT: why = "the database file is corrupt"; break;
+    case SQLITE_NOTADB: why = "the file is not a SQLite database"; break;
+    case SQLITE_CANTOPEN: why = "the file cannot be opened"; show_errno = true; break;
+    case SQLITE_PERM: why = "permission denied"; show_errno = true; break;
+    case SQLITE_TOOBIG: why = "a value is too big for SQLite"; break;
+    case SQLITE_NOMEM: why = "out of memory"; break;
+    case SQLITE_IOERR:
+        show_errno = true;
+        if (sys == ENOSPC || sys == EDQUOT) why = "the disk is full";
+        else if (sys == EFBIG) why = "the file is too big for the file system or the process limit";
+        else if (sys == EROFS) why = "the file system is read-only";
+        else if (sys == EACCES || sys == EPERM) why = "permission denied";
+        else why = "an I/O error";
+        break;
+    default: break;
+    }
+    char sysbuf[128] = "";
+    if (show_errno && sys) snprintf(sysbuf, sizeof sysbuf, "; errno %d: %s", sys, strerror(sys));
+    return lp_error_set(err, LP_ERR_DB, "runs database '%s': %s: %s%s(%s, code %d%s)", db->path, what,
+                        why ? why : "", why ? " " : "", sqlite3_errmsg(db->h), ext, sysbuf);
+}
+
+static lp_status exec(lp_runsdb *db, const char *sql, const char *what, lp_error *err)
+{
+    if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, err, what);
+    return LP_OK;
+}
+
+static lp_status prepare(lp_runsdb *db, const char *sql, sqlite3_stmt **st, const char *what, lp_error *err)
+{
+    if (sqlite3_prepare_v2(db->h, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return db_fail(db, err, what);
+    }
+    return LP_OK;
+}
+
+/* Write transactions take the write lock up front: a deferred BEGIN that
+ * upgrades later fails with SQLITE_BUSY at once instead of waiting. */
+static lp_status tx_begin(lp_runsdb *db, const char *what, lp_error *err)
+{
+    if (db->readonly)
+        return lp_error_set(err, LP_ERR_DB, "runs database '%s': %s: it was opened read-only", db->path, what);
+    return exec(db, "BEGIN IMMEDIATE", what, err);
+}
+
+static lp_status tx_commit(lp_runsdb *db, const char *what, lp_error *err)
+{
+    if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        lp_status s = db_fail(db, err, what);
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        return s;
+    }
+    return LP_OK;
+}
+
+/* After an error (already recorded): undo whatever the transaction did. */
+static lp_status tx_abort(lp_runsdb *db, lp_status s)
+{
+    if (!sqlite3_get_autocommit(db->h)) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    return s;
+}
+
+/* ---------------- open / close ---------------- */
+
+static lp_status read_int(lp_runsdb *db, const char *sql, long long *out, lp_error *err)
+{
+    sqlite3_stmt *st;
+    lp_status s = prepare(db, sql, &st, "cannot read the database header", err);
+    if (s) return s;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+    else s = db_fail(db, err, "cannot read the database header");
+    sqlite3_finalize(st);
+    return s;
+}
+
+typedef struct db_header {
+    long long version, app_id, objects;
+} db_header;
+
+static lp_status read_header(lp_runsdb *db, db_header *h, lp_error *err)
+{
+    lp_status s = read_int(db, "SELECT count(*) FROM sqlite_master", &h->objects, err);
+    if (!s) s = read_int(db, "PRAGMA user_version", &h->version, err);
+    if (!s) s = read_int(db, "PRAGMA application_id", &h->app_id, err);
+    return s;
+}
+
+/* Is this file ours (or empty, so it can become ours)? */
+static lp_status check_header(lp_runsdb *db, const db_header *h, lp_error *err)
+{
+    if (h->app_id != 0 && h->app_id != LP_RUNSDB_APP_ID)
+        return lp_error_set(err, LP_ERR_DB, "runs database '%s': belongs to another application "
+                            "(application_id %lld); refusing to touch it", db->path, h->app_id);
+    if (h->version > LP_RUNSDB_SCHEMA_VERSION)
+        return lp_error_set(err, LP_ERR_DB, "runs database '%s': schema version %lld is newer than this "
+                            "loupe knows (%d); upgrade loupe to use it", db->path, h->version,
+                            LP_RUNSDB_SCHEMA_VERSION);
+    if (h->version == 0 && h->objects > 0)
+        return lp_error_set(err, LP_ERR_DB, "runs database '%s': is a SQLite database with %lld other "
+                            "tables/indexes and no loupe schema; refusing to add to it (use another file)",
+                            db->path, h->objects);
+    if (h->version > 0 && h->app_id != LP_RUNSDB_APP_ID)
+        return lp_error_set(err, LP_ERR_DB, "runs database '%s': has schema version %lld but is not "
+                            "a loupe runs database (application_id %lld)", db->path, h->version, h->app_id);
+    return LP_OK;
+}
+
+static lp_status migrate(lp_runsdb *db, lp_error *err)
+{
+    lp_status s = tx_begin(db, "cannot create the schema", err);
+    if (s) return s;
+    /* Read again under the write lock: another process may have migrated meanwhile. */
+    db_header h;
+    s = read_header(db, &h, err);
+    if (!s) s = check_header(db, &h, err);
+    for (int i = 0; !s && i < N_MIGRATIONS; i++) {
+        if (migrations[i].version <= h.version) continue;
+        char what[128], sql[96];
+        snprintf(what, sizeof what, "cannot migrate to schema version %d (%s)", migrations[i].version,
+                 migrations[i].what);
+        s = exec(db, migrations[i].sql, what, err);
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", migrations[i].version);
+        if (!s) s = exec(db, sql, what, err);
+    }
+    if (!s && h.app_id != LP_RUNSDB_APP_ID) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d", LP_RUNSDB_APP_ID);
+        s = exec(db, sql, "cannot mark the database as loupe's", err);
+    }
+    if (s) return tx_abort(db, s);
+    return tx_commit(db, "cannot commit the schema", err);
+}
+
+static lp_status db_new(const char *path, lp_runsdb **out, lp_error *err)
+{
+    *out = NULL;
+    if (!path || !*path) return lp_error_set(err, LP_ERR_ARG, "runs database: empty path");
+    lp_runsdb *db = calloc(1, sizeof *db);
+    if (db) db->path = strdup(path);
+    if (!db || !db->path) {
+        free(db);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    *out = db;
+    return LP_OK;
+}
+
+static lp_status open_fail(lp_runsdb *db, lp_status s)
+{
+    lp_runsdb_close(db);
+    return s;
+}
+
+lp_status lp_runsdb_open(const char *path, lp_runsdb **out, lp_error *err)
+{
+    lp_runsdb *db;
+    lp_status s = db_new(path, &db, err);
+    if (s) return s;
+    int rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        if (!db->h) return open_fail(db, lp_error_set(err, LP_ERR_NOMEM, "out of memory opening %s", path));
+        return open_fail(db, db_fail(db, err, "cannot open"));
+    }
+    sqlite3_extended_result_codes(db->h, 1);
+    sqlite3_busy_timeout(db->h, LP_RUNSDB_BUSY_MS);
+    /* SQLite silently falls back to read-only when the file is write-protected:
+     * say so now, not after the first epoch has been trained. */
+    if (sqlite3_db_readonly(db->h, "main") == 1)
+        return open_fail(db, lp_error_set(err, LP_ERR_DB, "runs database '%s': the file is read-only "
+                                          "(permissions or file system); cannot record runs in it", path));
+    db_header h;
+    s = read_header(db, &h, err);
+    if (!s) s = check_header(db, &h, err);
+    if (s) return open_fail(db, s);
+    /* Only now that the file is known to be ours (or empty) may it change. */
+    for (int tries = 0;; tries++) {
+        sqlite3_stmt *st;
+        s = prepare(db, "PRAGMA journal_mode=WAL", &st, "cannot switch to WAL", err);
+        if (s) return open_fail(db, s);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE) break;
+        /* Changing the journal mode wants the file to itself; wait out other openers. */
+        if ((rc & 0xFF) == SQLITE_BUSY && tries < 200) {
+            sqlite3_sleep(50);
+            continue;
+        }
+        return open_fail(db, db_fail(db, err, "cannot switch to WAL"));
+    }
+    if (h.version < LP_RUNSDB_SCHEMA_VERSION) {
+        s = migrate(db, err);
+        if (s) return open_fail(db, s);
+    }
+    s = exec(db, "PRAGMA foreign_keys=ON", "cannot enable foreign keys", err);
+    if (s) return open_fail(db, s);
+    *out = db;
+    return LP_OK;
+}
+
+lp_status lp_runsdb_open_readonly(const char *path, lp_runsdb **out, lp_error *err)
+{
+    lp_runsdb *db;
+    lp_status s = db_new(path, &db, err);
+    if (s) return s;
+    db->readonly = true;
+    if (access(path, F_OK) != 0)
+        return open_fail(db, lp_error_set(err, LP_ERR_IO, "runs database '%s' does not exist", path));
+    int rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY, NULL);
+    if (rc != SQLITE_OK) {
+        if (!db->h) return open_fail(db, lp_error_set(err, LP_ERR_NOMEM, "out of memory opening %s", path));
+        return open_fail(db, db_fail(db, err, "cannot open"));
+    }
+    sqlite3_extended_result_codes(db->h, 1);
+    sqlite3_busy_timeout(db->h, LP_RUNSDB_BUSY_MS);
+    db_header h;
+    s = read_header(db, &h, err);
+    if (!s) s = check_header(db, &h, err);
+    if (!s && h.version < LP_RUNSDB_SCHEMA_VERSION)
+        s = lp_error_set(err, LP_ERR_DB, "runs database '%s': %s", path,
+                         h.version == 0 ? "has no loupe schema yet (no run was recorded in it)"
+                                        : "has an older schema; open it for training once to migrate it");
+    if (s) return open_fail(db, s);
+    *out = db;
+    return LP_OK;
+}
+
+void lp_runsdb_close(lp_runsdb *db)
+{
+    if (!db) return;
+    if (db->h) sqlite3_close_v2(db->h);
+    free(db->path);
+    free(db);
+}
+
+const char *lp_runsdb_path(const lp_runsdb *db) { return db->path; }
+
+/* ---------------- statuses ---------------- */
+
+static const char *const status_names[] = {"running", "completed", "failed", "interrupted"};
+
+const char *lp_run_status_name(lp_run_status s)
+{
+    assert((unsigned)s < 4);
+    return status_names[s];
+}
+
+lp_status lp_run_status_parse(const char *name, lp_run_status *out, lp_error *err)
+{
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, status_names[i]) == 0) {
+            *out = (lp_run_status)i;
+            return LP_OK;
+        }
+    return lp_error_set(err, LP_ERR_ARG, "unknown run status '%s' (expected running, completed, failed or "
+                        "interrupted)", name ? name : "(null)");
+}
+
+/* ---------------- recording ---------------- */
+
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* LP_OK if the run exists (and *status set if asked), LP_ERR_ARG otherwise. */
+static lp_status run_status(lp_runsdb *db, int64_t run_id, char *status, size_t cap, lp_error *err)
+{
+    sqlite3_stmt *st;
+    lp_status s = prepare(db, "SELECT status FROM runs WHERE id = ?", &st, "cannot read run", err);
+    if (s) return s;
+    sqlite3_bind_int64(st, 1, run_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (status) snprintf(status, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    } else if (rc == SQLITE_DONE) {
+        s = lp_error_set(err, LP_ERR_ARG, "no run %lld in '%s'", (long long)run_id, db->path);
+    } else {
+        s = db_fail(db, err, "cannot read run");
+    }
+    sqlite3_finalize(st);
+    return s;
+}
+
+lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run_id, lp_error *err)
+{
+    assert(db && run && run_id);
+    *run_id = 0;
+    if (!run->name || !run->config_yaml)
+        return lp_error_set(err, LP_ERR_ARG, "runs database: a run needs a name and its config text");
+    for (int i = 0; i < run->n_params; i++)
+        if (!run->keys[i] || !run->values[i])
+            return lp_error_set(err, LP_ERR_ARG, "runs database: setting %d of run '%s' is NULL", i, run->name);
+    char hash[65], host[256] = "";
+    lp_sha256_hex(run->config_yaml, strlen(run->config_yaml), hash);
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+
+    const char *what = "cannot record a new run";
+    lp_status s = tx_begin(db, what, err);
+    if (s) return s;
+    sqlite3_stmt *st = NULL;
+    s = prepare(db,
+                "INSERT INTO runs (name, status, config_yaml, config_hash, seed, param_count, host, threads, "
+                "started_at) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, " NOW_SQL ")",
+                &st, what, err);
+    if (!s) {
+        sqlite3_bind_text(st, 1, run->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, run->config_yaml, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)run->seed);
+        sqlite3_bind_int64(st, 5, run->param_count);
+        if (host[0]) sqlite3_bind_text(st, 6, host, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 7, run->threads);
+        if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+        sqlite3_finalize(st);
+    }
+    int64_t id = sqlite3_last_insert_rowid(db->h);
+    if (!s) s = prepare(db, "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?)", &st, what, err);
+    if (!s) {
+        for (int i = 0; !s && i < run->n_params; i++) {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, id);
+            sqlite3_bind_text(st, 2, run->keys[i], -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, run->values[i], -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE) {
+                char w[320];
+                snprintf(w, sizeof w, "cannot record setting '%.200s' of the new run", run->keys[i]);
+                s = db_fail(db, err, w);
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    if (s) return tx_abort(db, s);
+    s = tx_commit(db, what, err);
+    if (!s) *run_id = id;
+    return s;
+}
+
+lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long long step,
+                                 const lp_metric *metrics, int n_metrics, const void *ckpt, size_t ckpt_size,
+                                 bool is_best, lp_error *err)
+{
+    assert(db && n_metrics >= 0 && (n_metrics == 0 || metrics));
+    if (epoch < 1) return lp_error_set(err, LP_ERR_ARG, "runs database: epoch %d is not >= 1", epoch);
+    if (ckpt && ckpt_size > (size_t)INT32_MAX)
+        return lp_error_set(err, LP_ERR_ARG, "runs database: checkpoint of %zu bytes exceeds SQLite's "
+                            "2 GiB BLOB limit", ckpt_size);
+    for (int i = 0; i < n_metrics; i++)
+        if (!metrics[i].split || (strcmp(metrics[i].split, "train") && strcmp(metrics[i].split, "test")))
+            return lp_error_set(err, LP_ERR_ARG, "runs database: metric %d has split '%s' (expected train or "
+                                "test)", i, metrics[i].split ? metrics[i].split : "(null)");
+    char what[96];
+    snprintf(what, sizeof what, "cannot record epoch %d of run %lld", epoch, (long long)run_id);
+
+    lp_status s = tx_begin(db, what, err);
+    if (s) return s;
+    char status[32];
+    s = run_status(db, run_id, status, sizeof status, err);
+    if (!s && strcmp(status, "running") != 0)
+        s = lp_error_set(err, LP_ERR_ARG, "runs database '%s': run %lld is %s; it records no more epochs",
+                         db->path, (long long)run_id, status);
+    double now = unix_now(), acc = NAN;
+    sqlite3_stmt *st = NULL;
+    if (!s) s = prepare(db, "INSERT INTO metrics (run_id, epoch, step, split, name, value, is_nan, wall_time) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st, what, err);
+    for (int i = 0; !s && i < n_metrics; i++) {
+        const lp_metric *m = &metrics[i];
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, run_id);
+        sqlite3_bind_int(st, 2, epoch);
+        sqlite3_bind_int64(st, 3, step);
+        sqlite3_bind_text(st, 4, m->split, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, m->name, -1, SQLITE_STATIC);   /* NULL name: NOT NULL refuses it */
+        if (isnan(m->value)) sqlite3_bind_null(st, 6);
+        else sqlite3_bind_double(st, 6, m->value);
+        sqlite3_bind_int(st, 7, isnan(m->value) ? 1 : 0);
+        sqlite3_bind_double(st, 8, now);
+        if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+        if (!s && m->name && strcmp(m->split, "test") == 0 && strcmp(m->name, "acc") == 0) acc = m->value;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!s && ckpt && is_best) {
+        s = prepare(db, "UPDATE checkpoints SET is_best = 0 WHERE run_id = ? AND is_best = 1", &st, what, err);
+        if (!s) {
+            sqlite3_bind_int64(st, 1, run_id);
+            if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+            sqlite3_finalize(st);
+        }
+    }
+    if (!s && ckpt) {
+        s = prepare(db, "INSERT INTO checkpoints (run_id, epoch, step, format_version, checksum, size_bytes, "
+                        "weights, is_best, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, " NOW_SQL ")",
+                    &st, what, err);
+        if (!s) {
+            sqlite3_bind_int64(st, 1, run_id);
+            sqlite3_bind_int(st, 2, epoch);
+            sqlite3_bind_int64(st, 3, step);
+            sqlite3_bind_int(st, 4, lp_checkpoint_peek_version(ckpt, ckpt_size));
+            sqlite3_bind_int64(st, 5, (sqlite3_int64)lp_crc32(ckpt, ckpt_size));
+            sqlite3_bind_int64(st, 6, (sqlite3_int64)ckpt_size);
+            sqlite3_bind_blob(st, 7, ckpt, (int)ckpt_size, SQLITE_STATIC);
+            sqlite3_bind_int(st, 8, is_best ? 1 : 0);
+            if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+            sqlite3_finalize(st);
+        }
+    }
+    if (!s) {
+        s = prepare(db, "UPDATE runs SET epochs_done = MAX(epochs_done, ?2), "
+                        "final_test_acc = COALESCE(?3, final_test_acc), "
+                        "best_test_acc = CASE WHEN ?3 IS NULL THEN best_test_acc "
+                        "  WHEN best_test_acc IS NULL OR ?3 > best_test_acc THEN ?3 ELSE best_test_acc END "
+                        "WHERE id = ?1", &st, what, err);
+        if (!s) {
+            sqlite3_bind_int64(st, 1, run_id);
+            sqlite3_bind_int(st, 2, epoch);
+            if (isfinite(acc)) sqlite3_bind_double(st, 3, acc);
+            else sqlite3_bind_null(st, 3);
+            if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+            sqlite3_finalize(st);
+        }
+    }
+    if (s) return tx_abort(db, s);
+    return tx_commit(db, what, err);
+}
+
+/* Run one UPDATE/DELETE with a run id (and optional int) bound; rows changed in *changes. */
+static lp_status run_write(lp_runsdb *db, const char *sql, int64_t run_id, const char *text, int num,
+                           int *changes, const char *what, lp_error *err)
+{
+    sqlite3_stmt *st;
+    lp_status s = prepare(db, sql, &st, what, err);
+    if (s) return s;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 3) sqlite3_bind_int(st, 3, num);
+    if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+    if (changes) *changes = sqlite3_changes(db->h);
+    sqlite3_finalize(st);
+    return s;
+}
+
+lp_status lp_runsdb_finish_run(lp_runsdb *db, int64_t run_id, lp_run_status status, const char *error_text,
+                               lp_error *err)
+{
+    assert(status != LP_RUN_RUNNING);
+    char what[96];
+    snprintf(what, sizeof what, "cannot finish run %lld", (long long)run_id);
+    lp_status s = tx_begin(db, what, err);
+    if (s) return s;
+    s = run_status(db, run_id, NULL, 0, err);
+    sqlite3_stmt *st;
+    if (!s) s = prepare(db, "UPDATE runs SET status = ?2, error = ?3, finished_at = " NOW_SQL " WHERE id = ?1",
+                        &st, what, err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        sqlite3_bind_text(st, 2, lp_run_status_name(status), -1, SQLITE_STATIC);
+        if (error_text) sqlite3_bind_text(st, 3, error_text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+        sqlite3_finalize(st);
+    }
+    if (s) return tx_abort(db, s);
+    return tx_commit(db, what, err);
+}
+
+lp_status lp_runsdb_resume_run(lp_runsdb *db, int64_t run_id, int epoch, lp_error *err)
+{
+    char what[96];
+    snprintf(what, sizeof what, "cannot resume run %lld after epoch %d", (long long)run_id, epoch);
+    if (epoch < 0) return lp_error_set(err, LP_ERR_ARG, "runs database: %s: negative epoch", what);
+    lp_status s = tx_begin(db, what, err);
+    if (s) return s;
+    s = run_status(db, run_id, NULL, 0, err);
+    if (!s) s = run_write(db, "DELETE FROM metrics WHERE run_id = ?1 AND epoch > ?3", run_id,
+                          NULL, epoch, NULL, what, err);
+    if (!s) s = run_write(db, "DELETE FROM checkpoints WHERE run_id = ?1 AND epoch > ?3",
+                          run_id, NULL, epoch, NULL, what, err);
+    if (!s)
+        s = run_write(db,
+                      "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, "
+                      "epochs_done = ?3, "
+                      "final_test_acc = (SELECT value FROM metrics m WHERE m.run_id = ?1 AND m.split = 'test' "
+                      "  AND m.name = 'acc' ORDER BY m.epoch DESC, m.step DESC LIMIT 1), "
+                      "best_test_acc = (SELECT MAX(value) FROM metrics m WHERE m.run_id = ?1 "
+                      "  AND m.split = 'test' AND m.name = 'acc') WHERE id = ?1",
+                      run_id, NULL, epoch, NULL, what, err);
+    if (s) return tx_abort(db, s);
+    return tx_commit(db, what, err);
+}
+
+lp_status lp_runsdb_delete_run(lp_runsdb *db, int64_t run_id, lp_error *err)
+{
+    char what[64];
+    snprintf(what, sizeof what, "cannot delete run %lld", (long long)run_id);
+    lp_status s = tx_begin(db, what, err);
+    if (s) return s;
+    s = run_status(db, run_id, NULL, 0, err);
+    if (!s) s = run_write(db, "DELETE FROM runs WHERE id = ?1", run_id, NULL, 0, NULL, what, err);
+    if (s) return tx_abort(db, s);
+    return tx_commit(db, what, err);
+}
+
+/* ---------------- reading ---------------- */
+
+/* Read transactions: one consistent snapshot across the statements of a call. */
+static lp_status rtx_begin(lp_runsdb *db, lp_error *err) { return exec(db, "BEGIN", "cannot read", err); }
+static void rtx_end(lp_runsdb *db) { sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL); }
+
+lp_status lp_runsdb_load_checkpoint(lp_runsdb *db, int64_t run_id, const char *which, void **blob,
+                                    size_t *size, int *epoch, long long *step, lp_error *err)
+{
+    assert(db && blob && size);
+    *blob = NULL;
+    *size = 0;
+    const char *sql;
+    long long want = 0;
+    if (!which || strcmp(which, "last") == 0) {
+        which = "last";
+        sql = "SELECT epoch, step, checksum, weights FROM checkpoints WHERE run_id = ?1 "
+              "ORDER BY epoch DESC LIMIT 1";
+    } else if (strcmp(which, "best") == 0) {
+        sql = "SELECT epoch, step, checksum, weights FROM checkpoints WHERE run_id = ?1 AND is_best = 1 "
+              "ORDER BY epoch DESC LIMIT 1";
+    } else {
+        char *end;
+        errno = 0;
+        want = strtoll(which, &end, 10);
+        if (errno || end == which || *end || want < 1 || want > INT32_MAX)
+            return lp_error_set(err, LP_ERR_ARG, "checkpoint '%s': expected last, best or an epoch number",
+                                which);
+        sql = "SELECT epoch, step, checksum, weights FROM checkpoints WHERE run_id = ?1 AND epoch = ?2";
+    }
+    lp_status s = rtx_begin(db, err);
+    if (s) return s;
+    s = run_status(db, run_id, NULL, 0, err);
+    sqlite3_stmt *st = NULL;
+    if (!s) s = prepare(db, sql, &st, "cannot read a checkpoint", err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        if (want) sqlite3_bind_int64(st, 2, want);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            if (want)
+                s = lp_error_set(err, LP_ERR_ARG, "run %lld has no checkpoint of epoch %lld", (long long)run_id,
+                                 want);
+            else
+                s = lp_error_set(err, LP_ERR_ARG, "run %lld has no %s checkpoint", (long long)run_id, which);
+        } else if (rc != SQLITE_ROW) {
+            s = db_fail(db, err, "cannot read a checkpoint");
+        } else {
+            int e = sqlite3_column_int(st, 0);
+            long long stp = sqlite3_column_int64(st, 1);
+            uint32_t stored = (uint32_t)sqlite3_column_int64(st, 2);
+            const void *p = sqlite3_column_blob(st, 3);
+            size_t n = (size_t)sqlite3_column_bytes(st, 3);
+            if (lp_crc32(p, n) != stored) {
+                s = lp_error_set(err, LP_ERR_DATA, "checkpoint of run %lld epoch %d: checksum mismatch "
+                                 "(the stored blob is damaged)", (long long)run_id, e);
+            } else if (!(*blob = malloc(n ? n : 1))) {
+                s = lp_error_set(err, LP_ERR_NOMEM, "cannot allocate %zu bytes for a checkpoint", n);
+            } else {
+                if (n) memcpy(*blob, p, n);
+                *size = n;
+                if (epoch) *epoch = e;
+                if (step) *step = stp;
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    rtx_end(db);
+    return s;
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static double col_double(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+#define RUN_COLUMNS                                                                                        \
+    "r.id, r.name, r.status, r.config_hash, r.host, r.started_at, r.finished_at, r.error, r.seed, "        \
+    "r.param_count, r.threads, r.epochs_done, r.best_test_acc, r.final_test_acc, "                         \
+    "(julianday(COALESCE(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0"
+
+static void read_run_row(sqlite3_stmt *st, lp_run_row *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    r->name = col_strdup(st, 1);
+    r->status = col_strdup(st, 2);
+    r->config_hash = col_strdup(st, 3);
+    r->host = col_strdup(st, 4);
+    r->started_at = col_strdup(st, 5);
+    r->finished_at = col_strdup(st, 6);
+    r->error = col_strdup(st, 7);
+    r->seed = (uint64_t)sqlite3_column_int64(st, 8);
+    r->param_count = sqlite3_column_int64(st, 9);
+    r->threads = sqlite3_column_int(st, 10);
+    r->epochs_done = sqlite3_column_int(st, 11);
+    r->best_test_acc = col_double(st, 12);
+    r->final_test_acc = col_double(st, 13);
+    r->duration_s = col_double(st, 14);
+    r->sort_value = NAN;
+}
+
+static void run_row_clear(lp_run_row *r)
+{
+    free(r->name);
+    free(r->status);
+    free(r->config_hash);
+    free(r->host);
+    free(r->started_at);
+    free(r->finished_at);
+    free(r->error);
+}
+
+void lp_run_rows_free(lp_run_row *rows, int n)
+{
+    for (int i = 0; rows && i < n; i++) run_row_clear(&rows[i]);
+    free(rows);
+}
+
+/* Append to a growable SQL string (fixed cap: the filter adds little). */
+static bool sql_add(char *sql, size_t cap, const char *piece)
+{
+    size_t n = strlen(sql), m = strlen(piece);
+    if (n + m + 1 > cap) return false;
+    memcpy(sql + n, piece, m + 1);
+    return true;
+}
+
+lp_status lp_runsdb_list(lp_runsdb *db, const lp_run_filter *f, lp_run_row **rows, int *n, lp_error *err)
+{
+    assert(db && rows && n);
+    *rows = NULL;
+    *n = 0;
+    lp_run_filter none = {0};
+    if (!f) f = &none;
+    if (f->n_params < 0 || f->n_params > 64)
+        return lp_error_set(err, LP_ERR_ARG, "runs list: at most 64 setting filters");
+    if (f->status) {
+        lp_run_status tmp;
+        lp_status s = lp_run_status_parse(f->status, &tmp, err);
+        if (s) return s;
+    }
+    /* The sort key is chosen from a fixed list (never pasted from the user). */
+    const char *ob = f->order_by ? f->order_by : "id";
+    const char *sort_expr;
+    char split[16] = "", metric[128] = "";
+    const char *slash = strchr(ob, '/');
+    if (strcmp(ob, "id") == 0) sort_expr = "r.id";
+    else if (strcmp(ob, "name") == 0) sort_expr = "r.name";
+    else if (strcmp(ob, "started") == 0) sort_expr = "r.started_at";
+    else if (strcmp(ob, "duration") == 0) sort_expr = "(julianday(COALESCE(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0";
+    else if (strcmp(ob, "best_test_acc") == 0) sort_expr = "r.best_test_acc";
+    else if (strcmp(ob, "final_test_acc") == 0) sort_expr = "r.final_test_acc";
+    else if (slash && (size_t)(slash - ob) < sizeof split && strlen(slash + 1) < sizeof metric && slash[1]) {
+        memcpy(split, ob, (size_t)(slash - ob));
+        split[slash - ob] = '\0';
+        snprintf(metric, sizeof metric, "%s", slash + 1);
+        if (strcmp(split, "train") && strcmp(split, "test"))
+            return lp_error_set(err, LP_ERR_ARG, "runs list: cannot order by '%s' (split must be train or test)",
+                                ob);
+        sort_expr = "(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.split = ? AND m.name = ? "
+                    "ORDER BY m.epoch DESC, m.step DESC LIMIT 1)";
+    } else {
+        return lp_error_set(err, LP_ERR_ARG, "runs list: cannot order by '%s' (expected id, name, started, "
+                            "duration, best_test_acc, final_test_acc or SPLIT/METRIC such as test/loss)", ob);
+    }
+    char sql[8192] = "SELECT " RUN_COLUMNS ", ";
+    bool ok = sql_add(sql, sizeof sql, sort_expr) && sql_add(sql, sizeof sql, " AS sort_value FROM runs r WHERE 1");
+    if (f->name_like) ok = ok && sql_add(sql, sizeof sql, " AND r.name LIKE ?");
+    if (f->status) ok = ok && sql_add(sql, sizeof sql, " AND r.status = ?");
+    for (int i = 0; i < f->n_params; i++)
+        ok = ok && sql_add(sql, sizeof sql, " AND EXISTS (SELECT 1 FROM run_params p WHERE p.run_id = r.id "
+                                            "AND p.key = ? AND p.value = ?)");
+    ok = ok && sql_add(sql, sizeof sql, f->ascending ? " ORDER BY sort_value ASC NULLS LAST, r.id ASC"
+                                                     : " ORDER BY sort_value DESC NULLS LAST, r.id DESC");
+    if (f->limit > 0) ok = ok && sql_add(sql, sizeof sql, " LIMIT ?");
+    assert(ok);
+
+    lp_status s = rtx_begin(db, err);
+    if (s) return s;
+    sqlite3_stmt *st;
+    s = prepare(db, sql, &st, "cannot list runs", err);
+    if (s) {
+        rtx_end(db);
+        return s;
+    }
+    int b = 1;
+    if (split[0]) {
+        sqlite3_bind_text(st, b++, split, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, b++, metric, -1, SQLITE_STATIC);
+    }
+    if (f->name_like) sqlite3_bind_text(st, b++, f->name_like, -1, SQLITE_STATIC);
+    if (f->status) sqlite3_bind_text(st, b++, f->status, -1, SQLITE_STATIC);
+    for (int i = 0; i < f->n_params; i++) {
+        sqlite3_bind_text(st, b++, f->param_keys[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, b++, f->param_values[i], -1, SQLITE_STATIC);
+    }
+    if (f->limit > 0) sqlite3_bind_int(st, b++, f->limit);
+    lp_run_row *out = NULL;
+    int count = 0, cap = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            lp_run_row *p = realloc(out, (size_t)cap * sizeof *p);
+            if (!p) {
+                s = lp_error_set(err, LP_ERR_NOMEM, "out of memory listing runs");
+                break;
+            }
+            out = p;
+        }
+        read_run_row(st, &out[count]);
+        out[count].sort_value = col_double(st, 15);
+        count++;
+    }
+    if (!s && rc != SQLITE_DONE) s = db_fail(db, err, "cannot list runs");
+    sqlite3_finalize(st);
+    rtx_end(db);
+    if (s) {
+        lp_run_rows_free(out, count);
+        return s;
+    }
+    *rows = out;
+    *n = count;
+    return LP_OK;
+}
+
+void lp_run_details_free(lp_run_details *d)
+{
+    if (!d) return;
+    run_row_clear(&d->run);
+    free(d->config_yaml);
+    for (int i = 0; i < d->n_params; i++) {
+        free(d->keys[i]);
+        free(d->values[i]);
+    }
+    free(d->keys);
+    free(d->values);
+    for (int i = 0; i < d->n_checkpoints; i++) free(d->checkpoints[i].created_at);
+    free(d->checkpoints);
+    memset(d, 0, sizeof *d);
+}
+
+/* Rows of a one-run query, counted first so arrays are allocated once. */
+static lp_status count_rows(lp_runsdb *db, const char *sql, int64_t run_id, int *n, lp_error *err)
+{
+    sqlite3_stmt *st;
+    lp_status s = prepare(db, sql, &st, "cannot read run", err);
+    if (s) return s;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW) *n = sqlite3_column_int(st, 0);
+    else s = db_fail(db, err, "cannot read run");
+    sqlite3_finalize(st);
+    return s;
+}
+
+lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_error *err)
+{
+    assert(db && d);
+    memset(d, 0, sizeof *d);
+    lp_status s = rtx_begin(db, err);
+    if (s) return s;
+    s = run_status(db, run_id, NULL, 0, err);
+    sqlite3_stmt *st = NULL;
+    if (!s) s = prepare(db, "SELECT " RUN_COLUMNS ", r.config_yaml FROM runs r WHERE r.id = ?", &st,
+                        "cannot read run", err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            read_run_row(st, &d->run);
+            d->config_yaml = col_strdup(st, 15);
+        } else {
+            s = db_fail(db, err, "cannot read run");
+        }
+        sqlite3_finalize(st);
+    }
+    int np = 0, nc = 0;
+    if (!s) s = count_rows(db, "SELECT count(*) FROM run_params WHERE run_id = ?", run_id, &np, err);
+    if (!s) s = count_rows(db, "SELECT count(*) FROM checkpoints WHERE run_id = ?", run_id, &nc, err);
+    if (!s) {
+        d->keys = calloc((size_t)np + 1, sizeof *d->keys);
+        d->values = calloc((size_t)np + 1, sizeof *d->values);
+        d->checkpoints = calloc((size_t)nc + 1, sizeof *d->checkpoints);
+        if (!d->keys || !d->values || !d->checkpoints) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    if (!s) s = prepare(db, "SELECT key, value FROM run_params WHERE run_id = ? ORDER BY key", &st,
+                        "cannot read run settings", err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        while (d->n_params < np && sqlite3_step(st) == SQLITE_ROW) {
+            d->keys[d->n_params] = col_strdup(st, 0);
+            d->values[d->n_params] = col_strdup(st, 1);
+            d->n_params++;
+        }
+        sqlite3_finalize(st);
+    }
+    if (!s) s = prepare(db, "SELECT epoch, step, format_version, checksum, size_bytes, is_best, created_at "
+                            "FROM checkpoints WHERE run_id = ? ORDER BY epoch", &st, "cannot read checkpoints", err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        while (d->n_checkpoints < nc && sqlite3_step(st) == SQLITE_ROW) {
+            lp_ckpt_info *c = &d->checkpoints[d->n_checkpoints++];
+            c->epoch = sqlite3_column_int(st, 0);
+            c->step = sqlite3_column_int64(st, 1);
+            c->format_version = sqlite3_column_int(st, 2);
+            c->checksum = (uint32_t)sqlite3_column_int64(st, 3);
+            c->size_bytes = sqlite3_column_int64(st, 4);
+            c->is_best = sqlite3_column_int(st, 5) != 0;
+            c->created_at = col_strdup(st, 6);
+        }
+        sqlite3_finalize(st);
+    }
+    rtx_end(db);
+    if (s) lp_run_details_free(d);
+    return s;
+}
+
+void lp_metric_rows_free(lp_metric_row *rows, int n)
+{
+    for (int i = 0; rows && i < n; i++) free(rows[i].name);
+    free(rows);
+}
+
+lp_status lp_runsdb_metrics(lp_runsdb *db, int64_t run_id, lp_metric_row **rows, int *n, lp_error *err)
+{
+    assert(db && rows && n);
+    *rows = NULL;
+    *n = 0;
+    lp_status s = rtx_begin(db, err);
+    if (s) return s;
+    int count = 0;
+    s = run_status(db, run_id, NULL, 0, err);
+    if (!s) s = count_rows(db, "SELECT count(*) FROM metrics WHERE run_id = ?", run_id, &count, err);
+    lp_metric_row *out = NULL;
+    int got = 0;
+    if (!s && !(out = calloc((size_t)count + 1, sizeof *out)))
+        s = lp_error_set(err, LP_ERR_NOMEM, "out of memory reading metrics");
+    sqlite3_stmt *st;
+    if (!s) s = prepare(db, "SELECT epoch, step, split, name, value, is_nan, wall_time FROM metrics "
+                            "WHERE run_id = ? ORDER BY epoch, step, split, name", &st, "cannot read metrics", err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        while (got < count && sqlite3_step(st) == SQLITE_ROW) {
+            lp_metric_row *m = &out[got++];
+            m->epoch = sqlite3_column_int(st, 0);
+            m->step = sqlite3_column_int64(st, 1);
+            snprintf(m->split, sizeof m->split, "%s", (const char *)sqlite3_column_text(st, 2));
+            m->name = col_strdup(st, 3);
+            m->value = sqlite3_column_int(st, 5) ? NAN : sqlite3_column_double(st, 4);
+            m->wall_time = sqlite3_column_double(st, 6);
+        }
+        sqlite3_finalize(st);
+    }
+    rtx_end(db);
+    if (s) {
+        lp_metric_rows_free(out, got);
+        return s;
+    }
+    *rows = out;
+    *n = got;
+    return LP_OK;
+}
+
+void lp_param_cmp_rows_free(lp_param_cmp_row *rows, int n_rows, int n_runs)
+{
+    for (int i = 0; rows && i < n_rows; i++) {
+        free(rows[i].key);
+        for (int j = 0; rows[i].values && j < n_runs; j++) free(rows[i].values[j]);
+        free(rows[i].values);
+    }
+    free(rows);
+}
+
+lp_status lp_runsdb_compare_params(lp_runsdb *db, const int64_t *ids, int n_runs, lp_param_cmp_row **rows,
+                                   int *n_rows, lp_error *err)
+{
+    assert(db && ids && rows && n_rows && n_runs >= 1);
+    *rows = NULL;
+    *n_rows = 0;
+    lp_status s = rtx_begin(db, err);
+    if (s) return s;
+    for (int i = 0; !s && i < n_runs; i++) s = run_status(db, ids[i], NULL, 0, err);
+    /* Keys of all runs, sorted and distinct; SQLite does the union. */
+    sqlite3_stmt *keys = NULL, *val = NULL;
+    if (!s) s = prepare(db, "SELECT DISTINCT key FROM run_params WHERE run_id IN (SELECT value FROM json_each(?)) "
+                            "ORDER BY key", &keys, "cannot compare runs", err);
+    if (!s) s = prepare(db, "SELECT value FROM run_params WHERE run_id = ? AND key = ?", &val,
+                        "cannot compare runs", err);
+    lp_param_cmp_row *out = NULL;
+    int count = 0, cap = 0;
+    if (!s) {
+        char idlist[4096] = "[";
+        for (int i = 0; i < n_runs; i++) {
+            size_t len = strlen(idlist);
+            snprintf(idlist + len, sizeof idlist - len, "%s%lld", i ? "," : "", (long long)ids[i]);
+        }
+        sql_add(idlist, sizeof idlist, "]");
+        sqlite3_bind_text(keys, 1, idlist, -1, SQLITE_TRANSIENT);
+        while (!s && sqlite3_step(keys) == SQLITE_ROW) {
+            if (count == cap) {
+                cap = cap ? 2 * cap : 64;
+                lp_param_cmp_row *p = realloc(out, (size_t)cap * sizeof *p);
+                if (!p) {
+                    s = lp_error_set(err, LP_ERR_NOMEM, "out of memory comparing runs");
+                    break;
+                }
+                out = p;
+            }
+            lp_param_cmp_row *r = &out[count++];
+            r->key = col_strdup(keys, 0);
+            r->values = calloc((size_t)n_runs, sizeof *r->values);
+            r->differs = false;
+            if (!r->key || !r->values) {
+                s = lp_error_set(err, LP_ERR_NOMEM, "out of memory comparing runs");
+                break;
+            }
+            for (int i = 0; i < n_runs; i++) {
+                sqlite3_reset(val);
+                sqlite3_bind_int64(val, 1, ids[i]);
+                sqlite3_bind_text(val, 2, r->key, -1, SQLITE_STATIC);
+                if (sqlite3_step(val) == SQLITE_ROW) r->values[i] = col_strdup(val, 0);
+                const char *a = r->values[0], *b = r->values[i];
+                if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0)) r->differs = true;
+            }
+        }
+    }
+    sqlite3_finalize(keys);
+    sqlite3_finalize(val);
+    rtx_end(db);
+    if (s) {
+        lp_param_cmp_rows_free(out, count, n_runs);
+        return s;
+    }
+    *rows = out;
+    *n_rows = count;
+    return LP_OK;
+}
+
+/* ---------------- export ---------------- */
+
+/* The shortest decimal that reads back as the same double. */
+static void fmt_double(char *buf, size_t cap, double v)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+static const char *nonfinite(double v)
+{
+    return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
+        else if (*p < 0x20) fprintf(out, "\\u%04x", *p);
+        else fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+static void json_num(FILE *out, double v)
+{
+    char b[40];
+    if (!isfinite(v)) {
+        fprintf(out, "\"%s\"", nonfinite(v));
+        return;
+    }
+    fmt_double(b, sizeof b, v);
+    fputs(b, out);
+}
+
+/* CSV field: quoted when it holds a comma, quote or newline. */
+static void csv_str(FILE *out, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+lp_status lp_runsdb_export_metrics(lp_runsdb *db, int64_t run_id, lp_export_format fmt, FILE *out,
+                                   lp_error *err)
+{
+    lp_metric_row *m;
+    int n;
+    lp_status s = lp_runsdb_metrics(db, run_id, &m, &n, err);
+    if (s) return s;
+    char b[40], t[40];
+    if (fmt == LP_EXPORT_CSV) {
+        fputs("run_id,epoch,step,split,name,value,wall_time\n", out);
+        for (int i = 0; i < n; i++) {
+            if (isfinite(m[i].value)) fmt_double(b, sizeof b, m[i].value);
+            else snprintf(b, sizeof b, "%s", nonfinite(m[i].value));
+            snprintf(t, sizeof t, "%.3f", m[i].wall_time);
+            fprintf(out, "%lld,%d,%lld,%s,", (long long)run_id, m[i].epoch, m[i].step, m[i].split);
+            csv_str(out, m[i].name);
+            fprintf(out, ",%s,%s\n", b, t);
+        }
+    } else {
+        lp_run_details d;
+        s = lp_runsdb_show(db, run_id, &d, err);
+        if (s) {
+            lp_metric_rows_free(m, n);
+            return s;
+        }
+        fprintf(out, "{\"run\": {\"id\": %lld, \"name\": ", (long long)run_id);
+        json_str(out, d.run.name);
+        fputs(", \"status\": ", out);
+        json_str(out, d.run.status);
+        fprintf(out, ", \"seed\": %llu, \"param_count\": %lld, \"epochs_done\": %d, \"best_test_acc\": ",
+                (unsigned long long)d.run.seed, d.run.param_count, d.run.epochs_done);
+        if (isnan(d.run.best_test_acc)) fputs("null", out);
+        else json_num(out, d.run.best_test_acc);
+        fputs(", \"final_test_acc\": ", out);
+        if (isnan(d.run.final_test_acc)) fputs("null", out);
+        else json_num(out, d.run.final_test_acc);
+        fputs(", \"started_at\": ", out);
+        json_str(out, d.run.started_at);
+        fputs(", \"finished_at\": ", out);
+        if (d.run.finished_at) json_str(out, d.run.finished_at);
+        else fputs("null", out);
+        fputs(", \"config_hash\": ", out);
+        json_str(out, d.run.config_hash);
+        fputs("},\n \"params\": {", out);
+        for (int i = 0; i < d.n_params; i++) {
+            fputs(i ? ", " : "", out);
+            json_str(out, d.keys[i]);
+            fputs(": ", out);
+            json_str(out, d.values[i]);
+        }
+        fputs("},\n \"metrics\": [", out);
+        for (int i = 0; i < n; i++) {
+            fprintf(out, "%s\n  {\"epoch\": %d, \"step\": %lld, \"split\": \"%s\", \"name\": ", i ? "," : "",
+                    m[i].epoch, m[i].step, m[i].split);
+            json_str(out, m[i].name);
+            fputs(", \"value\": ", out);
+            json_num(out, m[i].value);
+            fprintf(out, ", \"wall_time\": %.3f}", m[i].wall_time);
+        }
+        fputs("\n]}\n", out);
+        lp_run_details_free(&d);
+    }
+    lp_metric_rows_free(m, n);
+    if (fflush(out) != 0 || ferror(out))
+        return lp_error_set(err, LP_ERR_IO, "cannot write the export of run %lld: %s", (long long)run_id,
+                            strerror(errno));
+    return LP_OK;
+}
+
+/* ---------------- SHA-256 (FIPS 180-4) ---------------- */
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t ror32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+static void sha256_block(uint32_t h[8], const unsigned char *p)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = hh + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
+        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        hh = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+}
+
+void lp_sha256_hex(const void *data, size_t len, char out[65])
+{
+    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    const unsigned char *p = data;
+    size_t left = len;
+    for (; left >= 64; p += 64, left -= 64) sha256_block(h, p);
+    unsigned char tail[128] = {0};
+    memcpy(tail, p, left);
+    tail[left] = 0x80;
+    size_t tl = left < 56 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
+    sha256_block(h, tail);
+    if (tl == 128) sha256_block(h, tail + 64);
+    for (int i = 0; i < 8; i++) snprintf(out + 8 * i, 9, "%08x", h[i]);
+}
