@@ -69,6 +69,10 @@ test: all $(TEST_BIN) data
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) $$t --jobs 2; done
 	@set -e; for s in tests/e2e_*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) sh $$s; done
 
+# The README's main command: from a fresh clone to a trained two-conv net.
+demo: all data
+	$(BIN)/loupe train configs/mnist_two_conv.yaml
+
 check:
 	$(MAKE) test SANITIZE=1
 
