@@ -7,8 +7,12 @@
 #include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,16 +117,48 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == LP_RUNSDB_SCHEMA_VERS
 
 /* ---------------- errors ---------------- */
 
+/* When SQLite lost the OS errno (it does for short writes), look for the usual
+ * causes ourselves: a file at the process's size limit, or a nearly full disk. */
+static int guess_write_errno(const lp_runsdb *db)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        const char *suffix[] = {"", "-wal", "-journal"};
+        char p[4096];
+        for (int i = 0; i < 3; i++) {
+            struct stat st;
+            snprintf(p, sizeof p, "%s%s", db->path, suffix[i]);
+            /* within a page or so of the limit: the next write could not fit */
+            if (stat(p, &st) == 0 && (rlim_t)st.st_size + 65536 + 4096 > rl.rlim_cur) return EFBIG;
+        }
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", db->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    struct statvfs vfs;
+    if (statvfs(slash ? (dir[0] ? dir : "/") : ".", &vfs) == 0 && (double)vfs.f_bavail * vfs.f_frsize < 1 << 20)
+        return ENOSPC;
+    return 0;
+}
+
 /* SQLite's generic messages hide the cause ("disk I/O error" for a full disk):
  * say what the extended code and the OS errno mean, and name the file. */
 static lp_status db_fail(lp_runsdb *db, lp_error *err, const char *what)
 {
     int ext = sqlite3_extended_errcode(db->h);
     int sys = sqlite3_system_errno(db->h);
+    bool guessed = false;
+    if (sys == 0 && ((ext & 0xFF) == SQLITE_IOERR || (ext & 0xFF) == SQLITE_FULL)) {
+        sys = guess_write_errno(db);
+        guessed = sys != 0;
+    }
     const char *why = NULL;
     bool show_errno = false;
     switch (ext & 0xFF) {
-    case SQLITE_FULL: why = "the disk is full"; break;
+    case SQLITE_FULL:
+        why = sys == EFBIG ? "the file is too big for the file system or the process limit" : "the disk is full";
+        break;
     case SQLITE_READONLY: why = "the database is read-only"; break;
     case SQLITE_BUSY:
     case SQLITE_LOCKED: why = "the database stayed locked by another process for 10 s"; break;
@@ -143,7 +179,8 @@ static lp_status db_fail(lp_runsdb *db, lp_error *err, const char *what)
     default: break;
     }
     char sysbuf[128] = "";
-    if (show_errno && sys) snprintf(sysbuf, sizeof sysbuf, "; errno %d: %s", sys, strerror(sys));
+    if (show_errno && sys && guessed) snprintf(sysbuf, sizeof sysbuf, "; inferred cause: %s", strerror(sys));
+    else if (show_errno && sys) snprintf(sysbuf, sizeof sysbuf, "; errno %d: %s", sys, strerror(sys));
     return lp_error_set(err, LP_ERR_DB, "runs database '%s': %s: %s%s(%s, code %d%s)", db->path, what,
                         why ? why : "", why ? " " : "", sqlite3_errmsg(db->h), ext, sysbuf);
 }

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -661,5 +663,87 @@ Test(runsdb, three_processes_write_one_file, .timeout = 120)
     cr_assert_eq(q_int(path, "SELECT count(*) FROM metrics"), 2 * PROCS * RUNS);
     cr_assert_eq(q_int(path, "SELECT count(*) FROM checkpoints WHERE is_best = 1"), PROCS * RUNS);
     cr_assert_eq(q_int(path, "SELECT count(DISTINCT value) FROM run_params"), PROCS * RUNS);
+    rm_db(path);
+}
+
+/* ---- crashes and full files ---- */
+
+/* Each epoch's metrics and checkpoint must be both present or both absent. */
+static void check_epochs_paired(const char *path)
+{
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM (SELECT DISTINCT run_id, epoch FROM metrics) m "
+                             "WHERE NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = m.run_id "
+                             "AND c.epoch = m.epoch)"), 0, "metrics without their checkpoint");
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM checkpoints c WHERE NOT EXISTS (SELECT 1 FROM metrics m "
+                             "WHERE m.run_id = c.run_id AND m.epoch = c.epoch)"), 0, "checkpoint without metrics");
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM runs WHERE epochs_done != (SELECT count(*) FROM checkpoints c "
+                             "WHERE c.run_id = runs.id)"), 0, "epochs_done disagrees with the commits");
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'"), 0);
+}
+
+Test(runsdb, kill_9_never_splits_an_epoch, .timeout = 120)
+{
+    char *path = tmp_db();
+    lp_runsdb_close(open_ok(path));
+    for (int k = 0; k < 12; k++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            lp_runsdb *db;
+            lp_error e = {0};
+            if (lp_runsdb_open(path, &db, &e)) _exit(1);
+            int64_t id = new_run(db, "victim", "0.1");
+            static unsigned char blob[64 * 1024];   /* large enough for the kill to land mid-write */
+            for (int ep = 1; ep < 100000; ep++) {
+                memset(blob, ep, sizeof blob);
+                lp_metric m[] = {{"train", "loss", 1.0 / ep}, {"test", "acc", 0.5}, {"test", "loss", 2.0}};
+                if (lp_runsdb_commit_epoch(db, id, ep, ep, m, 3, blob, sizeof blob, ep % 2 == 0, &e)) _exit(2);
+            }
+            _exit(0);
+        }
+        usleep(20000 + 9973 * (k * 7 % 13));
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        cr_assert(WIFSIGNALED(status), "writer %d ended before the kill (status %d)", k, status);
+    }
+    check_epochs_paired(path);
+    cr_assert_gt(q_int(path, "SELECT count(*) FROM checkpoints"), 12, "the writers should have committed epochs");
+    rm_db(path);
+}
+
+/* A file size limit makes writes fail with EFBIG: the honest stand-in for a full
+ * disk without a mount. The error must say why, and the database stay consistent. */
+Test(runsdb, a_file_size_limit_is_reported_and_leaves_the_db_consistent, .timeout = 60)
+{
+    char *path = tmp_db();
+    lp_runsdb *db = open_ok(path);
+    int64_t id = new_run(db, "big", "0.1");
+    lp_error err = {0};
+    cr_assert_eq(commit(db, id, 1, 0.5, true, false, &err), LP_OK, "%s", err.msg);
+    lp_runsdb_close(db);
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {2 << 20, 2 << 20};
+        if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(9);
+        lp_runsdb *d;
+        lp_error e = {0};
+        if (lp_runsdb_open(path, &d, &e)) _exit(8);
+        static unsigned char blob[512 * 1024];
+        for (int ep = 2; ep < 100; ep++) {
+            memset(blob, ep, sizeof blob);
+            lp_metric m[] = {{"test", "acc", 0.5}};
+            if (lp_runsdb_commit_epoch(d, id, ep, ep, m, 1, blob, sizeof blob, false, &e)) {
+                fprintf(stderr, "%s\n", e.msg);
+                _exit(strstr(e.msg, "too big") && strstr(e.msg, path) ? 0 : 3);
+            }
+        }
+        _exit(4);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status), "status %d", status);
+    cr_assert_eq(WEXITSTATUS(status), 0, "child exit %d (3: wrong message, 4: never failed)", WEXITSTATUS(status));
+    check_epochs_paired(path);
     rm_db(path);
 }
