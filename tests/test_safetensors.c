@@ -180,3 +180,36 @@ Test(safetensors, write_failure_leaves_no_temp_file)
     cr_assert_eq(lp_safetensors_write("/nonexistent-dir/m.safetensors", t, 1, NULL, NULL, 0, &err), LP_ERR_IO);
     cr_assert(strstr(err.msg, "/nonexistent-dir/m.safetensors"), "%s", err.msg);
 }
+
+/* Every truncation is refused, and no single-byte change of the header crashes
+ * the reader or is silently accepted with different tensors. */
+Test(safetensors, truncations_and_header_flips)
+{
+    fill();
+    init_refs(w, bias, fc);
+    void *buf;
+    size_t size;
+    lp_error err = {0};
+    cr_assert_eq(lp_safetensors_encode(model_refs, 3, NULL, NULL, 0, &buf, &size, &err), LP_OK);
+    float w2[36], b2[4], fc2[40];
+    init_refs(w2, b2, fc2);
+    for (size_t n = 0; n < size; n++) {
+        lp_error_clear(&err);
+        cr_assert_neq(lp_safetensors_decode_into(buf, n, model_refs, 3, "t", &err), LP_OK, "truncation to %zu", n);
+    }
+    unsigned char *b = buf;
+    size_t hlen = b[0] | (size_t)b[1] << 8;
+    for (size_t i = 0; i < 8 + hlen; i++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            b[i] ^= (unsigned char)(1u << bit);
+            lp_error_clear(&err);
+            memset(w2, 0, sizeof w2);
+            lp_status s = lp_safetensors_decode_into(buf, size, model_refs, 3, "t", &err);
+            /* Accepted only if the flip was harmless (e.g. inside padding spaces or metadata). */
+            if (s == LP_OK) cr_assert_eq(memcmp(w2, w, sizeof w), 0, "flip at %zu accepted with other data", i);
+            else cr_assert(err.msg[0]);
+            b[i] ^= (unsigned char)(1u << bit);
+        }
+    }
+    free(buf);
+}
