@@ -31,7 +31,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test check clean data demo bench bench-deps plugins
+.PHONY: all deps test check clean data demo bench bench-deps plugins accuracy
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
@@ -72,6 +72,10 @@ test: all $(TEST_BIN) data
 # The README's main command: from a fresh clone to a trained two-conv net.
 demo: all data
 	$(BIN)/loupe train configs/mnist_two_conv.yaml
+
+# Final test accuracy of each shipped MNIST config for seeds 1-3 (minutes; docs/accuracy.md).
+accuracy: all data
+	sh scripts/accuracy.sh $(BIN)/loupe
 
 check:
 	$(MAKE) test SANITIZE=1
