@@ -7,9 +7,12 @@
  * col [K = C*kh*kw, P = OH*OW], then out[F, P] = W[F, K] * col + b. Samples run in
  * parallel (OpenMP); lp_sgemm itself is single-threaded, so there is one level of
  * parallelism. Scratch per sample (planned by the graph, so no malloc per step):
- *   col [K*P]  written by forward, read by backward for dW, then reused for dcol;
- *   part [F*K + F]  the weight and bias gradient partial of thread number `slot`
- *                   (only the first T slots are used, T <= N).
+ *   col [K*P]      written by forward, read (never changed) by backward, so
+ *                  backward can run again after one forward (another seed);
+ *   part [F*K + F] the weight and bias gradient partial of thread number `slot`;
+ *   dcol [R*P]     thread `slot`'s input-gradient rows for a chunk of channels
+ *                  (R ~ 64 rows: a useful GEMM, a fraction of col's memory).
+ * Only the first T slots' part and dcol are used (T <= N threads).
  * Backward sums the T partials in thread order, so a result is the same for the
  * same thread count (and differs from another count only by float rounding).
  *
@@ -34,7 +37,8 @@ typedef struct conv_state {
     int OH, OW;
     int K, P;           /* K = C*kh*kw rows of col, P = OH*OW columns */
     int bias;
-    size_t slot;        /* floats of scratch per sample: col + partials, rounded to 16 */
+    int chunk;          /* channels per dcol chunk */
+    size_t part_off, dcol_off, slot; /* floats: offsets in a sample's scratch, its size */
 } conv_state;
 
 /* `bias` is read as a word so YAML's `bias: false` works: true/false, yes/no, 1/0. */
@@ -132,10 +136,14 @@ static lp_status conv_setup(lp_node *n)
         return lp_node_fail(n, "the unrolled input (%lld x %lld) is too large", K, P);
     conv_state *cs = lp_node_alloc_state(n, sizeof *cs);
     if (!cs) return LP_ERR_NOMEM;
-    size_t slot = (size_t)(K * P + K * F + F);
-    slot = (slot + 15) / 16 * 16; /* keep every sample's col 64-byte aligned */
+    int chunk = (64 + k[0] * k[1] - 1) / (k[0] * k[1]);
+    chunk = chunk < C ? chunk : C;
+    /* Regions rounded to 16 floats: every GEMM operand starts 64-byte aligned. */
+    size_t part_off = (size_t)(K * P + 15) / 16 * 16;
+    size_t dcol_off = part_off + (size_t)(K * F + F + 15) / 16 * 16;
+    size_t slot = dcol_off + ((size_t)chunk * k[0] * k[1] * P + 15) / 16 * 16;
     *cs = (conv_state){C, H, W, F, k[0], k[1], s[0], s[1], pad[0], pad[2], OH, OW,
-                       (int)K, (int)P, bias, slot};
+                       (int)K, (int)P, bias, chunk, part_off, dcol_off, slot};
     if (lp_node_add_param(n, "weight", lp_shape4(F, C, k[0], k[1]), LP_INIT_HE, (int)K) < 0)
         return LP_ERR_SHAPE;
     if (bias && lp_node_add_param(n, "bias", lp_shape1(F), LP_INIT_ZERO, 0) < 0) return LP_ERR_SHAPE;
@@ -182,14 +190,15 @@ static void im2col(const conv_state *cs, const float *x, float *col)
             }
 }
 
-/* dx [C, H, W] += col2im(dcol [K, P]); padding positions are dropped. */
-static void col2im_add(const conv_state *cs, const float *dcol, float *dx)
+/* dx [C, H, W] += col2im(dcol) for channels [c0, c0 + nc): dcol holds their rows
+ * [nc*kh*kw, P]; padding positions are dropped. */
+static void col2im_add(const conv_state *cs, const float *dcol, int c0, int nc, float *dx)
 {
     const int OW = cs->OW;
-    for (int c = 0; c < cs->C; c++)
+    for (int c = c0; c < c0 + nc; c++)
         for (int ky = 0; ky < cs->kh; ky++)
             for (int kx = 0; kx < cs->kw; kx++) {
-                const float *row = dcol + (size_t)((c * cs->kh + ky) * cs->kw + kx) * cs->P;
+                const float *row = dcol + (size_t)(((c - c0) * cs->kh + ky) * cs->kw + kx) * cs->P;
                 int lo, hi;
                 valid_cols(cs, kx, &lo, &hi);
                 for (int oy = 0; oy < cs->OH; oy++) {
@@ -243,7 +252,8 @@ static void conv_backward(lp_node *n)
     const int acc = lp_node_in_grad_accumulate(n, 0);
     float *scratch = lp_node_scratch(n);
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
-    const size_t part_off = (size_t)K * P;
+    const size_t part_off = cs->part_off;
+    const int khw = cs->kh * cs->kw;
     int T = threads_for(n, N);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
@@ -256,6 +266,7 @@ static void conv_backward(lp_node *n)
         int s0 = (int)((long)N * t / nt), s1 = (int)((long)N * (t + 1) / nt);
         float *pw = scratch + (size_t)t * cs->slot + part_off; /* [F, K] */
         float *pb = pw + (size_t)F * K;                          /* [F] */
+        float *dcol = scratch + (size_t)t * cs->slot + cs->dcol_off;
         for (int s = s0; s < s1; s++) {
             float *col = scratch + (size_t)s * cs->slot;
             const float *dys = dy + (size_t)s * F * P;
@@ -268,11 +279,15 @@ static void conv_backward(lp_node *n)
                     pb[f] = s == s0 ? sum : pb[f] + sum;
                 }
             if (dx) {
-                /* col has served dW: reuse it for dcol[K,P] = W^T[K,F] dY[F,P]. */
-                lp_sgemm(true, false, K, P, F, 1.0f, w, K, dys, P, 0.0f, col, P);
                 float *dxs = dx + (size_t)s * in_sz;
                 if (!acc) memset(dxs, 0, in_sz * sizeof(float));
-                col2im_add(cs, col, dxs);
+                /* dcol[K,P] = W^T[K,F] dY[F,P], a chunk of channels at a time. */
+                for (int c0 = 0; c0 < cs->C; c0 += cs->chunk) {
+                    int nc = cs->C - c0 < cs->chunk ? cs->C - c0 : cs->chunk;
+                    lp_sgemm(true, false, nc * khw, P, F, 1.0f, w + (size_t)c0 * khw, K, dys, P,
+                             0.0f, dcol, P);
+                    col2im_add(cs, dcol, c0, nc, dxs);
+                }
             }
         }
         if (s0 == s1) { /* an empty share still owns a slot that the sum below reads */
