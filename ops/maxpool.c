@@ -44,6 +44,27 @@ static lp_status maxpool_setup(lp_node *n)
     return lp_node_set_out_shape(n, out);
 }
 
+/* v replaces the running max m: larger, or a NaN over a number (first max wins ties). */
+static inline int takes_over(float v, float m) { return v > m || (v != v && m == m); }
+
+/* The common 2x2 window, stride 2, unrolled: same result as the general loop. */
+static void pool2x2(const float *xp, int W, int OH, int OW, float *yp, int32_t *ap)
+{
+    for (int oy = 0; oy < OH; oy++) {
+        const float *r0 = xp + (long)2 * oy * W, *r1 = r0 + W;
+        for (int ox = 0; ox < OW; ox++) {
+            int i = 2 * ox;
+            float m = r0[i];
+            int best = i;
+            if (takes_over(r0[i + 1], m)) { m = r0[i + 1]; best = i + 1; }
+            if (takes_over(r1[i], m)) { m = r1[i]; best = W + i; }
+            if (takes_over(r1[i + 1], m)) { m = r1[i + 1]; best = W + i + 1; }
+            yp[oy * OW + ox] = m;
+            ap[oy * OW + ox] = 2 * oy * W + best;
+        }
+    }
+}
+
 static void maxpool_forward(lp_node *n)
 {
     const maxpool_state *st = lp_node_state(n);
@@ -59,6 +80,10 @@ static void maxpool_forward(lp_node *n)
         const float *xp = x + p * H * W;
         float *yp = y + p * OH * OW;
         int32_t *ap = arg + p * OH * OW;
+        if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {
+            pool2x2(xp, W, OH, OW, yp, ap);
+            continue;
+        }
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 int best = oy * sh * W + ox * sw;
@@ -67,8 +92,7 @@ static void maxpool_forward(lp_node *n)
                     const int row = (oy * sh + ky) * W + ox * sw;
                     for (int kx = 0; kx < kw; kx++) {
                         float v = xp[row + kx];
-                        /* strict >: the first maximum wins a tie; m != m: keep a NaN */
-                        if (v > m || (v != v && m == m)) { m = v; best = row + kx; }
+                        if (takes_over(v, m)) { m = v; best = row + kx; }
                     }
                 }
                 yp[oy * OW + ox] = m;

@@ -7,8 +7,9 @@
 
 #include <stddef.h>
 
-/* Below this many elements a parallel loop costs more than it saves. */
-#define RELU_PARALLEL_MIN 65536
+/* Below this many elements a parallel loop costs more than it saves: ReLU is one
+ * compare per element, far cheaper than waking a thread team on a busy machine. */
+#define RELU_PARALLEL_MIN (1L << 20)
 
 static lp_status relu_setup(lp_node *n)
 {
