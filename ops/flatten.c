@@ -40,7 +40,7 @@ static void flatten_backward(lp_node *n)
 const lp_op lp_op_flatten = {
     LP_OP_HEADER,
     .name = "flatten",
-    .summary = "[C, H, W] -> [C*H*W] (no copy of meaning, just of data)",
+    .summary = "[C, H, W] -> [C*H*W], the bridge to dense layers",
     .min_inputs = 1,
     .max_inputs = 1,
     .attrs = NULL,
