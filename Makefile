@@ -18,8 +18,8 @@ ifeq ($(SANITIZE),1)
   PLUGIN_SAN := -fsanitize=address,undefined
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
-  BUILD   := $(BUILD)-san
-  BIN     := $(BUILD)/bin
+  override BUILD := $(BUILD)-san
+  override BIN := $(BUILD)/bin
 endif
 
 CLI_SRC  := experiments/main.c $(wildcard experiments/cli_*.c)
@@ -76,6 +76,14 @@ demo: all data
 # Final test accuracy of each shipped MNIST config for seeds 1-3 (minutes; docs/accuracy.md).
 accuracy: all data
 	sh scripts/accuracy.sh $(BIN)/loupe
+
+# loupe beside PyTorch, one table (bench/run.sh; BENCH_QUICK=1 for a short subset).
+# PyTorch rows need python3-torch: make bench-deps.
+bench: $(BIN)/loupe data
+	LOUPE_BIN=$(BIN)/loupe sh bench/run.sh
+
+bench-deps:
+	@LOUPE_EXTRA_DEPS=python3-torch sh scripts/deps.sh
 
 check:
 	$(MAKE) test SANITIZE=1

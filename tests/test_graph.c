@@ -255,6 +255,7 @@ Test(graph, same_input_twice_counts_twice)
     lp_graph_forward(g, x, NULL, 1, true);
     lp_graph_backward(g, seed);
     for (int i = 0; i < 3; i++) cr_assert_float_eq(lp_graph_input_grad(g)[i], 2 * seed[i], 1e-6);
+    lp_graph_free(g);
 }
 
 Test(graph, init_is_deterministic_per_seed)
