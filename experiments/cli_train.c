@@ -208,6 +208,7 @@ typedef struct train_session {
     lp_runsdb *db;
     int64_t run_id;
     bool cfg_loaded, trainer_ready;
+    bool resume_has_ckpt;   /* false: the run died before its first commit */
 } train_session;
 
 /* For --resume: the recorded config text and its original path. */
@@ -229,6 +230,7 @@ static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *
                                       a->c.n_sets, &t->cfg, err);
     t->cfg_loaded = s == LP_OK;
     t->run_id = a->resume;
+    t->resume_has_ckpt = d.n_checkpoints > 0;
     lp_run_details_free(&d);
     return s;
 }
@@ -358,9 +360,13 @@ int cli_train(int argc, char **argv)
         void *blob = NULL;
         size_t size = 0;
         int epoch = 0;
-        lp_resume_state resume;
-        s = lp_runsdb_load_checkpoint(t.db, t.run_id, "last", &blob, &size, &epoch, NULL, &err);
-        if (!s) s = lp_snapshot_restore(blob, size, t.graph, &t.trainer.optim, &resume, "checkpoint", &err);
+        lp_resume_state resume = {0};
+        /* A run killed or interrupted before its first epoch was committed has
+         * nothing to load: it starts again from epoch 1 (same seed, same init). */
+        if (t.resume_has_ckpt) {
+            s = lp_runsdb_load_checkpoint(t.db, t.run_id, "last", &blob, &size, &epoch, NULL, &err);
+            if (!s) s = lp_snapshot_restore(blob, size, t.graph, &t.trainer.optim, &resume, "checkpoint", &err);
+        }
         free(blob);
         if (!s) s = lp_runsdb_resume_run(t.db, t.run_id, epoch, &err);
         if (!s) {
