@@ -310,7 +310,7 @@ static const lp_attr_doc conv_attrs[] = {
     {"filters", "int", NULL, "output channels"},
     {"kernel", "int or [h, w]", NULL, "kernel size"},
     {"stride", "int or [h, w]", "1", "step between windows"},
-    {"padding", "int, [h, w] or same", "0", "zeros around the input; same: output ceil(H / stride)"},
+    {"padding", "int, pair, same", "0", "zeros around the input; same: output ceil(H / stride)"},
     {"bias", "bool", "true", "add a learned bias per filter (true/false)"},
     {NULL, NULL, NULL, NULL},
 };
