@@ -20,6 +20,7 @@ int cli_export(int argc, char **argv);
 int cli_ops(int argc, char **argv);
 int cli_gradcheck(int argc, char **argv);
 int cli_data(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Print "loupe: <status name>: <message>" on stderr; return the exit code. */
 int cli_fail(const lp_error *err);
