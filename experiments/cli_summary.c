@@ -28,8 +28,15 @@ static const char *with_commas(long long v, char *buf, size_t size)
 lp_status cli_build_from_config(lp_experiment_config *cfg, lp_graph **g, lp_error *err)
 {
     for (int i = 0; i < cfg->n_plugins; i++) {
-        lp_status s = lp_plugin_load(cfg->plugin_paths[i], err);
-        if (s) return s;
+        lp_error e = {0};
+        lp_status s = lp_plugin_load(cfg->plugin_paths[i], &e);
+        if (!s) continue;
+        /* Say which `plugins:` entry it was (file:line:col), like every config error. */
+        int k = cfg->root && cfg->root->kind == LP_VALUE_MAP ? lp_value_find(cfg->root, "plugins") : -1;
+        const lp_value *list = k >= 0 ? cfg->root->items[k] : NULL;
+        if (list && list->kind == LP_VALUE_LIST && i < list->count)
+            return lp_error_at(err, s, list->items[i]->loc, "%s", e.msg);
+        return lp_error_set(err, s, "%s", e.msg);
     }
     return lp_graph_build(&cfg->model, g, err);
 }
