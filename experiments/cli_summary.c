@@ -112,11 +112,13 @@ int cli_summary(int argc, char **argv)
         long long most = 0;
         for (int f = 0; f < n_files; f++)
             if (totals[f] > most) most = totals[f];
-        printf("%-24s %10s  %s\n", "model", "params", "vs largest");
+        printf("%-24s %10s  %s\n", "model", "params", "compared with the largest");
         for (int f = 0; f < n_files; f++) {
             char num[32];
-            printf("%-24s %10s  %.2fx fewer (%.1f%%)\n", names[f], with_commas(totals[f], num, sizeof num),
-                   totals[f] ? (double)most / totals[f] : 0.0, 100.0 * totals[f] / (most ? most : 1));
+            printf("%-24s %10s  ", names[f], with_commas(totals[f], num, sizeof num));
+            if (totals[f] == most) printf("(the largest)\n");
+            else printf("%.2fx fewer parameters (%.1f%% of it)\n", (double)most / (totals[f] ? totals[f] : 1),
+                        100.0 * totals[f] / most);
         }
     }
     return 0;

@@ -224,8 +224,8 @@ static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *
     for (int i = 0; i < d.n_params; i++)
         if (!strcmp(d.keys[i], "config.path")) path = d.values[i];
     if (!strcmp(d.run.status, "completed"))
-        s = lp_error_set(err, LP_ERR_ARG, "run %lld is already completed (%d epochs)",
-                         (long long)a->resume, d.run.epochs_done);
+        s = lp_error_set(err, LP_ERR_ARG, "run %lld is already completed (%d epoch%s)",
+                         (long long)a->resume, d.run.epochs_done, d.run.epochs_done == 1 ? "" : "s");
     if (!s) s = lp_config_load_string(d.config_yaml, strlen(d.config_yaml), path, a->c.sets,
                                       a->c.n_sets, &t->cfg, err);
     t->cfg_loaded = s == LP_OK;
@@ -323,6 +323,8 @@ int cli_train(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
     double t0 = now_s();
+    /* Before the run is recorded: a Ctrl-C from here on ends it as 'interrupted'. */
+    lp_train_catch_signals();
     train_session t;
     memset(&t, 0, sizeof t);
     lp_error err = {0};
@@ -394,7 +396,6 @@ int cli_train(int argc, char **argv)
                 (long long)t.run_id, t.cfg.name, lp_graph_param_floats(t.graph), t.train.n, t.test.n,
                 lp_threads(), lp_runsdb_path(t.db));
     lp_graph_set_profile(t.graph, a.profile);
-    lp_train_catch_signals();
     lp_epoch_result last = {0};
     s = lp_trainer_run(&t.trainer, record_epoch, &rec, &last, &err);
     lp_run_status status = s == LP_OK ? LP_RUN_COMPLETED
