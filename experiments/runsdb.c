@@ -504,6 +504,16 @@ lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run
     return s;
 }
 
+/* The checksum column: CRC-32 of the blob, without the 4-byte CRC-32 trailer an
+ * LPCK checkpoint ends with. A CRC over data followed by its own CRC is the same
+ * constant (0x2144df1c) for every input, which would make the column useless for
+ * telling checkpoints apart; the trailer itself is checked by lp_checkpoint_decode. */
+static uint32_t blob_checksum(const void *blob, size_t size)
+{
+    bool lpck = lp_checkpoint_peek_version(blob, size) >= 1 && size >= 4;
+    return lp_crc32(blob, lpck ? size - 4 : size);
+}
+
 lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long long step,
                                  const lp_metric *metrics, int n_metrics, const void *ckpt, size_t ckpt_size,
                                  bool is_best, lp_error *err)
@@ -565,7 +575,7 @@ lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long 
             sqlite3_bind_int(st, 2, epoch);
             sqlite3_bind_int64(st, 3, step);
             sqlite3_bind_int(st, 4, lp_checkpoint_peek_version(ckpt, ckpt_size));
-            sqlite3_bind_int64(st, 5, (sqlite3_int64)lp_crc32(ckpt, ckpt_size));
+            sqlite3_bind_int64(st, 5, (sqlite3_int64)blob_checksum(ckpt, ckpt_size));
             sqlite3_bind_int64(st, 6, (sqlite3_int64)ckpt_size);
             sqlite3_bind_blob(st, 7, ckpt, (int)ckpt_size, SQLITE_STATIC);
             sqlite3_bind_int(st, 8, is_best ? 1 : 0);
@@ -721,7 +731,7 @@ lp_status lp_runsdb_load_checkpoint(lp_runsdb *db, int64_t run_id, const char *w
             uint32_t stored = (uint32_t)sqlite3_column_int64(st, 2);
             const void *p = sqlite3_column_blob(st, 3);
             size_t n = (size_t)sqlite3_column_bytes(st, 3);
-            if (lp_crc32(p, n) != stored) {
+            if (blob_checksum(p, n) != stored) {
                 s = lp_error_set(err, LP_ERR_DATA, "checkpoint of run %lld epoch %d: checksum mismatch "
                                  "(the stored blob is damaged)", (long long)run_id, e);
             } else if (!(*blob = malloc(n ? n : 1))) {

@@ -67,15 +67,7 @@ check_eq "runs show: 2 checkpoints, the last one best" \
 expect_out "# configs/mnist_two_conv.yaml with --set data.train_limit=6000" "runs show: recorded config names file and overrides"
 # Two different checkpoints must show two different checksums.
 NCRC=$(sqlite3 "$DB" "SELECT count(DISTINCT checksum) || ' ' || count(DISTINCT weights) FROM checkpoints WHERE run_id = 1")
-if [ "$NCRC" = "2 2" ]; then
-    ok "checkpoints of epochs 1 and 2 have different checksums"
-else
-    # Known bug: runsdb stores the CRC-32 of the whole LPCK blob, whose last 4 bytes
-    # are already its own CRC-32, so the stored value is the CRC residue 0x2144df1c
-    # for every checkpoint (corruption is still detected; the column says nothing).
-    todo_skip "checkpoints of epochs 1 and 2 have different checksums (got distinct checksums/blobs: $NCRC)" \
-        "runsdb.c commit_epoch: lp_crc32(ckpt, ckpt_size) covers the blob's CRC trailer -> always 2144df1c"
-fi
+check_eq "checkpoints of epochs 1 and 2 have different checksums" "$NCRC" "2 2"
 
 run "$L" runs compare 1 2 --db "$DB"
 expect_rc 0 "runs compare 1 2"
