@@ -6,14 +6,29 @@
  * the window's maximum in scratch (int32); backward routes each gradient there
  * only. Ties go to the first maximum in row-major window order, and a NaN input
  * wins its window (so it propagates instead of hiding).
+ *
+ * 2x2 windows with stride 2 (every MNIST net) take a fast path: the argmax is one
+ * byte (0..3, row-major in the window), 16 outputs per step with AVX-512, and
+ * backward writes every input of its windows (the gradient or 0) instead of
+ * clearing the plane first, since such windows tile the input exactly.
  */
 #include "loupe_op.h"
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define POOL_AVX512 1
+#else
+#define POOL_AVX512 0
+#endif
+
+/* Below this many outputs a parallel loop costs more than it saves. */
+#define POOL_PARALLEL_MIN 16384
 
 typedef struct maxpool_state {
     int kh, kw, sh, sw;
+    int fast;   /* 2x2 stride 2: byte argmax */
 } maxpool_state;
 
 static lp_status maxpool_setup(lp_node *n)
@@ -37,31 +52,146 @@ static lp_status maxpool_setup(lp_node *n)
                                  size[1], in.dims[1], in.dims[2]);
     maxpool_state *st = lp_node_alloc_state(n, sizeof *st);
     if (!st) return LP_ERR_NOMEM;
-    *st = (maxpool_state){size[0], size[1], stride[0], stride[1]};
+    int fast = size[0] == 2 && size[1] == 2 && stride[0] == 2 && stride[1] == 2;
+    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast};
     lp_shape out = {3, {in.dims[0], (in.dims[1] - size[0]) / stride[0] + 1,
                         (in.dims[2] - size[1]) / stride[1] + 1}};
-    lp_node_set_scratch(n, (size_t)out.dims[0] * out.dims[1] * out.dims[2] * sizeof(int32_t), 0);
+    size_t outs = (size_t)out.dims[0] * out.dims[1] * out.dims[2];
+    lp_node_set_scratch(n, outs * (fast ? 1 : sizeof(int32_t)), 0);
     return lp_node_set_out_shape(n, out);
 }
 
 /* v replaces the running max m: larger, or a NaN over a number (first max wins ties). */
 static inline int takes_over(float v, float m) { return v > m || (v != v && m == m); }
 
-/* The common 2x2 window, stride 2, unrolled: same result as the general loop. */
-static void pool2x2(const float *xp, int W, int OH, int OW, float *yp, int32_t *ap)
+/* ---- 2x2 stride 2 --------------------------------------------------------- */
+
+/* Window (r0[2o], r0[2o+1], r1[2o], r1[2o+1]) -> max and its position 0..3, with
+ * the general path's rules: strict > keeps the first maximum, a NaN wins once. */
+static inline float max4(const float *r0, const float *r1, int o, uint8_t *arg)
 {
-    for (int oy = 0; oy < OH; oy++) {
-        const float *r0 = xp + (long)2 * oy * W, *r1 = r0 + W;
-        for (int ox = 0; ox < OW; ox++) {
-            int i = 2 * ox;
-            float m = r0[i];
-            int best = i;
-            if (takes_over(r0[i + 1], m)) { m = r0[i + 1]; best = i + 1; }
-            if (takes_over(r1[i], m)) { m = r1[i]; best = W + i; }
-            if (takes_over(r1[i + 1], m)) { m = r1[i + 1]; best = W + i + 1; }
-            yp[oy * OW + ox] = m;
-            ap[oy * OW + ox] = 2 * oy * W + best;
+    float v[4] = {r0[2 * o], r0[2 * o + 1], r1[2 * o], r1[2 * o + 1]};
+    float m = v[0];
+    uint8_t a = 0;
+    for (uint8_t k = 1; k < 4; k++)
+        if (takes_over(v[k], m)) { m = v[k]; a = k; }
+    *arg = a;
+    return m;
+}
+
+#if POOL_AVX512
+/* Even / odd lanes of the 32 floats lo:hi. */
+static inline __m512 evens(__m512 lo, __m512 hi)
+{
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+}
+static inline __m512 odds(__m512 lo, __m512 hi)
+{
+    const __m512i idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return _mm512_permutex2var_ps(lo, idx, hi);
+}
+
+/* m, a <- v, k where v beats m (v > m, or v is the first NaN). */
+static inline void take(__m512 *m, __m512i *a, __m512 v, int k)
+{
+    __mmask16 t = _mm512_cmp_ps_mask(v, *m, _CMP_GT_OQ) |
+                  (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(*m, *m, _CMP_ORD_Q));
+    *m = _mm512_mask_mov_ps(*m, t, v);
+    *a = _mm512_mask_mov_epi32(*a, t, _mm512_set1_epi32(k));
+}
+#endif
+
+/* One output row: rows r0, r1 of the input -> y[OW], arg[OW]. */
+static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, int OW)
+{
+    int o = 0;
+#if POOL_AVX512
+    for (; o < OW; o += 16) {
+        int left = OW - o < 16 ? OW - o : 16;
+        __mmask16 m = (__mmask16)((1u << left) - 1);
+        __mmask16 mlo = (__mmask16)(left >= 8 ? 0xFFFF : (1u << 2 * left) - 1);
+        __mmask16 mhi = (__mmask16)(left > 8 ? (1u << 2 * (left - 8)) - 1 : 0);
+        if (left == 16) mhi = 0xFFFF;
+        __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * o), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * o + 16);
+        __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
+        __m512 best = evens(a0, a1);
+        __m512i at = _mm512_setzero_si512();
+        take(&best, &at, odds(a0, a1), 1);
+        take(&best, &at, evens(b0, b1), 2);
+        take(&best, &at, odds(b0, b1), 3);
+        _mm512_mask_storeu_ps(y + o, m, best);
+        _mm512_mask_cvtepi32_storeu_epi8(arg + o, m, at);
+    }
+#endif
+    for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o]);
+}
+
+/* One output row's gradient g[OW] -> input rows d0, d1 (2*OW columns each). */
+static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1, int OW, int acc)
+{
+    int o = 0;
+#if POOL_AVX512
+    const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (; o < OW; o += 16) {
+        int left = OW - o < 16 ? OW - o : 16;
+        __mmask16 m = (__mmask16)((1u << left) - 1);
+        __mmask16 mlo = (__mmask16)(left >= 8 ? 0xFFFF : (1u << 2 * left) - 1);
+        __mmask16 mhi = (__mmask16)(left > 8 ? (1u << 2 * (left - 8)) - 1 : 0);
+        if (left == 16) mhi = 0xFFFF;
+        __m512 gv = _mm512_maskz_loadu_ps(m, g + o);
+        __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg + o));
+        __m512 v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(k)), gv);
+        float *rows[2] = {d0 + 2 * o, d1 + 2 * o};
+        for (int r = 0; r < 2; r++) {
+            __m512 lo = _mm512_permutex2var_ps(v[2 * r], ilo, v[2 * r + 1]);
+            __m512 hi = _mm512_permutex2var_ps(v[2 * r], ihi, v[2 * r + 1]);
+            if (acc) {
+                lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(mlo, rows[r]));
+                hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(mhi, rows[r] + 16));
+            }
+            _mm512_mask_storeu_ps(rows[r], mlo, lo);
+            _mm512_mask_storeu_ps(rows[r] + 16, mhi, hi);
         }
+    }
+#endif
+    for (; o < OW; o++)
+        for (int k = 0; k < 4; k++) {
+            float *d = (k < 2 ? d0 : d1) + 2 * o + (k & 1);
+            lp_grad_put(d, acc, arg[o] == k ? g[o] : 0.0f);
+        }
+}
+
+static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
+{
+    const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
+    float *y = lp_node_out(n);         /* [N, C, OH, OW] */
+    uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window */
+#pragma omp parallel for schedule(static) if (planes * OH * OW >= POOL_PARALLEL_MIN)
+    for (long p = 0; p < planes; p++)
+        for (int oy = 0; oy < OH; oy++) {
+            const float *r0 = x + (p * H + 2 * oy) * W;
+            pool2_row(r0, r0 + W, y + (p * OH + oy) * OW, arg + (p * OH + oy) * OW, OW);
+        }
+}
+
+static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int OH, int OW)
+{
+    const int acc = lp_node_in_grad_accumulate(n, 0);
+    const float *dy = lp_node_out_grad(n);
+    const uint8_t *arg = lp_node_scratch(n);
+#pragma omp parallel for schedule(static) if (planes * OH * OW >= POOL_PARALLEL_MIN)
+    for (long p = 0; p < planes; p++) {
+        float *dxp = dx + p * H * W;
+        for (int oy = 0; oy < OH; oy++) {
+            float *d0 = dxp + (long)2 * oy * W;
+            unpool2_row(dy + (p * OH + oy) * OW, arg + (p * OH + oy) * OW, d0, d0 + W, OW, acc);
+            if (!acc && W > 2 * OW) d0[W - 1] = d0[2 * W - 1] = 0.0f; /* the dropped column */
+        }
+        if (!acc && H > 2 * OH) memset(dxp + (long)2 * OH * W, 0, (size_t)W * sizeof(float));
     }
 }
 
@@ -72,18 +202,15 @@ static void maxpool_forward(lp_node *n)
     const int H = in.dims[1], W = in.dims[2], OH = out.dims[1], OW = out.dims[2];
     const int kh = st->kh, kw = st->kw, sh = st->sh, sw = st->sw;
     const long planes = (long)lp_node_batch(n) * in.dims[0];
+    if (st->fast) { pool2_forward(n, planes, H, W, OH, OW); return; }
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     int32_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: index into the H x W plane */
-#pragma omp parallel for schedule(static) if (planes * OH * OW >= 16384)
+#pragma omp parallel for schedule(static) if (planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
         float *yp = y + p * OH * OW;
         int32_t *ap = arg + p * OH * OW;
-        if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {
-            pool2x2(xp, W, OH, OW, yp, ap);
-            continue;
-        }
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 int best = oy * sh * W + ox * sw;
@@ -108,10 +235,15 @@ static void maxpool_backward(lp_node *n)
     lp_shape in = lp_node_in_shape(n, 0), out = lp_node_out_shape(n);
     const long HW = (long)in.dims[1] * in.dims[2], OHW = (long)out.dims[1] * out.dims[2];
     const long planes = (long)lp_node_batch(n) * in.dims[0];
+    const maxpool_state *st = lp_node_state(n);
+    if (st->fast) {
+        pool2_backward(n, dx, planes, in.dims[1], in.dims[2], out.dims[1], out.dims[2]);
+        return;
+    }
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const float *dy = lp_node_out_grad(n);
     const int32_t *arg = lp_node_scratch(n);
-#pragma omp parallel for schedule(static) if (planes * OHW >= 16384)
+#pragma omp parallel for schedule(static) if (planes * OHW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         float *dxp = dx + p * HW;
         /* Overlapping windows (stride < size) may share a maximum: always add, after

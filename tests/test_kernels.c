@@ -1,0 +1,267 @@
+/* test_kernels.c - the fast paths of conv2d (direct, stride 1), maxpool (2x2/2)
+ * and relu (bit mask) against naive float64 loops, on shapes that reach every
+ * tail: outputs wider than a 16-lane vector, tiles of 1, 2 and 3 vectors, filter
+ * and channel counts that are not multiples of 8, asymmetric padding, odd pool
+ * inputs, and input gradients that are written (one consumer) or added (two).
+ *
+ * Each graph is `a = op(input)` or `a = op(input), b = op(input), s = add(a, b)`;
+ * the gradient of sum(out * r) is checked against the loops directly (the finite
+ * difference checks live in test_ops.c). Runs with 1 and with 3 threads.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+
+#include "compute.h"
+#include "graph.h"
+#include "rng.h"
+#include "shape.h"
+#include "value.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const lp_loc NOLOC = {NULL, 0, 0};
+
+static void attr_s(lp_value *m, const char *key, const char *text)
+{
+    cr_assert_eq(lp_value_map_set(m, key, NOLOC, lp_value_new_scalar(text, NOLOC)), 0);
+}
+
+static void attr_i(lp_value *m, const char *key, int v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", v);
+    attr_s(m, key, buf);
+}
+
+/* One op on the input, or two (same attributes) added: the input gradient is then
+ * written by one consumer and added by the other. */
+static lp_graph *build(const char *op, lp_value *attrs, lp_shape in, int twice, int batch)
+{
+    lp_model_spec spec = {.input = in, .input_grad = true};
+    const char *x[1] = {"input"}, *ab[2] = {"a", "b"};
+    cr_assert_eq(lp_model_spec_add(&spec, "a", op, x, 1, attrs ? lp_value_clone(attrs) : NULL), LP_OK);
+    if (twice) {
+        cr_assert_eq(lp_model_spec_add(&spec, "b", op, x, 1, attrs ? lp_value_clone(attrs) : NULL), LP_OK);
+        cr_assert_eq(lp_model_spec_add(&spec, "s", "add", ab, 2, NULL), LP_OK);
+    }
+    lp_value_free(attrs);
+    lp_error err = {0};
+    lp_graph *g = NULL;
+    cr_assert_eq(lp_graph_build(&spec, &g, &err), LP_OK, "%s", err.msg);
+    lp_model_spec_free(&spec);
+    cr_assert_eq(lp_graph_plan(g, batch, &err), LP_OK, "%s", err.msg);
+    return g;
+}
+
+static void fill(lp_rng *rng, float *v, long n)
+{
+    for (long i = 0; i < n; i++) v[i] = (float)lp_rng_normal(rng);
+}
+
+/* |got - want| <= tol * max(1, max |want|) for every element. */
+static void expect_close(const char *what, const float *got, const double *want, long n, double tol)
+{
+    double scale = 1.0;
+    for (long i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (long i = 0; i < n; i++)
+        cr_assert(fabs(got[i] - want[i]) <= tol * scale, "%s[%ld] = %.7g, expected %.7g", what, i,
+                  (double)got[i], want[i]);
+}
+
+/* ---- conv2d, stride 1 ---------------------------------------------------- */
+
+typedef struct conv_case {
+    int N, C, H, W, F, kh, kw;
+    int pt, pb, pl, pr; /* padding as it results (same: computed here too) */
+    int same;           /* padding: same (params cross into the test process: no pointers) */
+    int bias, twice, threads;
+} conv_case;
+
+static lp_value *conv_attrs(const conv_case *c)
+{
+    lp_value *a = lp_value_new_map(NOLOC);
+    attr_i(a, "filters", c->F);
+    lp_value *k = lp_value_new_list(NOLOC);
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", c->kh);
+    lp_value_list_push(k, lp_value_new_scalar(buf, NOLOC));
+    snprintf(buf, sizeof buf, "%d", c->kw);
+    lp_value_list_push(k, lp_value_new_scalar(buf, NOLOC));
+    cr_assert_eq(lp_value_map_set(a, "kernel", NOLOC, k), 0);
+    if (c->same) attr_s(a, "padding", "same");
+    else if (c->pt || c->pl) {
+        lp_value *p = lp_value_new_list(NOLOC);
+        snprintf(buf, sizeof buf, "%d", c->pt);
+        lp_value_list_push(p, lp_value_new_scalar(buf, NOLOC));
+        snprintf(buf, sizeof buf, "%d", c->pl);
+        lp_value_list_push(p, lp_value_new_scalar(buf, NOLOC));
+        cr_assert_eq(lp_value_map_set(a, "padding", NOLOC, p), 0);
+    }
+    if (!c->bias) attr_s(a, "bias", "false");
+    return a;
+}
+
+ParameterizedTestParameters(kernels, conv_direct)
+{
+    static conv_case cases[] = {
+        /* N  C   H   W   F kh kw pt pb pl pr same bias twice threads */
+        {3, 1, 28, 28, 8, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},    /* MNIST conv1 */
+        {3, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 1, 3},   /* MNIST conv2, dx added */
+        {2, 3, 9, 40, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},     /* rows wider than a vector, F % 8 */
+        {4, 9, 7, 6, 17, 2, 3, 1, 1, 2, 2, 0, 0, 0, 3},     /* padding [1, 2], no bias */
+        {2, 2, 5, 6, 3, 2, 2, 3, 3, 3, 3, 0, 1, 1, 1},      /* padding wider than the kernel */
+        {2, 2, 10, 11, 12, 4, 4, 0, 0, 0, 0, 1, 1, 1, 3},   /* same, even kernel: 1 top, 2 bottom */
+        {1, 5, 6, 5, 3, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1},      /* 1x1 */
+        {5, 3, 12, 12, 24, 5, 5, 2, 2, 2, 2, 0, 1, 1, 3},   /* 5x5, 3 groups of 8 */
+        {2, 2, 3, 20, 9, 3, 1, 0, 0, 0, 0, 0, 1, 0, 1},     /* one output row */
+    };
+    return cr_make_param_array(conv_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(conv_case *c, kernels, conv_direct)
+{
+    lp_threads_init(c->threads);
+    int pt = c->pt, pb = c->pb, pl = c->pl, pr = c->pr;
+    if (c->same) {
+        int th = c->kh - 1, tw = c->kw - 1;
+        pt = th / 2; pb = th - pt; pl = tw / 2; pr = tw - pl;
+    }
+    const int OH = c->H + pt + pb - c->kh + 1, OW = c->W + pl + pr - c->kw + 1;
+    const int N = c->N, C = c->C, H = c->H, W = c->W, F = c->F, kh = c->kh, kw = c->kw;
+    lp_graph *g = build("conv2d", conv_attrs(c), lp_shape3(C, H, W), c->twice, N);
+    lp_shape os = lp_graph_final_shape(g);
+    cr_assert(os.dims[0] == F && os.dims[1] == OH && os.dims[2] == OW, "output shape");
+    lp_graph_init_params(g, 7);
+    float *p = lp_graph_params(g);
+    const long nw = (long)F * C * kh * kw, per_op = nw + (c->bias ? F : 0);
+    lp_rng rng;
+    lp_rng_seed(&rng, 99);
+    fill(&rng, p, per_op * (c->twice ? 2 : 1)); /* biases non-zero too */
+    const long nx = (long)N * C * H * W, ny = (long)N * F * OH * OW;
+    float *x = malloc(nx * sizeof *x), *r = malloc(ny * sizeof *r);
+    fill(&rng, x, nx);
+    fill(&rng, r, ny);
+    double *y = calloc(ny, sizeof *y), *dx = calloc(nx, sizeof *dx);
+    double *dw = calloc((size_t)per_op * 2, sizeof *dw);
+    for (int op = 0; op < (c->twice ? 2 : 1); op++) {
+        const float *w = p + op * per_op, *b = c->bias ? w + nw : NULL;
+        double *gw = dw + op * per_op;
+        for (int n = 0; n < N; n++)
+            for (int f = 0; f < F; f++)
+                for (int oy = 0; oy < OH; oy++)
+                    for (int ox = 0; ox < OW; ox++) {
+                        long o = (((long)n * F + f) * OH + oy) * OW + ox;
+                        double s = b ? b[f] : 0.0;
+                        if (b) gw[nw + f] += r[o];
+                        for (int ch = 0; ch < C; ch++)
+                            for (int ky = 0; ky < kh; ky++)
+                                for (int kx = 0; kx < kw; kx++) {
+                                    int iy = oy + ky - pt, ix = ox + kx - pl;
+                                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                    long wi = (((long)f * C + ch) * kh + ky) * kw + kx;
+                                    long xi = (((long)n * C + ch) * H + iy) * W + ix;
+                                    s += (double)w[wi] * x[xi];
+                                    gw[wi] += (double)r[o] * x[xi];
+                                    dx[xi] += (double)r[o] * w[wi];
+                                }
+                        y[o] += s;
+                    }
+    }
+    lp_graph_forward(g, x, NULL, N, true);
+    expect_close("y", lp_graph_final(g), y, ny, 1e-5);
+    for (int round = 0; round < 2; round++) { /* backward twice: forward's copies are intact */
+        lp_graph_backward(g, r);
+        expect_close("dW", lp_graph_grads(g), dw, per_op * (c->twice ? 2 : 1), 1e-5);
+        expect_close("dx", lp_graph_input_grad(g), dx, nx, 1e-5);
+    }
+    free(x); free(r); free(y); free(dx); free(dw);
+    lp_graph_free(g);
+}
+
+/* ---- maxpool 2x2 stride 2 ------------------------------------------------- */
+
+typedef struct pool_case {
+    int N, C, H, W, twice, threads;
+} pool_case;
+
+ParameterizedTestParameters(kernels, maxpool_2x2)
+{
+    static pool_case cases[] = {
+        {2, 3, 26, 26, 0, 1}, {2, 16, 11, 11, 1, 3}, {1, 2, 7, 9, 1, 1},
+        {2, 2, 40, 70, 1, 3}, {3, 1, 33, 35, 0, 1},  {1, 1, 2, 64, 1, 1},
+    };
+    return cr_make_param_array(pool_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(pool_case *c, kernels, maxpool_2x2)
+{
+    lp_threads_init(c->threads);
+    lp_value *a = lp_value_new_map(NOLOC);
+    attr_i(a, "size", 2);
+    attr_i(a, "stride", 2);
+    const int N = c->N, C = c->C, H = c->H, W = c->W, OH = H / 2, OW = W / 2;
+    lp_graph *g = build("maxpool", a, lp_shape3(C, H, W), c->twice, N);
+    const long nx = (long)N * C * H * W, ny = (long)N * C * OH * OW;
+    float *x = malloc(nx * sizeof *x), *r = malloc(ny * sizeof *r);
+    lp_rng rng;
+    lp_rng_seed(&rng, 5);
+    /* few distinct values: ties everywhere; a NaN now and then */
+    for (long i = 0; i < nx; i++) x[i] = (float)(lp_rng_below(&rng, 4)) - 1.5f;
+    for (long i = 0; i < nx; i += 37) x[i] = NAN;
+    fill(&rng, r, ny);
+    double *y = malloc(ny * sizeof *y), *dx = calloc(nx, sizeof *dx);
+    for (long pl = 0; pl < (long)N * C; pl++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                long best = -1;
+                float m = 0;
+                for (int k = 0; k < 4; k++) { /* row-major; first max wins; a NaN wins once */
+                    long i = (pl * H + 2 * oy + k / 2) * W + 2 * ox + k % 2;
+                    if (best < 0 || x[i] > m || (isnan(x[i]) && !isnan(m))) { best = i; m = x[i]; }
+                }
+                long o = (pl * OH + oy) * OW + ox;
+                y[o] = (c->twice ? 2.0 : 1.0) * m;
+                dx[best] += (c->twice ? 2.0 : 1.0) * r[o];
+            }
+    lp_graph_forward(g, x, NULL, N, true);
+    const float *got = lp_graph_final(g);
+    for (long i = 0; i < ny; i++)
+        cr_assert(isnan(y[i]) ? isnan(got[i]) : got[i] == y[i], "y[%ld] = %g, expected %g", i, got[i], y[i]);
+    lp_graph_backward(g, r);
+    expect_close("dx", lp_graph_input_grad(g), dx, nx, 0.0);
+    free(x); free(r); free(y); free(dx);
+    lp_graph_free(g);
+}
+
+/* ---- relu ------------------------------------------------------------------ */
+
+Test(kernels, relu_tails_nan_and_accumulate)
+{
+    const int sizes[] = {1, 15, 16, 17, 33, 1000};
+    for (int twice = 0; twice <= 1; twice++)
+        for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            lp_threads_init(1 + twice);
+            const int per = sizes[k], N = 3;
+            lp_graph *g = build("relu", NULL, lp_shape1(per), twice, N);
+            float *x = malloc((size_t)N * per * sizeof *x), *r = malloc((size_t)N * per * sizeof *r);
+            lp_rng rng;
+            lp_rng_seed(&rng, 11 + k);
+            fill(&rng, x, (long)N * per);
+            fill(&rng, r, (long)N * per);
+            x[0] = 0.0f;
+            if (N * per > 5) { x[3] = NAN; x[5] = -0.0f; }
+            lp_graph_forward(g, x, NULL, N, true);
+            lp_graph_backward(g, r);
+            const float *y = lp_graph_final(g), *dx = lp_graph_input_grad(g);
+            for (int i = 0; i < N * per; i++) {
+                float m = twice ? 2.0f : 1.0f, want = x[i] > 0 ? m * x[i] : 0.0f;
+                cr_assert(y[i] == want, "size %d: y[%d] = %g for x = %g", per, i, y[i], x[i]);
+                cr_assert(dx[i] == (x[i] > 0 ? m * r[i] : 0.0f), "size %d: dx[%d] = %g", per, i, dx[i]);
+            }
+            free(x); free(r);
+            lp_graph_free(g);
+        }
+}
