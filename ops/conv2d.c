@@ -3,7 +3,11 @@
  * Input [C, H, W] -> output [F, OH, OW], OH = (H + pad_top + pad_bottom - kh) / sh + 1.
  * Weight [F, C, kh, kw] (PyTorch layout), bias [F]. He init, fan_in = C * kh * kw.
  *
- * How: im2col + GEMM. Per sample, the input patches are unrolled into
+ * Two ways, chosen at setup. Stride 1 on a CPU with AVX-512 takes the direct path
+ * (see "the direct path" below): no column matrix, and on MNIST's tiny layers
+ * several times faster than a GEMM per sample (docs/performance.md). Everything
+ * else takes im2col + GEMM:
+ * Per sample, the input patches are unrolled into
  * col [K = C*kh*kw, P = OH*OW], then out[F, P] = W[F, K] * col + b. Samples run in
  * parallel (OpenMP); lp_sgemm itself is single-threaded, so there is one level of
  * parallelism. Scratch per sample (planned by the graph, so no malloc per step):
@@ -14,7 +18,9 @@
  *                  (R ~ 64 rows: a useful GEMM, a fraction of col's memory).
  * Only the first T slots' part and dcol are used (T <= N threads).
  * Backward sums the T partials in thread order, so a result is the same for the
- * same thread count (and differs from another count only by float rounding).
+ * same thread count (and differs from another count only by float rounding). The
+ * direct path keeps all three properties (parallel samples, partials summed in
+ * thread order, forward's scratch left intact by backward).
  *
  * padding: an int, [h, w], or `same` (output ceil(H / stride); the odd pixel of
  * padding goes to the bottom/right, as TensorFlow does). bias: true/false.
@@ -23,11 +29,67 @@
 #include "loupe_op.h"
 #include "shape.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+/* ---- the direct path (stride 1, AVX-512) ----------------------------------
+ *
+ * MNIST's convs are tiny (conv1: 8 filters, K = 9; conv2: 16 filters, K = 72), so
+ * a GEMM per sample spends more time packing than multiplying, and im2col moves
+ * K copies of the image. The direct path keeps every output position p = oy*OW+ox
+ * in 16-wide vectors and gets each tap's inputs with one contiguous load, from
+ * kw shifted copies of the padded image:
+ *   xk[c][kx][r][ox] = xpad[c][r][ox + kx],  r < Hp = OH + kh - 1,
+ * so tap (c, ky, kx) for positions p.. is xk[c][kx] + ky*OW + p.. (ky*OW shifts
+ * whole rows). The copies are kw times the image (conv2: 14 KB a sample, not the
+ * 35 KB of col), written by forward and only read by backward.
+ *   forward   y[f][p] = b[f] + sum_(c,ky,kx) w[f][c][ky][kx] xk[c][kx][ky*OW + p]
+ *   dX        the adjoint, in the same layout: g[c][kx][q] = sum_(f,ky) w[f][c][ky][kx]
+ *             dY[f][q - ky*OW] (dY zero-padded by kh-1 rows each side, a plain copy),
+ *             then dX[c][iy][ix] = sum_kx g[c][kx][(iy+pt)*OW + ix + pl - kx], row by row
+ *   dW        along the filters, see direct_weight_grad.
+ * forward and g are one kernel: a tile of 8 output channels x 3 vectors (24
+ * accumulators) over all taps, weights packed [tap][8] so each is one broadcast.
+ * Tails: masked stores, zero-masked loads.
+ */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define CONV_DIRECT 1
+#else
+#define CONV_DIRECT 0
+#endif
+
+enum { TILE_F = 8, TILE_V = 3, SLACK = 16 };
+
+typedef struct direct_plan {
+    int Hp;              /* rows of a shifted input copy: OH + kh - 1 */
+    size_t xk_plane;     /* floats of one copy [Hp, OW]; also one plane of g */
+    size_t xk_size;      /* a sample's C*kw copies + slack, rounded to 16 */
+    size_t pad_plane;    /* a zero-padded dY plane: (kh-1)*OW + P + (kh-1)*OW */
+    size_t pad_size;     /* F of them + slack, rounded (per thread) */
+    size_t g_size;       /* two g buffers of C*kw planes + slack, rounded (per thread) */
+    size_t part_size;    /* [K + 1][G*8] partial dW^T and db, rounded (per thread) */
+    size_t dyt_size;     /* [G][P][8] one sample's dY by filter groups of 8 (per thread) */
+    size_t aux;          /* per thread: pad + g + part + dyt */
+    size_t wf_size;      /* packed forward weights [ceil(F/8)][K][8] */
+    size_t wb_size;      /* packed g weights [ceil(C*kw/8)][F*kh][8] */
+    size_t fixed;        /* floats before the per-sample copies: wf, wb, tmax * aux */
+    int tmax;            /* threads the fixed scratch holds */
+    int *fwd_off;        /* [K] tap (c, ky, kx) -> offset in a sample's copies */
+    int *bwd_off;        /* [F*kh] tap (f, ky) -> offset in a thread's padded dY */
+    int x_nvec, x_smax;  /* a shifted input copy: vectors, row pieces per vector */
+    struct row_seg *xmap; /* [kw][x_nvec][x_smax]: how to fill the copies */
+} direct_plan;
+
+/* One piece of a row, as read into a vector: lanes `mask` take src[off + lane]. */
+typedef struct row_seg {
+    int32_t off;
+    uint32_t mask;
+} row_seg;
 
 typedef struct conv_state {
     int C, H, W;        /* input */
@@ -39,7 +101,386 @@ typedef struct conv_state {
     int bias;
     int chunk;          /* channels per dcol chunk */
     size_t part_off, dcol_off, slot; /* floats: offsets in a sample's scratch, its size */
+    int direct;         /* stride 1 with AVX-512: the direct path below, not im2col */
+    direct_plan d;
 } conv_state;
+
+#if CONV_DIRECT
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+static inline __mmask16 tail_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+
+/* Vectors of a plane and the most row pieces one vector can hold. */
+static int plane_vecs(size_t plane) { return (int)((plane + 15) / 16); }
+static int row_pieces(int width) { return 16 / width + 2; }
+
+/* Bytes of node state the direct path needs after cs: tap offsets and row maps. */
+static size_t direct_state_bytes(int C, int F, int kh, int kw, int OH, int OW)
+{
+    size_t offs = (size_t)C * kh * kw + (size_t)F * kh;
+    size_t xsegs = (size_t)kw * plane_vecs((size_t)(OH + kh - 1) * OW) * row_pieces(OW);
+    return xsegs * sizeof(row_seg) + offs * sizeof(int);
+}
+
+/* dst plane [R, Wd] read as 16-lane vectors, dst[r][c] = src[r + dr][c + dc] when that
+ * is inside src [Rs, Ws], else 0: per vector, the pieces of rows it holds. */
+static void rowmap_build(row_seg *seg, int nvec, int smax, int R, int Wd, int Rs, int Ws, int dr, int dc)
+{
+    for (int v = 0; v < nvec; v++) {
+        int j = 0, base = 16 * v;
+        for (int r = base / Wd; r < R && r * Wd < base + 16; r++) {
+            int sr = r + dr;
+            int c0 = dc < 0 ? -dc : 0, c1 = Ws - dc < Wd ? Ws - dc : Wd; /* valid columns */
+            int a = r * Wd + c0 > base ? r * Wd + c0 : base;
+            int b = r * Wd + c1 < base + 16 ? r * Wd + c1 : base + 16;
+            if (sr < 0 || sr >= Rs || b <= a) continue;
+            seg[(size_t)v * smax + j].off = sr * Ws + dc - r * Wd + base;
+            seg[(size_t)v * smax + j].mask = ((1u << (b - a)) - 1) << (a - base);
+            j++;
+        }
+        for (; j < smax; j++) seg[(size_t)v * smax + j] = (row_seg){0, 0};
+    }
+}
+
+/* Fill a plane of `plane` floats from src by its row map. */
+static void rowmap_apply(const row_seg *seg, int nvec, int smax, size_t plane, const float *src, float *dst)
+{
+    for (int v = 0; v < nvec; v++) {
+        /* zero-masked loads of disjoint lanes, or-ed: no chain through a merge */
+        __m512 r = _mm512_maskz_loadu_ps((__mmask16)seg[0].mask, src + seg[0].off); /* masked lanes never fault */
+        for (int j = 1; j < smax; j++)
+            r = _mm512_or_ps(r, _mm512_maskz_loadu_ps((__mmask16)seg[j].mask, src + seg[j].off));
+        seg += smax;
+        _mm512_mask_storeu_ps(dst + 16 * v, tail_mask((int)(plane - 16 * (size_t)v)), r);
+    }
+}
+
+/* Plan the direct path's scratch, tap offsets and row maps (cs geometry already
+ * set); mem is direct_state_bytes() of node state right after cs. */
+static void direct_plan_init(conv_state *cs, void *mem, int tmax)
+{
+    direct_plan *d = &cs->d;
+    const int C = cs->C, F = cs->F, kh = cs->kh, kw = cs->kw, OW = cs->OW;
+    const size_t G8 = (size_t)(F + 7) / 8 * 8;
+    d->Hp = cs->OH + kh - 1;
+    d->xk_plane = (size_t)d->Hp * OW;
+    d->xk_size = round16((size_t)C * kw * d->xk_plane + SLACK);
+    d->pad_plane = (size_t)cs->P + 2 * (size_t)(kh - 1) * OW;
+    d->pad_size = round16((size_t)F * d->pad_plane + SLACK);
+    d->g_size = 2 * round16((size_t)C * kw * d->xk_plane + SLACK);
+    d->part_size = round16(((size_t)cs->K + 1) * G8);
+    d->dyt_size = round16(G8 * cs->P);
+    d->aux = d->pad_size + d->g_size + d->part_size + d->dyt_size;
+    d->wf_size = round16((size_t)(F + TILE_F - 1) / TILE_F * TILE_F * cs->K);
+    d->wb_size = round16((size_t)(C * kw + TILE_F - 1) / TILE_F * TILE_F * F * kh);
+    d->tmax = tmax;
+    d->fixed = d->wf_size + d->wb_size + (size_t)tmax * d->aux;
+    d->x_nvec = plane_vecs(d->xk_plane);
+    d->x_smax = row_pieces(OW);
+    d->xmap = mem;
+    d->fwd_off = (int *)(d->xmap + (size_t)kw * d->x_nvec * d->x_smax);
+    d->bwd_off = d->fwd_off + cs->K;
+    for (int kx = 0; kx < kw; kx++) /* xk[c][kx][r][ox] = x[c][r - pt][ox + kx - pl] */
+        rowmap_build(d->xmap + (size_t)kx * d->x_nvec * d->x_smax, d->x_nvec, d->x_smax, d->Hp, OW,
+                     cs->H, cs->W, -cs->pt, kx - cs->pl);
+    for (int c = 0; c < C; c++)
+        for (int ky = 0; ky < kh; ky++)
+            for (int kx = 0; kx < kw; kx++)
+                d->fwd_off[(c * kh + ky) * kw + kx] = (int)((c * kw + kx) * d->xk_plane) + ky * OW;
+    /* g[.][q] reads dY[f][q - ky*OW] = pad[f][(kh-1)*OW + q - ky*OW] */
+    for (int f = 0; f < F; f++)
+        for (int ky = 0; ky < kh; ky++) d->bwd_off[f * kh + ky] = (int)(f * d->pad_plane) + (kh - 1 - ky) * OW;
+}
+
+/* x [C, H, W] -> xk [C][kw][Hp][OW] (see above), padding as zeros. */
+static void direct_copy_input(const conv_state *cs, const float *x, float *xk)
+{
+    const direct_plan *d = &cs->d;
+    for (int c = 0; c < cs->C; c++)
+        for (int kx = 0; kx < cs->kw; kx++)
+            rowmap_apply(d->xmap + (size_t)kx * d->x_nvec * d->x_smax, d->x_nvec, d->x_smax, d->xk_plane,
+                         x + (size_t)c * cs->H * cs->W, xk + (size_t)(c * cs->kw + kx) * d->xk_plane);
+    _mm512_storeu_ps(xk + (size_t)cs->C * cs->kw * d->xk_plane, _mm512_setzero_ps());
+}
+
+/* dy [F][P] -> pad [F][(kh-1)*OW zeros, P values, (kh-1)*OW zeros] (+ zero slack). */
+static void direct_pad_dy(const conv_state *cs, const float *dy, float *pad)
+{
+    const direct_plan *d = &cs->d;
+    const int P = cs->P, z = (cs->kh - 1) * cs->OW;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int f = 0; f < cs->F; f++) {
+        float *o = pad + (size_t)f * d->pad_plane;
+        const float *src = dy + (size_t)f * P;
+        for (int i = 0; i < z; i += 16) _mm512_mask_storeu_ps(o + i, tail_mask(z - i), zero);
+        for (int i = 0; i < P; i += 16)
+            _mm512_mask_storeu_ps(o + z + i, tail_mask(P - i), _mm512_maskz_loadu_ps(tail_mask(P - i), src + i));
+        for (int i = 0; i < z; i += 16) _mm512_mask_storeu_ps(o + z + P + i, tail_mask(z - i), zero);
+    }
+    _mm512_storeu_ps(pad + (size_t)cs->F * d->pad_plane, zero);
+}
+
+/* dx [C][H][W] (+)= sum_kx g[c][kx][(iy + pt)*OW + ix + pl - kx] over valid ox:
+ * one pass per (column chunk, kx) with its mask fixed, so the row loop is a load,
+ * an add and a store. */
+static void direct_reduce_g(const conv_state *cs, const float *g, float *dx, int acc)
+{
+    const direct_plan *d = &cs->d;
+    const int H = cs->H, W = cs->W, OW = cs->OW, kw = cs->kw, rows = cs->C * H;
+    for (int i = 0; i < W; i += 16) {
+        const __mmask16 out = tail_mask(W - i);
+        for (int kx = 0; kx < kw; kx++) {
+            int shift = cs->pl - kx; /* ox = ix + shift */
+            int lo = -shift > i ? -shift : i, hi = OW - shift < i + 16 ? OW - shift : i + 16;
+            hi = hi < W ? hi : W;
+            __mmask16 m = hi > lo ? (__mmask16)(((1u << (hi - lo)) - 1) << (lo - i)) : 0;
+            const int first = kx == 0 && !acc;
+            if (!m && !first) continue;
+            for (int r = 0; r < rows; r++) {
+                int c = r / H, iy = r % H;
+                const float *src = g + (size_t)(c * kw + kx) * d->xk_plane + (size_t)(iy + cs->pt) * OW + i + shift;
+                float *o = dx + (size_t)r * W + i;
+                __m512 v = _mm512_maskz_loadu_ps(m, src); /* masked lanes never fault */
+                if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(out, o));
+                _mm512_mask_storeu_ps(o, out, v);
+            }
+        }
+    }
+}
+
+/* wf[g][k][j] = w[g*8 + j][k] (0 past F): the forward's broadcast order. */
+static void direct_pack_forward(const conv_state *cs, const float *w, float *wf)
+{
+    const int K = cs->K;
+    for (int g = 0; g * TILE_F < cs->F; g++)
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < TILE_F; j++) {
+                int f = g * TILE_F + j;
+                wf[((size_t)g * K + k) * TILE_F + j] = f < cs->F ? w[(size_t)f * K + k] : 0.0f;
+            }
+}
+
+/* wb[g][(f, ky)][j] = w[f][c][ky][kx] for output channel 8g + j = c*kw + kx of g
+ * (0 past C*kw): the input gradient's broadcast order. */
+static void direct_pack_backward(const conv_state *cs, const float *w, float *wb)
+{
+    const int kh = cs->kh, kw = cs->kw, taps = cs->F * kh, outs = cs->C * kw;
+    for (int g = 0; g * TILE_F < outs; g++)
+        for (int f = 0; f < cs->F; f++)
+            for (int ky = 0; ky < kh; ky++)
+                for (int j = 0; j < TILE_F; j++) {
+                    int o = g * TILE_F + j, c = o / kw, kx = o % kw;
+                    wb[((size_t)g * taps + f * kh + ky) * TILE_F + j] =
+                        o < outs ? w[(((size_t)f * cs->C + c) * kh + ky) * kw + kx] : 0.0f;
+                }
+}
+
+static inline __attribute__((always_inline)) void direct_store(float *dst, __mmask16 m, __m512 r,
+                                                               int accumulate)
+{
+    if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, dst));
+    _mm512_mask_storeu_ps(dst, m, r);
+}
+
+/* out[j][p0 .. p0 + 16*nv) (+)= bias[j] + sum_t wp[t][j] * in[off[t] + p], for the
+ * first `rows` of 8 channels; out rows are P apart, lanes past P are not stored. */
+static inline __attribute__((always_inline)) void direct_tile(const float *in, const int *off, int taps,
+                                                              const float *wp, const float *bias8,
+                                                              float *out, int P, int rows, int p0,
+                                                              const int nv, int accumulate, const int full)
+{
+    __m512 a[TILE_F][TILE_V];
+#pragma GCC unroll 8
+    for (int j = 0; j < TILE_F; j++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) a[j][v] = _mm512_set1_ps(bias8[j]);
+    for (int t = 0; t < taps; t++) {
+        const float *src = in + off[t] + p0;
+        const float *wt = wp + (size_t)t * TILE_F;
+        __m512 x[TILE_V];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) x[v] = _mm512_loadu_ps(src + 16 * v);
+#pragma GCC unroll 8
+        for (int j = 0; j < TILE_F; j++) {
+            __m512 wj = _mm512_set1_ps(wt[j]);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) a[j][v] = _mm512_fmadd_ps(wj, x[v], a[j][v]);
+        }
+    }
+    __mmask16 m[TILE_V];
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) m[v] = tail_mask(P - p0 - 16 * v);
+#pragma GCC unroll 8
+    for (int j = 0; j < TILE_F; j++)
+        if (full || j < rows) /* full: constant indices, the accumulators stay in registers */
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) direct_store(out + (size_t)j * P + p0 + 16 * v, m[v], a[j][v], accumulate);
+}
+
+/* out [nout, P] (+)= bias + conv of `in` through taps: all tiles of one sample. */
+static void direct_run(const float *in, const int *off, int taps, const float *wpack,
+                       const float *bias, float *out, int nout, int P, int accumulate)
+{
+    const int nvec = (P + 15) / 16;
+    for (int g = 0; g * TILE_F < nout; g++) {
+        int rows = nout - g * TILE_F < TILE_F ? nout - g * TILE_F : TILE_F;
+        float bias8[TILE_F] = {0};
+        if (bias)
+            for (int j = 0; j < rows; j++) bias8[j] = bias[g * TILE_F + j];
+        const float *wg = wpack + (size_t)g * taps * TILE_F;
+        float *og = out + (size_t)g * TILE_F * P;
+        /* each call a constant shape, so each inlined copy keeps its tile in registers */
+#define TILES(full)                                                                                \
+    do {                                                                                           \
+        int v = 0;                                                                                 \
+        for (; v + 3 <= nvec; v += 3) direct_tile(in, off, taps, wg, bias8, og, P, rows, 16 * v, 3, accumulate, full); \
+        if (nvec - v == 2) direct_tile(in, off, taps, wg, bias8, og, P, rows, 16 * v, 2, accumulate, full); \
+        else if (nvec - v == 1) direct_tile(in, off, taps, wg, bias8, og, P, rows, 16 * v, 1, accumulate, full); \
+    } while (0)
+        if (rows == TILE_F) TILES(1);
+        else TILES(0);
+#undef TILES
+    }
+}
+
+/* The weight gradient runs along the filters instead: with dY of a sample in
+ * filter groups of 8, dyt[g][p][j] = dY[8g + j][p], each position p gives
+ *   dW^T[k][8g .. 8g+8) += xk[off[k] + p] * dyt[g][p]   (a broadcast times a vector)
+ * so a tile of up to 24 (tap, group) accumulators runs over all positions with no
+ * horizontal sums, reading one sample's copies and dyt from L1. 8-float vectors:
+ * on this CPU (Zen 4: 512-bit FMAs are two 256-bit halves) they cost no FLOPs and
+ * fit MNIST's 8 and 16 filters exactly. */
+
+/* o[i] = column i of the 8x8 block r[0..8) (rows): o[i][j] = r[j][i]. */
+static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], __m256 o[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* dyt [G][P][8] from dy [F][P] (filters past F read 0): 8x8 transposes, whole
+ * blocks with constant indices (registers only), then the tail. */
+static void direct_transpose_dy(const float *dy, int F, int P, float *dyt)
+{
+    for (int g = 0; g * 8 < F; g++) {
+        const float *rows[8];
+        for (int j = 0; j < 8; j++) rows[j] = dy + (size_t)(8 * g + (8 * g + j < F ? j : 0)) * P;
+        const int live = F - 8 * g; /* rows past F read as 0 */
+        float *dst = dyt + (size_t)g * P * 8;
+        int p0 = 0;
+        for (; p0 + 8 <= P; p0 += 8) {
+            __m256 r[8], o[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) r[j] = j < live ? _mm256_loadu_ps(rows[j] + p0) : _mm256_setzero_ps();
+            transpose8(r, o);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
+        }
+        if (p0 < P) {
+            __mmask8 m = (__mmask8)((1u << (P - p0)) - 1);
+            __m256 r[8], o[8];
+            for (int j = 0; j < 8; j++) r[j] = j < live ? _mm256_maskz_loadu_ps(m, rows[j] + p0) : _mm256_setzero_ps();
+            transpose8(r, o);
+            for (int i = 0; p0 + i < P; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
+        }
+    }
+}
+
+/* acc[k][8g + j] += sum_p xs[off[k] + p] * dyt[g][p][j] for kt taps from k0 and gb
+ * groups from g0 (acc rows are G8 floats). */
+static inline __attribute__((always_inline)) void wgrad_tile(const float *xs, const int *off, int k0,
+                                                             const float *dyt, int P, int g0, float *acc,
+                                                             int G8, const int kt, const int gb)
+{
+    __m256 a[24][2];
+    const float *xr[24];
+#pragma GCC unroll 24
+    for (int i = 0; i < kt; i++) {
+        xr[i] = xs + off[k0 + i];
+#pragma GCC unroll 2
+        for (int b = 0; b < gb; b++) a[i][b] = _mm256_loadu_ps(acc + (size_t)(k0 + i) * G8 + 8 * (g0 + b));
+    }
+    const float *g0p = dyt + (size_t)g0 * P * 8, *g1p = g0p + (size_t)P * 8;
+    for (int p = 0; p < P; p++) {
+        __m256 g[2];
+        g[0] = _mm256_loadu_ps(g0p + 8 * p);
+        if (gb > 1) g[1] = _mm256_loadu_ps(g1p + 8 * p);
+#pragma GCC unroll 24
+        for (int i = 0; i < kt; i++) {
+            __m256 xv = _mm256_broadcast_ss(xr[i] + p);
+#pragma GCC unroll 2
+            for (int b = 0; b < gb; b++) a[i][b] = _mm256_fmadd_ps(xv, g[b], a[i][b]);
+        }
+    }
+#pragma GCC unroll 24
+    for (int i = 0; i < kt; i++)
+#pragma GCC unroll 2
+        for (int b = 0; b < gb; b++) _mm256_storeu_ps(acc + (size_t)(k0 + i) * G8 + 8 * (g0 + b), a[i][b]);
+}
+
+/* All taps for groups [g0, g0 + gb): the largest tiles that fit, none wasted. */
+static void wgrad_taps(const float *xs, const int *off, int K, const float *dyt, int P, int g0, float *acc,
+                       int G8, int gb)
+{
+    for (int k0 = 0; k0 < K;) {
+        int r = K - k0;
+        if (gb == 2) {
+            if (r >= 12) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 12, 2); k0 += 12; }
+            else if (r >= 9) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 9, 2); k0 += 9; }
+            else if (r >= 6) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 6, 2); k0 += 6; }
+            else if (r >= 3) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 3, 2); k0 += 3; }
+            else { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 1, 2); k0 += 1; }
+        } else {
+            if (r >= 24) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 24, 1); k0 += 24; }
+            else if (r >= 12) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 12, 1); k0 += 12; }
+            else if (r >= 9) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 9, 1); k0 += 9; }
+            else if (r >= 6) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 6, 1); k0 += 6; }
+            else if (r >= 3) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 3, 1); k0 += 3; }
+            else { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 1, 1); k0 += 1; }
+        }
+    }
+}
+
+/* part [K + 1][G8] = dW^T of samples [s0, s1) and, in its last row, db. */
+static void direct_weight_grad(const conv_state *cs, const float *xk0, const float *dy, int s0,
+                               int s1, float *part, float *dyt)
+{
+    const direct_plan *d = &cs->d;
+    const int F = cs->F, K = cs->K, P = cs->P, G = (F + 7) / 8, G8 = 8 * G;
+    memset(part, 0, ((size_t)K + 1) * G8 * sizeof(float));
+    for (int s = s0; s < s1; s++) {
+        const float *xs = xk0 + (size_t)s * d->xk_size;
+        direct_transpose_dy(dy + (size_t)s * F * P, F, P, dyt);
+        for (int g = 0; g < G; g += 2) wgrad_taps(xs, d->fwd_off, K, dyt, P, g, part, G8, G - g >= 2 ? 2 : 1);
+        for (int g = 0; g < G; g++) { /* db: four chains, not one long one */
+            const float *r = dyt + (size_t)g * P * 8;
+            __m256 b[4] = {_mm256_loadu_ps(part + (size_t)K * G8 + 8 * g), _mm256_setzero_ps(),
+                           _mm256_setzero_ps(), _mm256_setzero_ps()};
+            int p = 0;
+            for (; p + 4 <= P; p += 4)
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) b[u] = _mm256_add_ps(b[u], _mm256_loadu_ps(r + 8 * (p + u)));
+            for (; p < P; p++) b[0] = _mm256_add_ps(b[0], _mm256_loadu_ps(r + 8 * p));
+            _mm256_storeu_ps(part + (size_t)K * G8 + 8 * g,
+                             _mm256_add_ps(_mm256_add_ps(b[0], b[1]), _mm256_add_ps(b[2], b[3])));
+        }
+    }
+}
+#endif
 
 /* `bias` is read as a word so YAML's `bias: false` works: true/false, yes/no, 1/0. */
 static lp_status read_bias(lp_node *n, int *out)
@@ -134,7 +575,17 @@ static lp_status conv_setup(lp_node *n)
     long long K = (long long)C * k[0] * k[1], P = (long long)OH * OW;
     if (K * P > LP_MAX_ELEMENTS || K * F > LP_MAX_ELEMENTS)
         return lp_node_fail(n, "the unrolled input (%lld x %lld) is too large", K, P);
-    conv_state *cs = lp_node_alloc_state(n, sizeof *cs);
+    int direct = 0;
+#if CONV_DIRECT
+    /* The padded dY planes must stay addressable by int offsets too. */
+    long long pad_floats = (long long)F * (P + 2LL * (k[0] - 1) * OW);
+    direct = s[0] == 1 && s[1] == 1 && pad_floats <= LP_MAX_ELEMENTS;
+#endif
+    size_t extra = 0;
+#if CONV_DIRECT
+    if (direct) extra = direct_state_bytes(C, F, k[0], k[1], OH, OW);
+#endif
+    conv_state *cs = lp_node_alloc_state(n, sizeof *cs + extra);
     if (!cs) return LP_ERR_NOMEM;
     int chunk = (64 + k[0] * k[1] - 1) / (k[0] * k[1]);
     chunk = chunk < C ? chunk : C;
@@ -143,11 +594,24 @@ static lp_status conv_setup(lp_node *n)
     size_t dcol_off = part_off + (size_t)(K * F + F + 15) / 16 * 16;
     size_t slot = dcol_off + ((size_t)chunk * k[0] * k[1] * P + 15) / 16 * 16;
     *cs = (conv_state){C, H, W, F, k[0], k[1], s[0], s[1], pad[0], pad[2], OH, OW,
-                       (int)K, (int)P, bias, chunk, part_off, dcol_off, slot};
+                       (int)K, (int)P, bias, chunk, part_off, dcol_off, slot, direct, {0}};
+#if CONV_DIRECT
+    if (direct) {
+        /* Per-thread scratch for as many threads as could run (lp_threads may grow
+         * after build); backward uses no more threads than that. */
+        int tmax = lp_node_threads(n);
+#ifdef _OPENMP
+        tmax = omp_get_num_procs() > tmax ? omp_get_num_procs() : tmax;
+#endif
+        tmax = tmax < 1 ? 1 : tmax > 256 ? 256 : tmax;
+        direct_plan_init(cs, cs + 1, tmax);
+    }
+#endif
     if (lp_node_add_param(n, "weight", lp_shape4(F, C, k[0], k[1]), LP_INIT_HE, (int)K) < 0)
         return LP_ERR_SHAPE;
     if (bias && lp_node_add_param(n, "bias", lp_shape1(F), LP_INIT_ZERO, 0) < 0) return LP_ERR_SHAPE;
-    lp_node_set_scratch(n, slot * sizeof(float), 0);
+    if (direct) lp_node_set_scratch(n, cs->d.xk_size * sizeof(float), cs->d.fixed * sizeof(float));
+    else lp_node_set_scratch(n, slot * sizeof(float), 0);
     return lp_node_set_out_shape(n, lp_shape3(F, OH, OW));
 }
 
@@ -217,9 +681,8 @@ static int threads_for(const lp_node *n, int N)
     return t < 1 ? 1 : t > N ? N : t;
 }
 
-static void conv_forward(lp_node *n)
+static void im2col_forward(lp_node *n, const conv_state *cs)
 {
-    const conv_state *cs = lp_node_state(n);
     const int N = lp_node_batch(n), F = cs->F, K = cs->K, P = cs->P;
     const float *x = lp_node_in(n, 0);    /* [N, C, H, W] */
     const float *w = lp_node_param(n, 0); /* [F, K] */
@@ -240,9 +703,8 @@ static void conv_forward(lp_node *n)
     }
 }
 
-static void conv_backward(lp_node *n)
+static void im2col_backward(lp_node *n, const conv_state *cs)
 {
-    const conv_state *cs = lp_node_state(n);
     const int N = lp_node_batch(n), F = cs->F, K = cs->K, P = cs->P;
     const float *w = lp_node_param(n, 0);
     float *dw = lp_node_param_grad(n, 0);
@@ -304,6 +766,104 @@ static void conv_backward(lp_node *n)
             else db[e - F * K] += sum;
         }
     }
+}
+
+#if CONV_DIRECT
+static void direct_forward(lp_node *n, const conv_state *cs)
+{
+    const direct_plan *d = &cs->d;
+    const int N = lp_node_batch(n), F = cs->F, P = cs->P;
+    const float *x = lp_node_in(n, 0);    /* [N, C, H, W] */
+    const float *w = lp_node_param(n, 0); /* [F, C, kh, kw] */
+    const float *b = cs->bias ? lp_node_param(n, 1) : NULL;
+    float *y = lp_node_out(n);            /* [N, F, P] */
+    float *scratch = lp_node_scratch(n);
+    float *wf = scratch, *xk0 = scratch + d->fixed;
+    const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
+    direct_pack_forward(cs, w, wf);
+    int T = threads_for(n, N);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int s = 0; s < N; s++) {
+        float *xk = xk0 + (size_t)s * d->xk_size; /* kept for backward's dW */
+        direct_copy_input(cs, x + (size_t)s * in_sz, xk);
+        direct_run(xk, d->fwd_off, cs->K, wf, b, y + (size_t)s * F * P, F, P, 0);
+    }
+}
+
+static void direct_backward(lp_node *n, const conv_state *cs)
+{
+    const direct_plan *d = &cs->d;
+    const int N = lp_node_batch(n), F = cs->F, K = cs->K, P = cs->P, G8 = (F + 7) / 8 * 8;
+    const float *w = lp_node_param(n, 0);
+    float *dw = lp_node_param_grad(n, 0);
+    float *db = cs->bias ? lp_node_param_grad(n, 1) : NULL;
+    const float *dy = lp_node_out_grad(n); /* [N, F, P] */
+    float *dx = lp_node_in_grad(n, 0);     /* [N, C, H, W] or NULL (the image) */
+    const int acc = lp_node_in_grad_accumulate(n, 0);
+    float *scratch = lp_node_scratch(n);
+    float *wb = scratch + d->wf_size, *aux0 = wb + d->wb_size;
+    const float *xk0 = scratch + d->fixed;
+    const size_t part_at = d->pad_size + d->g_size;
+    if (dx) direct_pack_backward(cs, w, wb);
+    int T = threads_for(n, N);
+    T = T < d->tmax ? T : d->tmax;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        /* Contiguous samples per thread: which thread adds which sample is fixed. */
+        int s0 = (int)((long)N * t / nt), s1 = (int)((long)N * (t + 1) / nt);
+        float *pad = aux0 + (size_t)t * d->aux, *g = pad + d->pad_size, *part = aux0 + (size_t)t * d->aux + part_at;
+        float *dyt = part + d->part_size;
+        if (dx) {
+            /* g of sample s is reduced only after g of s + 1 is computed: a load
+             * right after the stores it overlaps waits for them to retire. */
+            const size_t gsz = d->g_size / 2, in_sz = (size_t)cs->C * cs->H * cs->W;
+            for (int s = s0; s <= s1; s++) {
+                float *gs = g + (size_t)(s & 1) * gsz;
+                if (s < s1) {
+                    direct_pad_dy(cs, dy + (size_t)s * F * P, pad);
+                    direct_run(pad, d->bwd_off, F * cs->kh, wb, NULL, gs, cs->C * cs->kw, (int)d->xk_plane, 0);
+                }
+                if (s > s0) direct_reduce_g(cs, g + (size_t)((s - 1) & 1) * gsz, dx + (size_t)(s - 1) * in_sz, acc);
+            }
+        }
+        direct_weight_grad(cs, xk0, dy, s0, s1, part, dyt);
+#pragma omp barrier
+        /* Sum the partials in thread order: fixed for a fixed thread count. */
+#pragma omp for schedule(static)
+        for (int e = 0; e < F * K + F; e++) {
+            if (e >= F * K && !db) continue;
+            /* dw[f][k] is part[k][f]; db[f] is part[K][f] */
+            size_t at = e < F * K ? (size_t)(e % K) * G8 + e / K : (size_t)K * G8 + (e - F * K);
+            float sum = 0.0f;
+            for (int u = 0; u < nt; u++) sum += aux0[(size_t)u * d->aux + part_at + at];
+            if (e < F * K) dw[e] += sum;
+            else db[e - F * K] += sum;
+        }
+    }
+}
+#endif
+
+static void conv_forward(lp_node *n)
+{
+    const conv_state *cs = lp_node_state(n);
+#if CONV_DIRECT
+    if (cs->direct) { direct_forward(n, cs); return; }
+#endif
+    im2col_forward(n, cs);
+}
+
+static void conv_backward(lp_node *n)
+{
+    const conv_state *cs = lp_node_state(n);
+#if CONV_DIRECT
+    if (cs->direct) { direct_backward(n, cs); return; }
+#endif
+    im2col_backward(n, cs);
 }
 
 static const lp_attr_doc conv_attrs[] = {
