@@ -559,22 +559,36 @@ static lp_status conv_setup(lp_node *n)
                             lp_shape_str(in, buf, sizeof buf));
     int C = in.dims[0], H = in.dims[1], W = in.dims[2];
     if (same) {
-        /* Output ceil(H / s); the padding that takes, the odd pixel at the end. */
-        int oh = (H + s[0] - 1) / s[0], ow = (W + s[1] - 1) / s[1];
-        int th = (oh - 1) * s[0] + k[0] - H, tw = (ow - 1) * s[1] + k[1] - W;
+        /* Output ceil(H / s); the padding that takes, the odd pixel at the end.
+         * In 64 bits: H + s - 1 overflows an int for a stride near 2^31. Since
+         * (oh - 1) * s < H, th < kernel, so the padding fits in an int. */
+        long long oh = ((long long)H + s[0] - 1) / s[0], ow = ((long long)W + s[1] - 1) / s[1];
+        long long th = (oh - 1) * s[0] + k[0] - H, tw = (ow - 1) * s[1] + k[1] - W;
         th = th > 0 ? th : 0;
         tw = tw > 0 ? tw : 0;
-        pad[0] = th / 2; pad[1] = th - th / 2;
-        pad[2] = tw / 2; pad[3] = tw - tw / 2;
+        pad[0] = (int)(th / 2); pad[1] = (int)(th - th / 2);
+        pad[2] = (int)(tw / 2); pad[3] = (int)(tw - tw / 2);
     }
     long long ph = (long long)H + pad[0] + pad[1], pw = (long long)W + pad[2] + pad[3];
     if (k[0] > ph || k[1] > pw)
         return lp_node_fail_attr(n, "kernel", "kernel %dx%d is larger than the %dx%d input (padding %s)",
                                  k[0], k[1], H, W, pad_str(pad, same, buf, sizeof buf));
-    int OH = (int)((ph - k[0]) / s[0] + 1), OW = (int)((pw - k[1]) / s[1] + 1);
-    long long K = (long long)C * k[0] * k[1], P = (long long)OH * OW;
-    if (K * P > LP_MAX_ELEMENTS || K * F > LP_MAX_ELEMENTS)
+    /* Each factor is checked against LP_MAX_ELEMENTS (< 2^31) before two are
+     * multiplied, so no product overflows 64 bits (a padding or kernel near 2^31
+     * used to make OH, K or K*P overflow). */
+    long long OHl = (ph - k[0]) / s[0] + 1, OWl = (pw - k[1]) / s[1] + 1;
+    long long K = (long long)C * k[0];
+    if (K <= LP_MAX_ELEMENTS) K *= k[1];
+    if (OHl > LP_MAX_ELEMENTS || OWl > LP_MAX_ELEMENTS || OHl * OWl > LP_MAX_ELEMENTS)
+        return lp_node_fail(n, "output %lld x %lld is too large (more than %lld elements per channel)",
+                            OHl, OWl, LP_MAX_ELEMENTS);
+    int OH = (int)OHl, OW = (int)OWl;
+    long long P = OHl * OWl;
+    if (K > LP_MAX_ELEMENTS || K * P > LP_MAX_ELEMENTS)
         return lp_node_fail(n, "the unrolled input (%lld x %lld) is too large", K, P);
+    if (K * F > LP_MAX_ELEMENTS)
+        return lp_node_fail_attr(n, "filters", "the weight [%d, %d, %d, %d] is too large (more than %lld elements)",
+                                 F, C, k[0], k[1], LP_MAX_ELEMENTS);
     int direct = 0;
 #if CONV_DIRECT
     /* The padded dY planes must stay addressable by int offsets too. */
