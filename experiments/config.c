@@ -528,6 +528,11 @@ lp_status lp_config_load_string(const char *text, size_t len, const char *name,
                                 lp_experiment_config *cfg, lp_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
+    /* Refuse by length before copying: a 100 MB text (a hostile runs-DB row read
+     * back by --resume) would otherwise be duplicated first. */
+    if (len > LP_YAML_MAX_FILE)
+        return lp_error_set(err, LP_ERR_CONFIG, "%s: YAML text of %zu bytes is larger than the %u KiB limit",
+                            name ? name : "<string>", len, LP_YAML_MAX_FILE >> 10);
     char *copy = malloc(len + 1);
     if (!copy) return nomem(err);
     memcpy(copy, text, len);
