@@ -37,6 +37,14 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* True when every one of x[n] is finite (once per epoch: a pass over the weights). */
+static bool finite_block(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return false;
+    return true;
+}
+
 static int eval_batch_of(const lp_train_options *o) { return o->eval_batch > 0 ? o->eval_batch : 500; }
 
 lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
@@ -205,6 +213,18 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
         lp_evaluate(g, t->test, eval_batch_of(o), &r.test_loss, &r.test_acc);
         if (o->progress) fputc('\n', stderr);
+        /* Every step's loss was finite, but the last update may still have blown the
+         * weights up (a loss is computed before its update): such an epoch must not
+         * reach the hook, which would commit its checkpoint (as the best, at epoch 1). */
+        bool weights_ok = finite_block(params, lp_graph_param_floats(g));
+        if (!weights_ok || !isfinite(r.test_loss))
+            return lp_error_set(err, LP_ERR_NUMERIC,
+                                "%s after the last step of epoch %d (step %lld): epoch %d is not "
+                                "recorded; try a smaller learning rate (now %g)",
+                                !weights_ok            ? "the weights became NaN or infinite"
+                                : isnan(r.test_loss)   ? "the test loss became NaN"
+                                                       : "the test loss became infinite",
+                                epoch + 1, step, epoch + 1, lr);
         if (!o->quiet)
             fprintf(log,
                     "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  "

@@ -68,7 +68,9 @@ void lp_trainer_free(lp_trainer *t);
 
 /* Run epochs start_epoch+1 .. opt.epochs. Stops on NaN/Inf loss (LP_ERR_NUMERIC,
  * naming epoch and step), on Ctrl-C/SIGTERM (LP_ERR_INTERRUPTED), or when the
- * hook fails. The last epoch result is copied to *last if not NULL. */
+ * hook fails. An epoch whose steps all had finite losses but that ends with
+ * non-finite weights or a non-finite test loss also stops with LP_ERR_NUMERIC
+ * before its hook runs, so a poisoned epoch is never recorded. The last epoch result is copied to *last if not NULL. */
 lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_epoch_result *last,
                          lp_error *err);
 
