@@ -37,3 +37,27 @@ int lp_threads_init(int n)
 }
 
 int lp_threads(void) { return threads_in_force; }
+
+/* OpenBLAS's BUFFER_SIZE on x86-64 (32 << 22), plus room for malloc's bookkeeping. */
+#define BLAS_BUFFER_BYTES ((size_t)128 << 20)
+
+lp_status lp_compute_reserve(lp_error *err)
+{
+    static bool reserved;
+    if (reserved) return LP_OK;
+    void *probe = malloc(BLAS_BUFFER_BYTES + ((size_t)8 << 20));
+    if (!probe)
+        return lp_error_set(err, LP_ERR_NOMEM,
+                            "cannot reserve the %zu MB work buffer OpenBLAS needs (address space "
+                            "limit too low? see `ulimit -v`)",
+                            BLAS_BUFFER_BYTES >> 20);
+    free(probe);
+    /* Big enough that OpenBLAS uses its buffer rather than a small-matrix path. */
+    enum { D = 256 };
+    float *a = calloc(2 * (size_t)D * D, sizeof *a);
+    if (!a) return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    lp_sgemm(false, true, D, D, D, 1.0f, a, D, a, D, 0.0f, a + (size_t)D * D, D);
+    free(a);
+    reserved = true;
+    return LP_OK;
+}

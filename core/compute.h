@@ -6,6 +6,8 @@
 #ifndef LP_COMPUTE_H
 #define LP_COMPUTE_H
 
+#include "error.h"
+
 #include <stdbool.h>
 
 /* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.
@@ -20,5 +22,13 @@ int lp_threads_init(int n);
 
 /* Threads in force. */
 int lp_threads(void);
+
+/* OpenBLAS (0.3.21, Debian 12) takes a 128 MB work buffer at the first GEMM and,
+ * when that allocation fails, retries forever (OpenMathLib/OpenBLAS#5289): a
+ * process short of address space would hang in its first training step, deaf to
+ * SIGTERM. Call this once before allocating the data and the arena: it checks the
+ * buffer can be had and makes OpenBLAS take it now, so running out of memory later
+ * is one of loupe's own allocations failing with a message. LP_ERR_NOMEM if not. */
+lp_status lp_compute_reserve(lp_error *err);
 
 #endif

@@ -74,6 +74,7 @@ static lp_status load_model(const model_args *a, model *m, lp_error *err)
     lp_status s = cli_load_plugins(&a->c, err);
     if (s) return s;
     lp_threads_init(a->c.threads);
+    if ((s = lp_compute_reserve(err))) return s;
     if (a->config) {
         s = lp_config_load(a->config, a->c.sets, a->c.n_sets, &m->cfg, err);
         m->cfg_loaded = s == LP_OK;

@@ -335,6 +335,7 @@ int cli_train(int argc, char **argv)
         t.cfg_loaded = s == LP_OK;
     }
     if (!s) lp_threads_init(a.c.threads ? a.c.threads : t.cfg.train.threads);
+    if (!s) s = lp_compute_reserve(&err);
     if (!s) s = cli_build_from_config(&t.cfg, &t.graph, &err);
     if (!s) s = load_data(&t, &err);
     if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
