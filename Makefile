@@ -31,7 +31,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test check clean data demo bench bench-deps plugins accuracy
+.PHONY: all deps test check clean data demo bench bench-deps plugins accuracy fuzz fuzz-build fuzz-merge
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
@@ -59,6 +59,9 @@ $(BUILD)/plugins/%.so: ops/plugins/%.c ops/loupe_op.h core/lp_base.h
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libloupe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(BUILD)/libloupe.a -Wl,--no-whole-archive $(LDLIBS) -lcriterion
+
+# The corpus replay test compiles the fuzz harnesses in (tests/fuzz/*.c).
+$(BUILD)/tests/test_fuzz_corpus: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
 
 data: data/mnist/.verified
 data/mnist/.verified: scripts/fetch_mnist.sh
@@ -88,5 +91,55 @@ bench-deps:
 check:
 	$(MAKE) test SANITIZE=1
 
+# libFuzzer targets (tests/fuzz/; docs/robustness.md): `make fuzz FUZZ_SECONDS=N` builds
+# each with clang -fsanitize=fuzzer,address,undefined and runs it N seconds, one at a
+# time under nice, on tests/fuzz/corpus/<target> (new inputs go to $(FUZZ_BUILD)/corpus).
+# `make fuzz-merge` minimises what was found into the committed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config idx checkpoint safetensors
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -march=native -fopenmp -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined -Icore -Iops -Igraph -Iexperiments -Itests/fuzz \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+# ASan returns NULL above 256 MB instead of aborting, so a config asking for a huge
+# model exercises loupe's out-of-memory errors rather than stopping the fuzzer.
+FUZZ_ENV     := ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=256:detect_leaks=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+FUZZ_FLAGS   := -malloc_limit_mb=1024 -rss_limit_mb=3072 -timeout=20 -print_final_stats=1
+
+$(FUZZ_BUILD)/%.o: %.c $(wildcard core/*.h ops/*.h graph/*.h experiments/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_model.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+$(FUZZ_BUILD)/gen_seeds: tests/fuzz/gen_seeds.c tests/fuzz/fuzz_model.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/gen_seeds
+	@mkdir -p $(FUZZ_TARGETS:%=tests/fuzz/corpus/%) && $(FUZZ_BUILD)/gen_seeds
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes; \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_ENV) nice $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_FLAGS) $$dict -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|ERROR|SUMMARY" || true; \
+	  ! grep -qE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error' $(FUZZ_BUILD)/fuzz_$$t.log; done
+
+# Keeps the hand-written and generated seeds (seed-*, shipped-*, small-*) and a minimal
+# set of the rest covering the same edges (-use_counters=0: edges, not hit counts).
+fuzz-merge: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do m=$(FUZZ_BUILD)/merge/$$t; rm -rf $$m; mkdir -p $$m $(FUZZ_BUILD)/corpus/$$t; \
+	  $(FUZZ_ENV) nice $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_FLAGS) -use_counters=0 -merge=1 $$m tests/fuzz/corpus/$$t \
+	    $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep 'MERGE-OUTER: [0-9]* new'; \
+	  find tests/fuzz/corpus/$$t -type f ! -name 'seed-*' ! -name 'shipped-*' ! -name 'small-*' -delete; \
+	  cp $$m/* tests/fuzz/corpus/$$t/; echo "$$t: $$(ls tests/fuzz/corpus/$$t | wc -l) files"; done
+
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san bin $(FUZZ_BUILD)
