@@ -364,6 +364,23 @@ lp_status lp_runsdb_open(const char *path, lp_runsdb **out, lp_error *err)
     return LP_OK;
 }
 
+/* "file:PATH?immutable=1" with PATH percent-encoded as a URI path; malloc'd or NULL. */
+static char *immutable_uri(const char *path)
+{
+    size_t n = strlen(path);
+    char *u = malloc(3 * n + 32), *p = u;
+    if (!u) return NULL;
+    p += sprintf(p, "file:");
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("/-._~", *c))
+            *p++ = (char)*c;
+        else p += sprintf(p, "%%%02X", *c);
+    }
+    strcpy(p, "?immutable=1");
+    return u;
+}
+
 lp_status lp_runsdb_open_readonly(const char *path, lp_runsdb **out, lp_error *err)
 {
     lp_runsdb *db;
@@ -372,7 +389,15 @@ lp_status lp_runsdb_open_readonly(const char *path, lp_runsdb **out, lp_error *e
     db->readonly = true;
     if (access(path, F_OK) != 0)
         return open_fail(db, lp_error_set(err, LP_ERR_IO, "runs database '%s' does not exist", path));
-    int rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY, NULL);
+    /* On a read-only file system SQLite cannot create the -shm file a WAL database
+     * needs even to be read ("unable to open database file"). Nobody can write the
+     * file there, so it is safe to open it as immutable: no locks, no -shm. */
+    struct statvfs vfs;
+    char *uri = NULL;
+    if (statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_RDONLY) && !(uri = immutable_uri(path)))
+        return open_fail(db, lp_error_set(err, LP_ERR_NOMEM, "out of memory opening %s", path));
+    int rc = sqlite3_open_v2(uri ? uri : path, &db->h, SQLITE_OPEN_READONLY | (uri ? SQLITE_OPEN_URI : 0), NULL);
+    free(uri);
     if (rc != SQLITE_OK) {
         if (!db->h) return open_fail(db, lp_error_set(err, LP_ERR_NOMEM, "out of memory opening %s", path));
         return open_fail(db, db_fail(db, err, "cannot open"));
