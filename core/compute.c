@@ -41,11 +41,16 @@ int lp_threads(void) { return threads_in_force; }
 /* OpenBLAS's BUFFER_SIZE on x86-64 (32 << 22), plus room for malloc's bookkeeping. */
 #define BLAS_BUFFER_BYTES ((size_t)128 << 20)
 
+static bool blas_stuck;
+
+bool lp_compute_blas_stuck(void) { return blas_stuck; }
+
 lp_status lp_compute_reserve(lp_error *err)
 {
     static bool reserved;
     if (reserved) return LP_OK;
     void *probe = malloc(BLAS_BUFFER_BYTES + ((size_t)8 << 20));
+    blas_stuck = probe == NULL;
     if (!probe)
         return lp_error_set(err, LP_ERR_NOMEM,
                             "cannot reserve the %zu MB work buffer OpenBLAS needs (address space "

@@ -31,4 +31,10 @@ int lp_threads(void);
  * is one of loupe's own allocations failing with a message. LP_ERR_NOMEM if not. */
 lp_status lp_compute_reserve(lp_error *err);
 
+/* True once lp_compute_reserve found memory too short for OpenBLAS. Its worker
+ * threads, started when the library loaded, may then be spinning on their own failed
+ * allocation, and its exit handler joins them: the process would never exit. A
+ * command that sees this ends with _exit() after flushing its output. */
+bool lp_compute_blas_stuck(void);
+
 #endif

@@ -1,8 +1,10 @@
 /* main.c - `loupe`: dispatch to a subcommand. See cli.h for exit codes. */
 #include "cli.h"
+#include "compute.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -47,7 +49,15 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            if (lp_compute_blas_stuck()) {   /* OpenBLAS's exit handler would hang */
+                fflush(stdout);
+                fflush(stderr);
+                _exit(rc);
+            }
+            return rc;
+        }
     fprintf(stderr, "loupe: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
