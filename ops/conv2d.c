@@ -220,28 +220,33 @@ static void direct_pad_dy(const conv_state *cs, const float *dy, float *pad)
     _mm512_storeu_ps(pad + (size_t)cs->F * d->pad_plane, zero);
 }
 
-/* dx [C][H][W] (+)= sum_kx g[c][kx][(iy + pt)*OW + ix + pl - kx] over valid ox:
- * one pass per (column chunk, kx) with its mask fixed, so the row loop is a load,
- * an add and a store. */
+/* dx [C][H][W] (+)= sum_kx g[c][kx][(iy + pt)*OW + ix + pl - kx] over valid ox.
+ * Up to 8 kx per pass with their masks fixed, summed in registers: one store per
+ * row and no load of what the last row stored (an overlapping masked store makes
+ * that load wait). */
 static void direct_reduce_g(const conv_state *cs, const float *g, float *dx, int acc)
 {
     const direct_plan *d = &cs->d;
     const int H = cs->H, W = cs->W, OW = cs->OW, kw = cs->kw, rows = cs->C * H;
     for (int i = 0; i < W; i += 16) {
         const __mmask16 out = tail_mask(W - i);
-        for (int kx = 0; kx < kw; kx++) {
-            int shift = cs->pl - kx; /* ox = ix + shift */
-            int lo = -shift > i ? -shift : i, hi = OW - shift < i + 16 ? OW - shift : i + 16;
-            hi = hi < W ? hi : W;
-            __mmask16 m = hi > lo ? (__mmask16)(((1u << (hi - lo)) - 1) << (lo - i)) : 0;
-            const int first = kx == 0 && !acc;
-            if (!m && !first) continue;
+        for (int k0 = 0; k0 < kw; k0 += 8) {
+            const int nk = kw - k0 < 8 ? kw - k0 : 8, add = acc || k0 > 0;
+            __mmask16 m[8];
+            int shift[8];
+            for (int j = 0; j < nk; j++) {
+                shift[j] = cs->pl - (k0 + j); /* ox = ix + shift */
+                int lo = -shift[j] > i ? -shift[j] : i, hi = OW - shift[j] < i + 16 ? OW - shift[j] : i + 16;
+                hi = hi < W ? hi : W;
+                m[j] = hi > lo ? (__mmask16)(((1u << (hi - lo)) - 1) << (lo - i)) : 0;
+            }
             for (int r = 0; r < rows; r++) {
-                int c = r / H, iy = r % H;
-                const float *src = g + (size_t)(c * kw + kx) * d->xk_plane + (size_t)(iy + cs->pt) * OW + i + shift;
+                const int c = r / H, iy = r % H;
+                const float *src = g + (size_t)(c * kw + k0) * d->xk_plane + (size_t)(iy + cs->pt) * OW + i;
                 float *o = dx + (size_t)r * W + i;
-                __m512 v = _mm512_maskz_loadu_ps(m, src); /* masked lanes never fault */
-                if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(out, o));
+                __m512 v = add ? _mm512_maskz_loadu_ps(out, o) : _mm512_setzero_ps();
+                for (int j = 0; j < nk; j++) /* masked lanes never fault */
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[j], src + (size_t)j * d->xk_plane + shift[j]));
                 _mm512_mask_storeu_ps(o, out, v);
             }
         }

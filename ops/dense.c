@@ -3,12 +3,22 @@
  * Input [I] per sample, output [units]. Weight [units, I] (PyTorch layout, so a
  * checkpoint maps onto nn.Linear unchanged), bias [units]. The batch is one GEMM:
  * Y[N,U] = X[N,I] * W^T. He init with fan_in = I.
+ *
+ * Threads: BLAS runs single-threaded (one level of parallelism), so a big enough
+ * GEMM is split here: rows of the batch for Y and dX, rows of dW (units) for dW.
+ * Each output element is computed by one thread, whole: no partial sums to add.
  */
 #include "compute.h"
 #include "loupe_op.h"
 #include "shape.h"
 
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Below this many multiply-adds a split GEMM costs more than it saves. */
+#define DENSE_PARALLEL_MIN (1L << 20)
 
 typedef struct dense_state {
     int units, inputs;
@@ -50,6 +60,26 @@ static lp_status dense_setup(lp_node *n)
     return lp_node_set_out_shape(n, (lp_shape){1, {units}});
 }
 
+/* Threads worth using for an N x U x I product. */
+static int threads_for(const lp_node *n, int N, int U, int I)
+{
+    int t = lp_node_threads(n);
+    if ((long)N * U * I < DENSE_PARALLEL_MIN || t < 1) return 1;
+    return t < N ? t : N;
+}
+
+/* This thread's contiguous share [*lo, *hi) of count rows. */
+static void share(int count, int *lo, int *hi)
+{
+    int t = 0, nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    *lo = (int)((long)count * t / nt);
+    *hi = (int)((long)count * (t + 1) / nt);
+}
+
 static void dense_forward(lp_node *n)
 {
     const dense_state *st = lp_node_state(n);
@@ -61,7 +91,15 @@ static void dense_forward(lp_node *n)
         const float *b = lp_node_param(n, 1);
         for (int i = 0; i < N; i++) memcpy(y + (size_t)i * U, b, (size_t)U * sizeof(float));
     }
-    lp_sgemm(false, true, N, U, I, 1.0f, x, I, w, I, st->bias ? 1.0f : 0.0f, y, U);
+    const int T = threads_for(n, N, U, I);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int r0, r1;
+        share(N, &r0, &r1);
+        if (r1 > r0)
+            lp_sgemm(false, true, r1 - r0, U, I, 1.0f, x + (size_t)r0 * I, I, w, I, st->bias ? 1.0f : 0.0f,
+                     y + (size_t)r0 * U, U);
+    }
 }
 
 static void dense_backward(lp_node *n)
@@ -71,18 +109,28 @@ static void dense_backward(lp_node *n)
     const float *x = lp_node_in(n, 0);
     const float *w = lp_node_param(n, 0);
     const float *dy = lp_node_out_grad(n); /* [N, U] */
-    /* dW[U,I] += dY^T[U,N] X[N,I] */
-    lp_sgemm(true, false, U, I, N, 1.0f, dy, U, x, I, 1.0f, lp_node_param_grad(n, 0), I);
+    float *dw = lp_node_param_grad(n, 0);
+    float *dx = lp_node_in_grad(n, 0);
+    const float beta = lp_node_in_grad_accumulate(n, 0) ? 1.0f : 0.0f;
     if (st->bias) {
         float *db = lp_node_param_grad(n, 1);
         for (int i = 0; i < N; i++)
             for (int u = 0; u < U; u++) db[u] += dy[(size_t)i * U + u];
     }
-    float *dx = lp_node_in_grad(n, 0);
-    /* dX[N,I] = dY[N,U] W[U,I]; beta 0 overwrites what the graph left there. */
-    if (dx)
-        lp_sgemm(false, false, N, I, U, 1.0f, dy, U, w, I,
-                 lp_node_in_grad_accumulate(n, 0) ? 1.0f : 0.0f, dx, I);
+    const int T = threads_for(n, N, U, I);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int u0, u1, r0, r1;
+        share(U, &u0, &u1);
+        share(N, &r0, &r1);
+        /* dW[U,I] += dY^T[U,N] X[N,I], units u0..u1 */
+        if (u1 > u0)
+            lp_sgemm(true, false, u1 - u0, I, N, 1.0f, dy + u0, U, x, I, 1.0f, dw + (size_t)u0 * I, I);
+        /* dX[N,I] = dY[N,U] W[U,I]; beta 0 overwrites what the graph left there. */
+        if (dx && r1 > r0)
+            lp_sgemm(false, false, r1 - r0, I, U, 1.0f, dy + (size_t)r0 * U, U, w, I, beta,
+                     dx + (size_t)r0 * I, I);
+    }
 }
 
 static const lp_attr_doc dense_attrs[] = {

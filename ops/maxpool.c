@@ -115,11 +115,28 @@ static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, 
         if (left == 16) mhi = 0xFFFF;
         __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * o), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * o + 16);
         __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
-        __m512 best = evens(a0, a1);
-        __m512i at = _mm512_setzero_si512();
-        take(&best, &at, odds(a0, a1), 1);
-        take(&best, &at, evens(b0, b1), 2);
-        take(&best, &at, odds(b0, b1), 3);
+        __m512 v0 = evens(a0, a1), v1 = odds(a0, a1), v2 = evens(b0, b1), v3 = odds(b0, b1);
+        __m512 best;
+        __m512i at;
+        if (!(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
+            /* no NaN: the max, then the first position holding it (independent
+             * compares, not a chain of takes) */
+            __m512 mx = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
+            __mmask16 e0 = _mm512_cmp_ps_mask(v0, mx, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, mx, _CMP_EQ_OQ),
+                      e2 = _mm512_cmp_ps_mask(v2, mx, _CMP_EQ_OQ);
+            at = _mm512_mask_mov_epi32(_mm512_set1_epi32(3), e2, _mm512_set1_epi32(2));
+            best = _mm512_mask_mov_ps(v3, e2, v2);
+            at = _mm512_mask_mov_epi32(at, e1, _mm512_set1_epi32(1));
+            best = _mm512_mask_mov_ps(best, e1, v1);
+            at = _mm512_mask_mov_epi32(at, e0, _mm512_setzero_si512());
+            best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
+        } else {
+            best = v0;
+            at = _mm512_setzero_si512();
+            take(&best, &at, v1, 1);
+            take(&best, &at, v2, 2);
+            take(&best, &at, v3, 3);
+        }
         _mm512_mask_storeu_ps(y + o, m, best);
         _mm512_mask_cvtepi32_storeu_epi8(arg + o, m, at);
     }

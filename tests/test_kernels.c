@@ -1,8 +1,9 @@
-/* test_kernels.c - the fast paths of conv2d (direct, stride 1), maxpool (2x2/2)
- * and relu (bit mask) against naive float64 loops, on shapes that reach every
- * tail: outputs wider than a 16-lane vector, tiles of 1, 2 and 3 vectors, filter
- * and channel counts that are not multiples of 8, asymmetric padding, odd pool
- * inputs, and input gradients that are written (one consumer) or added (two).
+/* test_kernels.c - the fast paths of conv2d (direct, stride 1), maxpool (2x2/2),
+ * relu (bit mask) and dense (split over threads) against naive float64 loops, on
+ * shapes that reach every tail: outputs wider than a 16-lane vector, tiles of 1, 2
+ * and 3 vectors, filter and channel counts that are not multiples of 8, asymmetric
+ * padding, odd pool inputs, ties and NaN, and input gradients that are written (one
+ * consumer) or added (two).
  *
  * Each graph is `a = op(input)` or `a = op(input), b = op(input), s = add(a, b)`;
  * the gradient of sum(out * r) is checked against the loops directly (the finite
@@ -262,6 +263,52 @@ Test(kernels, relu_tails_nan_and_accumulate)
                 cr_assert(dx[i] == (x[i] > 0 ? m * r[i] : 0.0f), "size %d: dx[%d] = %g", per, i, dx[i]);
             }
             free(x); free(r);
+            lp_graph_free(g);
+        }
+}
+
+/* ---- dense, split across threads ------------------------------------------------ */
+
+Test(kernels, dense_split_gemms)
+{
+    const int N = 33, I = 300, U = 130; /* 1.3M multiply-adds: over the split threshold */
+    for (int threads = 1; threads <= 3; threads += 2)
+        for (int twice = 0; twice <= 1; twice++) {
+            lp_threads_init(threads);
+            lp_value *a = lp_value_new_map(NOLOC);
+            attr_i(a, "units", U);
+            lp_graph *g = build("dense", a, lp_shape1(I), twice, N);
+            lp_rng rng;
+            lp_rng_seed(&rng, 21);
+            const long per_op = (long)U * I + U;
+            float *p = lp_graph_params(g);
+            fill(&rng, p, per_op * (twice ? 2 : 1));
+            float *x = malloc((size_t)N * I * sizeof *x), *r = malloc((size_t)N * U * sizeof *r);
+            fill(&rng, x, (long)N * I);
+            fill(&rng, r, (long)N * U);
+            double *y = calloc((size_t)N * U, sizeof *y), *dx = calloc((size_t)N * I, sizeof *dx);
+            double *dw = calloc((size_t)per_op * 2, sizeof *dw);
+            for (int op = 0; op <= twice; op++) {
+                const float *w = p + op * per_op, *b = w + (long)U * I;
+                double *gw = dw + op * per_op;
+                for (int n = 0; n < N; n++)
+                    for (int u = 0; u < U; u++) {
+                        double s = b[u], gr = r[(long)n * U + u];
+                        for (int i = 0; i < I; i++) {
+                            s += (double)w[(long)u * I + i] * x[(long)n * I + i];
+                            gw[(long)u * I + i] += gr * x[(long)n * I + i];
+                            dx[(long)n * I + i] += gr * w[(long)u * I + i];
+                        }
+                        gw[(long)U * I + u] += gr;
+                        y[(long)n * U + u] += s;
+                    }
+            }
+            lp_graph_forward(g, x, NULL, N, true);
+            expect_close("y", lp_graph_final(g), y, (long)N * U, 1e-5);
+            lp_graph_backward(g, r);
+            expect_close("dW", lp_graph_grads(g), dw, per_op * (twice ? 2 : 1), 1e-5);
+            expect_close("dx", lp_graph_input_grad(g), dx, (long)N * I, 1e-5);
+            free(x); free(r); free(y); free(dx); free(dw);
             lp_graph_free(g);
         }
 }
