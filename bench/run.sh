@@ -11,7 +11,12 @@
 # Environment: LOUPE_BIN (default bin/loupe), BENCH_REPEAT, BENCH_NETS ("dense
 # one_conv two_conv"), BENCH_BATCHES ("16 64 256"), BENCH_THREADS ("1 2"),
 # BENCH_OUT (raw JSON lines; default a temporary file), PYTHON (/usr/bin/python3).
-# PyTorch runs as the reference asks: OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=1.
+# PyTorch runs as the reference asks: OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=1, and
+# with glibc told to keep freed memory (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_):
+# otherwise its batch-1000 inference measures page faults, not arithmetic (0.9 s
+# instead of 0.4 s here; docs/performance.md). loupe plans its buffers once.
+# Anything else in the environment (OMP_WAIT_POLICY=passive on a busy machine)
+# reaches both.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -40,7 +45,7 @@ fi
 
 echo "loupe bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs:" \
      "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')," \
-     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}"
+     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)}"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews timings)"
 
 for net in $NETS; do
@@ -54,7 +59,8 @@ for net in $NETS; do
                     { echo "bench: loupe failed on $net batch $b threads $t" >&2; exit 1; }
                 echo "loupe $net $b $t $line" >>"$OUT"
                 if [ "$TORCH" = 1 ]; then
-                    line=$(OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 "$PYTHON" bench/torch_ref.py \
+                    line=$(OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 \
+                           MALLOC_TRIM_THRESHOLD_=1073741824 "$PYTHON" bench/torch_ref.py \
                            --net "$net" --batch "$b" --threads "$t") ||
                         { echo "bench: PyTorch failed on $net batch $b threads $t" >&2; exit 1; }
                     echo "torch $net $b $t $line" >>"$OUT"
