@@ -15,8 +15,11 @@
 # with glibc told to keep freed memory (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_):
 # otherwise its batch-1000 inference measures page faults, not arithmetic (0.9 s
 # instead of 0.4 s here; docs/performance.md). loupe plans its buffers once.
-# Anything else in the environment (OMP_WAIT_POLICY=passive on a busy machine)
-# reaches both.
+# Both run with OMP_WAIT_POLICY=passive unless the environment sets it: with the
+# default (spinning) policy a 2-thread team on these 2-core VMs collapses whenever any
+# other process runs (loupe two-conv 63,000 -> 1,000 images/s, PyTorch 19,000 -> 300),
+# and one such PyTorch epoch takes minutes. OMP_WAIT_POLICY=active make bench restores
+# the spinning default on a quiet machine.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -31,6 +34,7 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
     REPEAT=${BENCH_REPEAT:-1}
 fi
 OUT=${BENCH_OUT:-$(mktemp /tmp/loupe-bench.XXXXXX)}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 : >"$OUT"
 
 [ -x "$LOUPE_BIN" ] || { echo "bench: $LOUPE_BIN not built (run make)" >&2; exit 1; }
