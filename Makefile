@@ -7,11 +7,17 @@ CC       ?= gcc
 SANITIZE ?= 0
 PKGS     := yaml-0.1 sqlite3 zlib openblas
 
+# pkg-config runs when a rule first needs it, not when make reads this file: on a
+# fresh machine `make deps` (the first prerequisite of all and test) installs it and
+# the libraries first. Each is evaluated once, then cached.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
+
 OPT      ?= -O2 -march=native
-CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter \
+CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter \
             -g $(OPT) -fopenmp -fPIC -Icore -Iops -Igraph -Iexperiments \
-            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm
+            $(PKG_CFLAGS)
+LDLIBS   = $(PKG_LIBS) -ldl -lm
 LDFLAGS  := -fopenmp -rdynamic
 PLUGIN_SAN :=
 ifeq ($(SANITIZE),1)
@@ -128,9 +134,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config idx checkpoint safetensors
 FUZZ_BUILD   := build-fuzz
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -march=native -fopenmp -fno-omit-frame-pointer \
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -march=native -fopenmp -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined -Icore -Iops -Igraph -Iexperiments -Itests/fuzz \
-                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+                $(PKG_CFLAGS)
 FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 # ASan returns NULL above 256 MB instead of aborting, so a config asking for a huge
