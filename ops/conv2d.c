@@ -68,16 +68,16 @@ enum { TILE_F = 8, TILE_V = 3, SLACK = 16 };
 typedef struct direct_plan {
     int Hp;              /* rows of a shifted input copy: OH + kh - 1 */
     size_t xk_plane;     /* floats of one copy [Hp, OW]; also one plane of g */
-    size_t xk_size;      /* a sample's C*kw copies + slack, rounded to 16 */
+    size_t xk_size;      /* a sample's C*kw copies + slack, rounded to 16 (per thread) */
     size_t pad_plane;    /* a zero-padded dY plane: (kh-1)*OW + P + (kh-1)*OW */
     size_t pad_size;     /* F of them + slack, rounded (per thread) */
     size_t g_size;       /* two g buffers of C*kw planes + slack, rounded (per thread) */
     size_t part_size;    /* [K + 1][G*8] partial dW^T and db, rounded (per thread) */
     size_t dyt_size;     /* [G][P][8] one sample's dY by filter groups of 8 (per thread) */
-    size_t aux;          /* per thread: pad + g + part + dyt */
+    size_t aux;          /* per thread: pad + g + part + dyt + xk */
     size_t wf_size;      /* packed forward weights [ceil(F/8)][K][8] */
     size_t wb_size;      /* packed g weights [ceil(C*kw/8)][F*kh][8] */
-    size_t fixed;        /* floats before the per-sample copies: wf, wb, tmax * aux */
+    size_t fixed;        /* all the scratch: wf, wb, tmax * aux (nothing per sample) */
     int tmax;            /* threads the fixed scratch holds */
     int *fwd_off;        /* [K] tap (c, ky, kx) -> offset in a sample's copies */
     int *bwd_off;        /* [F*kh] tap (f, ky) -> offset in a thread's padded dY */
@@ -170,7 +170,7 @@ static void direct_plan_init(conv_state *cs, void *mem, int tmax)
     d->g_size = 2 * round16((size_t)C * kw * d->xk_plane + SLACK);
     d->part_size = round16(((size_t)cs->K + 1) * G8);
     d->dyt_size = round16(G8 * cs->P);
-    d->aux = d->pad_size + d->g_size + d->part_size + d->dyt_size;
+    d->aux = d->pad_size + d->g_size + d->part_size + d->dyt_size + d->xk_size;
     d->wf_size = round16((size_t)(F + TILE_F - 1) / TILE_F * TILE_F * cs->K);
     d->wb_size = round16((size_t)(C * kw + TILE_F - 1) / TILE_F * TILE_F * F * kh);
     d->tmax = tmax;
@@ -460,17 +460,20 @@ static void wgrad_taps(const float *xs, const int *off, int K, const float *dyt,
     }
 }
 
-/* part [K + 1][G8] = dW^T of samples [s0, s1) and, in its last row, db. */
-static void direct_weight_grad(const conv_state *cs, const float *xk0, const float *dy, int s0,
-                               int s1, float *part, float *dyt)
+/* part [K + 1][G8] = dW^T of samples [s0, s1) and, in its last row, db. Each
+ * sample's shifted copies are made again here, into this thread's xk: keeping
+ * forward's for every sample of the largest batch (evaluation's) cost more memory
+ * than the copy costs time. */
+static void direct_weight_grad(const conv_state *cs, const float *x, const float *dy, int s0,
+                               int s1, float *part, float *dyt, float *xs)
 {
-    const direct_plan *d = &cs->d;
     const int F = cs->F, K = cs->K, P = cs->P, G = (F + 7) / 8, G8 = 8 * G;
+    const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
     memset(part, 0, ((size_t)K + 1) * G8 * sizeof(float));
     for (int s = s0; s < s1; s++) {
-        const float *xs = xk0 + (size_t)s * d->xk_size;
+        direct_copy_input(cs, x + (size_t)s * in_sz, xs);
         direct_transpose_dy(dy + (size_t)s * F * P, F, P, dyt);
-        for (int g = 0; g < G; g += 2) wgrad_taps(xs, d->fwd_off, K, dyt, P, g, part, G8, G - g >= 2 ? 2 : 1);
+        for (int g = 0; g < G; g += 2) wgrad_taps(xs, cs->d.fwd_off, K, dyt, P, g, part, G8, G - g >= 2 ? 2 : 1);
         for (int g = 0; g < G; g++) { /* db: four chains, not one long one */
             const float *r = dyt + (size_t)g * P * 8;
             __m256 b[4] = {_mm256_loadu_ps(part + (size_t)K * G8 + 8 * g), _mm256_setzero_ps(),
@@ -486,18 +489,6 @@ static void direct_weight_grad(const conv_state *cs, const float *xk0, const flo
     }
 }
 #endif
-
-/* `bias` is read as a word so YAML's `bias: false` works: true/false, yes/no, 1/0. */
-static lp_status read_bias(lp_node *n, int *out)
-{
-    const char *s;
-    lp_status st = lp_attr_string(n, "bias", "true", &s);
-    if (st) return st;
-    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "yes") || !strcmp(s, "1")) *out = 1;
-    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "no") || !strcmp(s, "0")) *out = 0;
-    else return lp_node_fail_attr(n, "bias", "bias must be true or false, got '%s'", s);
-    return LP_OK;
-}
 
 static int is_int_text(const char *s)
 {
@@ -550,7 +541,7 @@ static lp_status conv_setup(lp_node *n)
     if (!st) st = lp_attr_pair_required(n, "kernel", k);
     if (!st) st = lp_attr_pair(n, "stride", 1, s);
     if (!st) st = read_padding(n, pad, &same);
-    if (!st) st = read_bias(n, &bias);
+    if (!st) st = lp_attr_bool(n, "bias", 1, &bias);
     if (st) return st;
     if (F < 1) return lp_node_fail_attr(n, "filters", "filters must be at least 1, got %d", F);
     if (k[0] < 1 || k[1] < 1)
@@ -629,7 +620,7 @@ static lp_status conv_setup(lp_node *n)
     if (lp_node_add_param(n, "weight", lp_shape4(F, C, k[0], k[1]), LP_INIT_HE, (int)K) < 0)
         return LP_ERR_SHAPE;
     if (bias && lp_node_add_param(n, "bias", lp_shape1(F), LP_INIT_ZERO, 0) < 0) return LP_ERR_SHAPE;
-    if (direct) lp_node_set_scratch(n, cs->d.xk_size * sizeof(float), cs->d.fixed * sizeof(float));
+    if (direct) lp_node_set_scratch(n, 0, cs->d.fixed * sizeof(float));
     else lp_node_set_scratch(n, slot * sizeof(float), 0);
     return lp_node_set_out_shape(n, lp_shape3(F, OH, OW));
 }
@@ -797,15 +788,23 @@ static void direct_forward(lp_node *n, const conv_state *cs)
     const float *b = cs->bias ? lp_node_param(n, 1) : NULL;
     float *y = lp_node_out(n);            /* [N, F, P] */
     float *scratch = lp_node_scratch(n);
-    float *wf = scratch, *xk0 = scratch + d->fixed;
-    const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
+    float *wf = scratch, *aux0 = scratch + d->wf_size + d->wb_size;
+    const size_t in_sz = (size_t)cs->C * cs->H * cs->W, xk_at = d->aux - d->xk_size;
     direct_pack_forward(cs, w, wf);
     int T = threads_for(n, N);
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
-    for (int s = 0; s < N; s++) {
-        float *xk = xk0 + (size_t)s * d->xk_size; /* kept for backward's dW */
-        direct_copy_input(cs, x + (size_t)s * in_sz, xk);
-        direct_run(xk, d->fwd_off, cs->K, wf, b, y + (size_t)s * F * P, F, P, 0);
+    T = T < d->tmax ? T : d->tmax;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        float *xk = aux0 + (size_t)t * d->aux + xk_at;
+        for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++) {
+            direct_copy_input(cs, x + (size_t)s * in_sz, xk);
+            direct_run(xk, d->fwd_off, cs->K, wf, b, y + (size_t)s * F * P, F, P, 0);
+        }
     }
 }
 
@@ -821,7 +820,7 @@ static void direct_backward(lp_node *n, const conv_state *cs)
     const int acc = lp_node_in_grad_accumulate(n, 0);
     float *scratch = lp_node_scratch(n);
     float *wb = scratch + d->wf_size, *aux0 = wb + d->wb_size;
-    const float *xk0 = scratch + d->fixed;
+    const float *x = lp_node_in(n, 0);     /* [N, C, H, W] */
     const size_t part_at = d->pad_size + d->g_size;
     if (dx) direct_pack_backward(cs, w, wb);
     int T = threads_for(n, N);
@@ -850,7 +849,7 @@ static void direct_backward(lp_node *n, const conv_state *cs)
                 if (s > s0) direct_reduce_g(cs, g + (size_t)((s - 1) & 1) * gsz, dx + (size_t)(s - 1) * in_sz, acc);
             }
         }
-        direct_weight_grad(cs, xk0, dy, s0, s1, part, dyt);
+        direct_weight_grad(cs, x, dy, s0, s1, part, dyt, dyt + d->dyt_size);
 #pragma omp barrier
         /* Sum the partials in thread order: fixed for a fixed thread count. */
 #pragma omp for schedule(static)
