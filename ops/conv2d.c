@@ -46,7 +46,8 @@
  *   xk[c][kx][r][ox] = xpad[c][r][ox + kx],  r < Hp = OH + kh - 1,
  * so tap (c, ky, kx) for positions p.. is xk[c][kx] + ky*OW + p.. (ky*OW shifts
  * whole rows). The copies are kw times the image (conv2: 14 KB a sample, not the
- * 35 KB of col), written by forward and only read by backward.
+ * 35 KB of col) and live in a per-thread buffer: backward makes them again rather
+ * than keep them per sample for the largest (evaluation) batch.
  *   forward   y[f][p] = b[f] + sum_(c,ky,kx) w[f][c][ky][kx] xk[c][kx][ky*OW + p]
  *   dX        the adjoint, in the same layout: g[c][kx][q] = sum_(f,ky) w[f][c][ky][kx]
  *             dY[f][q - ky*OW] (dY zero-padded by kh-1 rows each side, a plain copy),
