@@ -216,6 +216,22 @@ lp_status lp_attr_string(lp_node *n, const char *key, const char *def, const cha
     return lp_value_as_string(v, what, out, n->g->err);
 }
 
+lp_status lp_attr_bool(lp_node *n, const char *key, int def, int *out)
+{
+    lp_value *v = lp_value_get(n->attrs, key);
+    if (!v) { *out = def; return LP_OK; }
+    if (v->kind == LP_VALUE_SCALAR && !v->quoted && (!strcmp(v->text, "1") || !strcmp(v->text, "0"))) {
+        *out = v->text[0] == '1';
+        return LP_OK;
+    }
+    char what[256];
+    attr_what(n, key, what, sizeof what);
+    bool b;
+    if (lp_value_as_bool(v, what, &b, n->g->err)) return LP_ERR_CONFIG;
+    *out = b;
+    return LP_OK;
+}
+
 lp_status lp_node_set_out_shape(lp_node *n, lp_shape s)
 {
     char buf[64];

@@ -25,23 +25,11 @@ typedef struct dense_state {
     int bias;   /* has a bias parameter */
 } dense_state;
 
-/* `bias` is read as a word so YAML's `bias: false` works: true/false, yes/no, 1/0. */
-static lp_status read_bias(lp_node *n, int *out)
-{
-    const char *s;
-    lp_status st = lp_attr_string(n, "bias", "true", &s);
-    if (st) return st;
-    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "yes") || !strcmp(s, "1")) *out = 1;
-    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "no") || !strcmp(s, "0")) *out = 0;
-    else return lp_node_fail_attr(n, "bias", "bias must be true or false, got '%s'", s);
-    return LP_OK;
-}
-
 static lp_status dense_setup(lp_node *n)
 {
     int units, bias = 1;
     lp_status s = lp_attr_int_required(n, "units", &units);
-    if (!s) s = read_bias(n, &bias);
+    if (!s) s = lp_attr_bool(n, "bias", 1, &bias);
     if (s) return s;
     if (units < 1) return lp_node_fail_attr(n, "units", "units must be at least 1, got %d", units);
     lp_shape in = lp_node_in_shape(n, 0);

@@ -80,6 +80,8 @@ lp_status lp_attr_pair(lp_node *n, const char *key, int def, int out[2]);
 lp_status lp_attr_pair_required(lp_node *n, const char *key, int out[2]);
 /* String attribute; *out stays valid for the graph's life. */
 lp_status lp_attr_string(lp_node *n, const char *key, const char *def, const char **out);
+/* true/false (also yes/no, 1/0) -> 1/0. */
+lp_status lp_attr_bool(lp_node *n, const char *key, int def, int *out);
 int lp_attr_present(lp_node *n, const char *key);
 /* 1 when the attribute is present and written as a list ("[3, 5]"), else 0. Lets an
  * op accept a word or a pair in one attribute (conv2d padding: same | 1 | [1, 2])

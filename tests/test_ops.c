@@ -951,19 +951,19 @@ Test(ops, kernel_larger_than_input)
 
 Test(ops, bad_attribute_values)
 {
-    struct { const char *key, *text, *fragment; } bad[] = {
-        {"filters", "0", "filters must be at least 1"},
-        {"stride", "0", "stride must be at least 1"},
-        {"padding", "-1", "negative"},
-        {"padding", "full", "'same'"},
-        {"bias", "maybe", "true or false"},
+    struct { const char *key, *text, *fragment; lp_status want; } bad[] = {
+        {"filters", "0", "filters must be at least 1", LP_ERR_SHAPE},
+        {"stride", "0", "stride must be at least 1", LP_ERR_SHAPE},
+        {"padding", "-1", "negative", LP_ERR_SHAPE},
+        {"padding", "full", "'same'", LP_ERR_SHAPE},
+        {"bias", "maybe", "true or false", LP_ERR_CONFIG},   /* a wrong type, like any typed read */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lp_value *a = attrs_new();
         attr_i(a, "filters", 2);
         attr_i(a, "kernel", 3);
         attr_s(a, bad[i].key, bad[i].text);
-        expect_error("conv2d", a, lp_shape3(1, 8, 8), 1, LP_ERR_SHAPE,
+        expect_error("conv2d", a, lp_shape3(1, 8, 8), 1, bad[i].want,
                      (const char *[]){bad[i].fragment, NULL});
     }
     lp_value *a = attrs_new();
