@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -37,6 +38,13 @@ int lp_threads_init(int n)
 }
 
 int lp_threads(void) { return threads_in_force; }
+
+double lp_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 /* OpenBLAS's BUFFER_SIZE on x86-64 (32 << 22), plus room for malloc's bookkeeping. */
 #define BLAS_BUFFER_BYTES ((size_t)128 << 20)

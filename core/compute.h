@@ -23,6 +23,9 @@ int lp_threads_init(int n);
 /* Threads in force. */
 int lp_threads(void);
 
+/* Monotonic wall-clock time in seconds (profiles, progress, benchmarks). */
+double lp_seconds(void);
+
 /* OpenBLAS (0.3.21, Debian 12) takes a 128 MB work buffer at the first GEMM and,
  * when that allocation fails, retries forever (OpenMathLib/OpenBLAS#5289): a
  * process short of address space would hang in its first training step, deaf to

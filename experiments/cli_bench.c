@@ -72,13 +72,6 @@ static int parse_args(int argc, char **argv, bench_args *a)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -166,9 +159,9 @@ int cli_bench(int argc, char **argv)
         s = lp_trainer_run(&tr, log_epoch, &log, NULL, &err);
     }
     for (int r = 0; !s && r < a.repeat; r++) {
-        double loss, t0 = now_s();
+        double loss, t0 = lp_seconds();
         lp_evaluate(g, &test, (int)a.infer_batch, &loss, &test_acc);
-        infer[r] = now_s() - t0;
+        infer[r] = lp_seconds() - t0;
     }
     if (s) {
         int code = cli_fail(&err);

@@ -310,19 +310,12 @@ static void free_session(train_session *t)
     lp_runsdb_close(t->db);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int cli_train(int argc, char **argv)
 {
     train_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
-    double t0 = now_s();
+    double t0 = lp_seconds();
     /* Before the run is recorded: a Ctrl-C from here on ends it as 'interrupted'. */
     lp_train_catch_signals();
     train_session t;
@@ -404,7 +397,7 @@ int cli_train(int argc, char **argv)
     lp_error finish_err = {0};
     lp_runsdb_finish_run(t.db, t.run_id, status, s ? err.msg : NULL, &finish_err);
     if (a.profile) print_profile(t.graph);
-    double wall = now_s() - t0;
+    double wall = lp_seconds() - t0;
     int code = 0;
     if (s) {
         code = cli_fail(&err);

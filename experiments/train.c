@@ -1,5 +1,6 @@
 #include "train.h"
 
+#include "compute.h"
 #include "rng.h"
 #include "shape.h"
 
@@ -29,13 +30,6 @@ void lp_train_catch_signals(void)
 }
 
 bool lp_train_stop_requested(void) { return stop_requested != 0; }
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* True when every one of x[n] is finite (once per epoch: a pass over the weights). */
 static bool finite_block(const float *x, size_t n)
@@ -164,7 +158,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         for (int i = 0; i < d->n; i++) t->order[i] = i;
         if (o->shuffle) lp_rng_shuffle(&rng, t->order, d->n);
 
-        double t0 = now_s(), last_draw = 0, loss_sum = 0;
+        double t0 = lp_seconds(), last_draw = 0, loss_sum = 0;
         long long correct = 0;
         int seen = 0;
         float lr = o->optim.lr;
@@ -191,7 +185,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             correct += count_correct(lp_graph_logits(g), t->y, n, k);
             seen += n;
             if (o->progress) {
-                double el = now_s() - t0;
+                double el = lp_seconds() - t0;
                 if (el - last_draw > 0.1 || b == steps_per_epoch - 1) {
                     draw_progress(epoch + 1, o->epochs, seen, d->n, el, loss_sum / seen,
                                   (double)correct / seen);
@@ -207,7 +201,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             }
         }
         lp_epoch_result r = {.epoch = epoch + 1, .step = step, .lr = lr};
-        r.seconds = now_s() - t0;
+        r.seconds = lp_seconds() - t0;
         r.train_loss = loss_sum / seen;
         r.train_acc = (double)correct / seen;
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);

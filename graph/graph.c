@@ -711,13 +711,6 @@ lp_status lp_graph_plan(lp_graph *g, int max_batch, lp_error *err)
     return LP_OK;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 float lp_graph_forward(lp_graph *g, const float *x, const int32_t *labels, int n, bool training)
 {
     assert(n >= 1 && n <= g->max_batch);
@@ -727,9 +720,9 @@ float lp_graph_forward(lp_graph *g, const float *x, const int32_t *labels, int n
     g->nodes[0]->out = (float *)x; /* read-only by contract: no op writes its inputs */
     for (int i = 1; i < g->n_nodes; i++) {
         lp_node *nd = g->nodes[i];
-        double t0 = g->profile ? now_s() : 0;
+        double t0 = g->profile ? lp_seconds() : 0;
         nd->op->forward(nd);
-        if (g->profile) nd->fwd_s += now_s() - t0;
+        if (g->profile) nd->fwd_s += lp_seconds() - t0;
     }
     if (g->final == g->output) return 0.0f;
     double sum = 0;
@@ -750,9 +743,9 @@ void lp_graph_backward(lp_graph *g, const float *seed_grad)
     for (int i = g->n_nodes - 1; i > 0; i--) {
         lp_node *nd = g->nodes[i];
         if (!nd->needs_grad) continue;
-        double t0 = g->profile ? now_s() : 0;
+        double t0 = g->profile ? lp_seconds() : 0;
         nd->op->backward(nd);
-        if (g->profile) nd->bwd_s += now_s() - t0;
+        if (g->profile) nd->bwd_s += lp_seconds() - t0;
     }
 }
 
