@@ -30,6 +30,7 @@ int lp_threads_init(int n)
     openblas_set_num_threads(1);
 #ifdef _OPENMP
     omp_set_num_threads(n);
+    omp_set_max_active_levels(1); /* an op called inside a lane runs on that lane's thread */
 #else
     n = 1;
 #endif

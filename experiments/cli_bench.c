@@ -186,10 +186,10 @@ int cli_bench(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"config\":\"%s\",\"name\":\"%s\",\"batch\":%d,\"infer_batch\":%lld,\"threads\":%d,"
-           "\"repeat\":%d,\"train_images_per_s\":%.1f,\"train_s\":%.4f,\"train_s_min\":%.4f,"
+           "\"repeat\":%d,\"slice\":%d,\"infer_slice\":%d,\"train_images_per_s\":%.1f,\"train_s\":%.4f,\"train_s_min\":%.4f,"
            "\"train_s_max\":%.4f,\"infer_images_per_s\":%.1f,\"infer_s\":%.4f,\"infer_s_min\":%.4f,"
            "\"infer_s_max\":%.4f,\"peak_rss_mb\":%.1f,\"final_loss\":%.4f,\"test_acc\":%.4f}\n",
-           a.config, cfg.name, batch, a.infer_batch, lp_threads(), R, train.n / train_s, train_s,
+           a.config, cfg.name, batch, a.infer_batch, lp_threads(), R, lp_graph_slice(g, true), lp_graph_slice(g, false), train.n / train_s, train_s,
            train_min, train_max, test.n / infer_s, infer_s, infer_min, infer_max,
            ru.ru_maxrss / 1024.0, log.loss, test_acc);
     lp_trainer_free(&tr);

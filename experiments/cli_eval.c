@@ -148,7 +148,7 @@ int cli_eval(int argc, char **argv)
     lp_dataset test = {0};
     lp_status s = load_model(&a, &m, &err);
     if (!s) s = load_test_set(&m, &test, &err);
-    if (!s) s = lp_graph_plan(m.graph, 500, &err);
+    if (!s) s = lp_graph_plan_lanes(m.graph, 500, lp_threads(), &err);
     if (s) {
         free_model(&m);
         lp_dataset_free(&test);

@@ -56,7 +56,7 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
                             "model input has %lld values per image, the data has %d x %d x %d",
                             per_sample, train->c, train->h, train->w);
     int max_batch = opt->batch_size > eval_batch_of(opt) ? opt->batch_size : eval_batch_of(opt);
-    lp_status s = lp_graph_plan(g, max_batch, err);
+    lp_status s = lp_graph_plan_lanes(g, max_batch, lp_threads(), err);
     if (s) return s;
     s = lp_optim_init(&t->optim, &opt->optim, lp_graph_param_floats(g), err);
     if (s) return s;
@@ -106,8 +106,8 @@ void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, doub
         /* Test batches are contiguous: read them in place, no copy. */
         const float *x = d->images + (size_t)start * per;
         const int32_t *y = d->labels + start;
-        loss_sum += (double)lp_graph_forward(g, x, y, n, false) * n;
-        correct += count_correct(lp_graph_logits(g), y, n, k);
+        loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
+        correct += count_correct(lp_graph_batch_logits(g), y, n, k);
     }
     *loss = d->n ? loss_sum / d->n : 0;
     *acc = d->n ? (double)correct / d->n : 0;
@@ -171,18 +171,17 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lr = lp_schedule_lr(&o->schedule, o->optim.lr, epoch + (double)b / steps_per_epoch,
                                 o->epochs);
             lp_graph_set_step(g, o->seed, (uint64_t)step);
-            float loss = lp_graph_forward(g, t->x, t->y, n, true);
+            float loss = lp_graph_train_step(g, t->x, t->y, n);
             if (!isfinite(loss))
                 return lp_error_set(err, LP_ERR_NUMERIC,
                                     "loss became %s in epoch %d at step %lld (batch %d of %d): "
                                     "try a smaller learning rate (now %g)",
                                     isnan(loss) ? "NaN" : "infinite", epoch + 1, step + 1, b + 1,
                                     steps_per_epoch, lr);
-            lp_graph_backward(g, NULL);
             lp_optim_step(&t->optim, params, grads, lr);
             step++;
             loss_sum += (double)loss * n;
-            correct += count_correct(lp_graph_logits(g), t->y, n, k);
+            correct += count_correct(lp_graph_batch_logits(g), t->y, n, k);
             seen += n;
             if (o->progress) {
                 double el = lp_seconds() - t0;

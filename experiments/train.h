@@ -74,7 +74,8 @@ void lp_trainer_free(lp_trainer *t);
 lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_epoch_result *last,
                          lp_error *err);
 
-/* Loss and accuracy of g on d (eval mode), batches of `batch` (g planned for it). */
+/* Loss and accuracy of g on d (eval mode), batches of `batch` (g planned for them
+ * with lp_graph_plan_lanes). */
 void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc);
 
 /* Install SIGINT/SIGTERM handlers that ask the loop to stop after the current

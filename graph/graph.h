@@ -72,6 +72,27 @@ float lp_graph_forward(lp_graph *g, const float *x, const int32_t *labels, int n
  * Parameter gradients are zeroed first, then accumulated. */
 void lp_graph_backward(lp_graph *g, const float *seed_grad);
 
+/* Sliced runs, what training and evaluation use. A batch is cut into slices small
+ * enough that a slice's activations stay in the core's L2 cache; with more than one
+ * thread, each thread ("lane") runs whole slices forward and backward on its own copy
+ * of the buffers and gradients (one parallel region per step, ops single-threaded
+ * inside it), and the lanes' gradients are summed in lane order. Results are the
+ * same for the same inputs and thread count.
+ *
+ *   lp_graph_plan_lanes(g, 64, lp_threads(), &err);   // batches up to 64
+ *   float loss = lp_graph_train_step(g, x, labels, n); // grads in lp_graph_grads(g)
+ *   float loss = lp_graph_infer(g, x, labels, n);      // no gradients
+ *   lp_graph_batch_logits(g);                          // [n, logits] of either
+ *
+ * labels may be NULL for lp_graph_infer only when the graph has no loss. */
+#define LP_MAX_LANES 256
+lp_status lp_graph_plan_lanes(lp_graph *g, int max_batch, int threads, lp_error *err);
+float lp_graph_train_step(lp_graph *g, const float *x, const int32_t *labels, int n);
+float lp_graph_infer(lp_graph *g, const float *x, const int32_t *labels, int n);
+const float *lp_graph_batch_logits(const lp_graph *g);
+/* Samples per slice chosen by the last lp_graph_plan_lanes (training or inference). */
+int lp_graph_slice(const lp_graph *g, bool train);
+
 /* Outputs of the last forward: the logits node (`output`) and the final node. */
 const float *lp_graph_logits(const lp_graph *g);
 lp_shape lp_graph_logits_shape(const lp_graph *g);

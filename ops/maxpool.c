@@ -187,7 +187,7 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window */
-#pragma omp parallel for schedule(static) if (planes * OH * OW >= POOL_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++)
         for (int oy = 0; oy < OH; oy++) {
             const float *r0 = x + (p * H + 2 * oy) * W;
@@ -200,7 +200,7 @@ static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const float *dy = lp_node_out_grad(n);
     const uint8_t *arg = lp_node_scratch(n);
-#pragma omp parallel for schedule(static) if (planes * OH * OW >= POOL_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         float *dxp = dx + p * H * W;
         for (int oy = 0; oy < OH; oy++) {
@@ -223,7 +223,7 @@ static void maxpool_forward(lp_node *n)
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     int32_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: index into the H x W plane */
-#pragma omp parallel for schedule(static) if (planes * OH * OW >= POOL_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
         float *yp = y + p * OH * OW;
@@ -260,7 +260,7 @@ static void maxpool_backward(lp_node *n)
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const float *dy = lp_node_out_grad(n);
     const int32_t *arg = lp_node_scratch(n);
-#pragma omp parallel for schedule(static) if (planes * OHW >= POOL_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OHW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         float *dxp = dx + p * HW;
         /* Overlapping windows (stride < size) may share a maximum: always add, after

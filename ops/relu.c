@@ -88,7 +88,7 @@ static void relu_forward(lp_node *n)
     float *y = lp_node_out(n);         /* [N, ...] */
     uint16_t *bits = lp_node_scratch(n);
     long c = count_of(n), words = (c + 15) / 16;
-#pragma omp parallel if (c >= RELU_PARALLEL_MIN)
+#pragma omp parallel num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && c >= RELU_PARALLEL_MIN)
     {
         int t = 0, nt = 1;
 #ifdef _OPENMP
@@ -107,7 +107,7 @@ static void relu_backward(lp_node *n)
     const uint16_t *bits = lp_node_scratch(n);
     int acc = lp_node_in_grad_accumulate(n, 0);
     long c = count_of(n), words = (c + 15) / 16;
-#pragma omp parallel if (c >= RELU_PARALLEL_MIN)
+#pragma omp parallel num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && c >= RELU_PARALLEL_MIN)
     {
         int t = 0, nt = 1;
 #ifdef _OPENMP

@@ -127,14 +127,15 @@ expect_err "model expects [12" "names the shape the model expects"
 run "$L" train configs/mnist_two_conv.yaml $SMALL --set train.batch_size=100000000 --db "$T/oom.db"
 expect_rc 2 "batch_size=100000000"
 expect_err "train.batch_size: expected an integer from 1 to 65536, found 100000000" "is a config error"
-# 4096 filters at batch 65536: ~800 GB of activations. Under a 4 GB address-space
-# limit the arena certainly cannot be had, whatever the kernel's overcommit policy.
-(ulimit -v 4000000; "$L" train configs/mnist_two_conv.yaml $SMALL --set train.batch_size=65536 \
-    --set model.layers.0.filters=4096 --db "$T/oom.db" >"$T/out" 2>"$T/err")
+# 512 filters over a 626 x 626 padded image: 0.8 GB of activations per sample, and a
+# step runs slices of at least 8 samples. Under a 4 GB address-space limit the arena
+# certainly cannot be had, whatever the kernel's overcommit policy.
+(ulimit -v 4000000; "$L" train configs/mnist_two_conv.yaml $SMALL --set model.layers.0.padding=300 \
+    --set model.layers.0.filters=512 --db "$T/oom.db" >"$T/out" 2>"$T/err")
 RC=$?
 expect_rc 1 "an arena that cannot be allocated"
 expect_err "out of memory: cannot allocate" "says how much it wanted"
-expect_err "MB of activations for batch 65536" "and for which batch"
+expect_err "MB of activations for slices of 8 samples (batch 500, 1 thread)" "and for which slices (batch: the larger of training and evaluation)"
 # Address-space limits from too small to enough: every one ends with a result or
 # "out of memory", never a hang (exit 137 would be the KILL of the 60 s timeout).
 # Known limitation, left out on purpose: between ~300 and ~600 MB OpenBLAS itself can
