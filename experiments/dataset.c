@@ -119,6 +119,15 @@ void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out,
     }
 }
 
+void lp_dataset_gather_range(const lp_dataset *d, int start, int n, float *x_out,
+                             int32_t *y_out)
+{
+    assert(d && x_out && n >= 0 && start >= 0 && start <= d->n - n);
+    size_t per = (size_t)d->c * d->h * d->w;
+    if (n > 0) memcpy(x_out, d->images + (size_t)start * per, (size_t)n * per * sizeof *x_out);
+    if (y_out && n > 0) memcpy(y_out, d->labels + start, (size_t)n * sizeof *y_out);
+}
+
 /* Shift one h x w plane by (dy, dx) in place. Rows are visited so that a source row
  * is read before it is overwritten (bottom-up when moving down); within a row memmove
  * handles the overlap. */

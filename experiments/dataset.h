@@ -48,6 +48,12 @@ void lp_dataset_free(lp_dataset *d);
  * y_out [n] (y_out may be NULL). Each idx[i] must be in [0, d->n). No allocation. */
 void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out, int32_t *y_out);
 
+/* The same for the contiguous samples start .. start+n-1 (evaluation): equal to
+ * lp_dataset_gather of those indices, in one pass. 0 <= start, start + n <= d->n.
+ * No allocation. */
+void lp_dataset_gather_range(const lp_dataset *d, int start, int n, float *x_out,
+                             int32_t *y_out);
+
 /* Random translation of each sample of x [n, c, h, w], in place: one (dy, dx) per
  * sample, each uniform in [-max_shift, max_shift], the same for all its channels;
  * pixels shifted out are lost and exposed ones get `fill` (what a 0 pixel is after
