@@ -47,8 +47,8 @@ lp_status lp_dataset_load(const char *dataset, const char *dir, bool train_split
 
 /* Make every value (x - mean) / std, x being the value before the call: updates scale
  * and offset only (no pass over the pixels; calls compose). std > 0. The floats equal
- * the old in-place (pixel / 255 - mean) / std up to the last bit (one rounding instead
- * of three). */
+ * the former in-place (pixel / 255 - mean) / std on floats up to rounding (one rounding
+ * instead of three; for MNIST's mean and std at most 2.4e-7 apart). */
 void lp_dataset_normalize(lp_dataset *d, float mean, float std);
 
 /* Free what load allocated and zero *d (safe on a zeroed or already freed dataset). */
