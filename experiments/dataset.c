@@ -1,8 +1,10 @@
-/* dataset.c - MNIST / Fashion-MNIST from IDX files into floats; batch gather and shift. */
+/* dataset.c - MNIST / Fashion-MNIST from IDX files, kept as bytes; batch gather (bytes to
+ * floats) and shift. */
 #include "dataset.h"
 #include "idx.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,16 +71,22 @@ lp_status lp_dataset_load(const char *dataset, const char *dir, bool train_split
     int n = limit > 0 && limit < n_img ? limit : n_img;
     size_t per = (size_t)rows * (size_t)cols;
     if (!s) {
-        out->images = malloc((size_t)n * per * sizeof(float));
-        out->labels = malloc((size_t)n * sizeof(int32_t));
-        if (!out->images || !out->labels)
-            s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for %d images of %dx%d", n, rows,
-                             cols);
+        out->labels = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+        if (!out->labels)
+            s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for %d labels", n);
     }
     if (!s) {
-        /* multiply by the reciprocal: x/255 the same way on every machine */
-        const float inv = 1.0f / 255.0f;
-        for (size_t i = 0; i < (size_t)n * per; i++) out->images[i] = (float)px[i] * inv;
+        /* Keep the file's bytes as they are: 1 byte a pixel instead of 4 (MNIST train:
+         * 47 MB, not 188). With a limit, give the tail back. */
+        if (n < n_img && n > 0) {
+            uint8_t *shrunk = realloc(px, (size_t)n * per);
+            if (shrunk) px = shrunk;
+        }
+        out->pixels = px;
+        px = NULL;
+        /* value = pixel * (1/255): the reciprocal, so x/255 is the same on every machine */
+        out->scale = 1.0f / 255.0f;
+        out->offset = 0.0f;
         for (int i = 0; i < n; i++) out->labels[i] = lab[i];
         out->n = n;
         out->c = 1;
@@ -95,16 +103,31 @@ lp_status lp_dataset_load(const char *dataset, const char *dir, bool train_split
 void lp_dataset_normalize(lp_dataset *d, float mean, float std)
 {
     assert(d && std > 0);
-    size_t total = (size_t)d->n * d->c * d->h * d->w;
-    for (size_t i = 0; i < total; i++) d->images[i] = (d->images[i] - mean) / std;
+    /* (p * scale + offset - mean) / std = p * (scale / std) + (offset - mean) / std:
+     * only the map changes, the bytes stay. */
+    d->scale = d->scale / std;
+    d->offset = (d->offset - mean) / std;
 }
 
 void lp_dataset_free(lp_dataset *d)
 {
     if (!d) return;
-    free(d->images);
+    free(d->pixels);
     free(d->labels);
     memset(d, 0, sizeof *d);
+}
+
+/* dst[i] = src[i] * scale + offset, one rounding (fmaf): the same floats on every
+ * machine. A plain loop, vectorised: zero-extend the bytes, convert, FMA (16 pixels an
+ * instruction with AVX-512). `omp simd` because GCC 12's -O2 cost model ("very cheap")
+ * will not vectorise a loop whose count needs an epilogue: scalar, a gather took 1.7x
+ * the time of the memcpy of floats it replaced; vectorised, 0.6x (a quarter of the
+ * bytes to fetch). */
+static void bytes_to_floats(const uint8_t *restrict src, float *restrict dst, size_t n,
+                            float scale, float offset)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) dst[i] = fmaf((float)src[i], scale, offset);
 }
 
 void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out, int32_t *y_out)
@@ -114,9 +137,20 @@ void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out,
     for (int i = 0; i < n; i++) {
         int k = idx[i];
         assert(k >= 0 && k < d->n);
-        memcpy(x_out + (size_t)i * per, d->images + (size_t)k * per, per * sizeof(float));
+        bytes_to_floats(d->pixels + (size_t)k * per, x_out + (size_t)i * per, per, d->scale,
+                        d->offset);
         if (y_out) y_out[i] = d->labels[k];
     }
+}
+
+void lp_dataset_gather_range(const lp_dataset *d, int start, int n, float *x_out,
+                             int32_t *y_out)
+{
+    assert(d && x_out && n >= 0 && start >= 0 && start <= d->n - n);
+    size_t per = (size_t)d->c * d->h * d->w;
+    bytes_to_floats(d->pixels + (size_t)start * per, x_out, (size_t)n * per, d->scale,
+                    d->offset);
+    if (y_out && n > 0) memcpy(y_out, d->labels + start, (size_t)n * sizeof *y_out);
 }
 
 /* Shift one h x w plane by (dy, dx) in place. Rows are visited so that a source row

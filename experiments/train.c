@@ -101,14 +101,25 @@ void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, doub
     double loss_sum = 0;
     long long correct = 0;
     size_t per = (size_t)d->c * d->h * d->w;
+    /* Test batches are gathered into one buffer, allocated once per call (the set is
+     * held as bytes: gather converts them). Should that fail, smaller batches (same
+     * result up to rounding); without room for one sample, the loss is NaN (the trainer
+     * then stops). */
+    if (batch > d->n) batch = d->n > 0 ? d->n : 1;
+    float *x = NULL;
+    while (batch >= 1 && !(x = malloc((size_t)batch * per * sizeof *x))) batch /= 2;
+    if (!x) {
+        *loss = *acc = NAN;
+        return;
+    }
     for (int start = 0; start < d->n; start += batch) {
         int n = d->n - start < batch ? d->n - start : batch;
-        /* Test batches are contiguous: read them in place, no copy. */
-        const float *x = d->images + (size_t)start * per;
         const int32_t *y = d->labels + start;
+        lp_dataset_gather_range(d, start, n, x, NULL);
         loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
         correct += count_correct(lp_graph_batch_logits(g), y, n, k);
     }
+    free(x);
     *loss = d->n ? loss_sum / d->n : 0;
     *acc = d->n ? (double)correct / d->n : 0;
 }

@@ -11,6 +11,7 @@
 #include "idx.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,11 +416,19 @@ Test(dataset, load_scales_pixels_and_keeps_labels)
     cr_assert_eq(d.h, 2);
     cr_assert_eq(d.w, 3);
     cr_assert_eq(d.classes, 10);
+    /* the file's bytes as they are, and the map to [0, 1] */
+    for (int i = 0; i < 24; i++) cr_assert_eq(d.pixels[i], (i * 7 + 3) % 256, "pixel %d", i);
+    cr_assert_eq(d.scale, 1.0f / 255.0f);
+    cr_assert_eq(d.offset, 0.0f);
+    float x[24];
+    int32_t y[4];
+    lp_dataset_gather_range(&d, 0, 4, x, y);
     for (int i = 0; i < 24; i++)
-        cr_assert_float_eq(d.images[i], (float)((i * 7 + 3) % 256) / 255.0f, 1e-7, "pixel %d", i);
+        cr_assert_float_eq(x[i], (float)((i * 7 + 3) % 256) / 255.0f, 1e-7, "pixel %d", i);
     for (int i = 0; i < 4; i++) cr_assert_eq(d.labels[i], i);
+    for (int i = 0; i < 4; i++) cr_assert_eq(y[i], i);
     lp_dataset_free(&d);
-    cr_assert_null(d.images);
+    cr_assert_null(d.pixels);
     lp_dataset_free(&d);   /* twice is safe */
 }
 
@@ -434,7 +443,11 @@ Test(dataset, test_split_gz_files_and_limits)
     lp_dataset_free(&d);
     cr_assert_eq(lp_dataset_load("fashion", tmpdir, false, 100, &d, &err), LP_OK, "%s", err.msg);
     cr_assert_eq(d.n, 5, "a limit above the size keeps all");
-    cr_assert_float_eq(d.images[29], (float)((29 * 7 + 3) % 256) / 255.0f, 1e-7);
+    cr_assert_eq(d.pixels[29], (29 * 7 + 3) % 256);
+    float x[6];
+    int idx = 4;
+    lp_dataset_gather(&d, &idx, 1, x, NULL);
+    cr_assert_float_eq(x[5], (float)((29 * 7 + 3) % 256) / 255.0f, 1e-7);
     lp_dataset_free(&d);
     cr_assert_eq(lp_dataset_load("fashion", tmpdir, false, -1, &d, &err), LP_ERR_ARG);
 }
@@ -447,7 +460,7 @@ Test(dataset, image_and_label_counts_must_match)
     cr_assert_eq(lp_dataset_load("mnist", tmpdir, true, 0, &d, &err), LP_ERR_DATA);
     assert_contains(err.msg, "5 images");
     assert_contains(err.msg, "4 labels");
-    cr_assert_null(d.images);
+    cr_assert_null(d.pixels);
     cr_assert_eq(d.n, 0);
 }
 
@@ -517,31 +530,102 @@ Test(dataset, real_fashion_test_split)
 
 /* ---- batch helpers ------------------------------------------------------- */
 
-Test(batch, normalize_values)
+/* Every byte value 0..255 exactly once: 4 samples of 2 x 4 x 8 = 64 pixels, pixel i =
+ * (i * 37 + 11) % 256 (a permutation), labels 9, 8, 7, 6. */
+#define BN 4
+#define BPER 64
+static lp_dataset byte_data(uint8_t *px, int32_t *lab, float scale, float offset)
 {
-    float img[4] = {0.0f, 1.0f, 0.1307f, 0.5f};
-    lp_dataset d = {.n = 2, .c = 1, .h = 1, .w = 2, .classes = 10, .images = img};
-    lp_dataset_normalize(&d, 0.1307f, 0.3081f);
-    cr_assert_float_eq(img[0], -0.1307f / 0.3081f, 1e-6);
-    cr_assert_float_eq(img[1], (1.0f - 0.1307f) / 0.3081f, 1e-6);
-    cr_assert_float_eq(img[2], 0.0f, 1e-7);
-    cr_assert_float_eq(img[3], (0.5f - 0.1307f) / 0.3081f, 1e-6);
+    for (int i = 0; i < BN * BPER; i++) px[i] = (uint8_t)((i * 37 + 11) % 256);
+    for (int i = 0; i < BN; i++) lab[i] = 9 - i;
+    return (lp_dataset){.n = BN, .c = 2, .h = 4, .w = 8, .classes = 10, .pixels = px,
+                        .scale = scale, .offset = offset, .labels = lab};
 }
 
-Test(batch, gather_copies_samples_in_index_order)
+Test(batch, gather_converts_bytes_exactly_as_pixel_times_scale_plus_offset)
 {
-    float img[5 * 2 * 3];
-    int32_t lab[5] = {4, 3, 2, 1, 0};
-    for (int i = 0; i < 30; i++) img[i] = (float)i;
-    lp_dataset d = {.n = 5, .c = 2, .h = 1, .w = 3, .classes = 10, .images = img, .labels = lab};
-    int idx[3] = {3, 0, 3};
-    float x[18];
-    int32_t y[3];
-    lp_dataset_gather(&d, idx, 3, x, y);
-    for (int i = 0; i < 3; i++) {
-        cr_assert_eq(y[i], lab[idx[i]]);
-        for (int j = 0; j < 6; j++) cr_assert_eq(x[i * 6 + j], (float)(idx[i] * 6 + j));
+    uint8_t px[BN * BPER];
+    int32_t lab[BN];
+    const float maps[][2] = {{1.0f / 255.0f, 0.0f}, {0.0123f, -0.4242f}, {-3.5f, 7.25f}, {1.0f, 0.0f}};
+    for (size_t m = 0; m < sizeof maps / sizeof *maps; m++) {
+        lp_dataset d = byte_data(px, lab, maps[m][0], maps[m][1]);
+        int idx[5] = {3, 0, 2, 3, 1};
+        float x[5 * BPER];
+        int32_t y[5];
+        lp_dataset_gather(&d, idx, 5, x, y);
+        for (int i = 0; i < 5; i++) {
+            cr_assert_eq(y[i], lab[idx[i]]);
+            for (int j = 0; j < BPER; j++) {
+                uint8_t p = px[idx[i] * BPER + j];
+                float want = fmaf((float)p, d.scale, d.offset);   /* bit for bit */
+                cr_assert(memcmp(&x[i * BPER + j], &want, sizeof want) == 0,
+                          "map %zu sample %d pixel %d (%u): %.9g, want %.9g", m, i, j, p,
+                          x[i * BPER + j], want);
+                cr_assert_float_eq(x[i * BPER + j], (float)p * d.scale + d.offset,
+                                   1e-6f * (1.0f + fabsf(want)));
+            }
+        }
     }
+    /* a map of (1, 0) gives the bytes themselves */
+    lp_dataset d = byte_data(px, lab, 1.0f, 0.0f);
+    int all[BN] = {0, 1, 2, 3};
+    float x[BN * BPER];
+    lp_dataset_gather(&d, all, BN, x, NULL);
+    for (int i = 0; i < BN * BPER; i++) cr_assert_eq(x[i], (float)px[i]);
+}
+
+Test(batch, normalize_changes_the_map_and_the_values_gathered)
+{
+    uint8_t px[BN * BPER], copy[BN * BPER];
+    int32_t lab[BN];
+    lp_dataset d = byte_data(px, lab, 1.0f / 255.0f, 0.0f);
+    memcpy(copy, px, sizeof px);
+    int idx[2] = {2, 0};
+    float before[2 * BPER], after[2 * BPER];
+    lp_dataset_gather(&d, idx, 2, before, NULL);
+    lp_dataset_normalize(&d, 0.1307f, 0.3081f);
+    cr_assert(memcmp(px, copy, sizeof px) == 0, "normalize must not touch the bytes");
+    cr_assert_float_eq(d.scale, 1.0f / 255.0f / 0.3081f, 1e-9);
+    cr_assert_eq(d.offset, -0.1307f / 0.3081f, "a 0 pixel becomes -mean/std: the augment fill");
+    lp_dataset_gather(&d, idx, 2, after, NULL);
+    for (int i = 0; i < 2 * BPER; i++) {
+        /* the old in-place (pixel / 255 - mean) / std, up to the last bits */
+        float want = (before[i] - 0.1307f) / 0.3081f;
+        cr_assert_float_eq(after[i], want, 1e-6f, "value %d: %.9g, want %.9g", i, after[i], want);
+        cr_assert_neq(after[i], before[i]);
+    }
+    /* a second normalisation composes: x -> (x - 1) / 2 on the normalised values */
+    lp_dataset_normalize(&d, 1.0f, 2.0f);
+    float again[2 * BPER];
+    lp_dataset_gather(&d, idx, 2, again, NULL);
+    for (int i = 0; i < 2 * BPER; i++)
+        cr_assert_float_eq(again[i], (after[i] - 1.0f) / 2.0f, 1e-6f, "value %d", i);
+}
+
+Test(batch, gather_range_equals_gather_of_consecutive_indices)
+{
+    uint8_t px[BN * BPER];
+    int32_t lab[BN];
+    lp_dataset d = byte_data(px, lab, 0.0123f, -0.4242f);
+    for (int start = 0; start <= BN; start++)
+        for (int n = 0; start + n <= BN; n++) {
+            int idx[BN];
+            for (int i = 0; i < n; i++) idx[i] = start + i;
+            float a[BN * BPER + 1], b[BN * BPER + 1];
+            int32_t ya[BN + 1], yb[BN + 1];
+            a[n * BPER] = b[n * BPER] = 42.0f;   /* nothing past n samples is written */
+            ya[n] = yb[n] = 42;
+            lp_dataset_gather(&d, idx, n, a, ya);
+            lp_dataset_gather_range(&d, start, n, b, yb);
+            cr_assert(memcmp(a, b, (size_t)(n * BPER + 1) * sizeof *a) == 0, "start %d n %d",
+                      start, n);
+            cr_assert(memcmp(ya, yb, (size_t)(n + 1) * sizeof *ya) == 0, "labels, start %d n %d",
+                      start, n);
+        }
+    /* y_out may be NULL */
+    float x[BPER];
+    lp_dataset_gather_range(&d, BN - 1, 1, x, NULL);
+    cr_assert_eq(x[0], fmaf((float)px[(BN - 1) * BPER], d.scale, d.offset));
 }
 
 /* The obvious out-of-place shift, to check the in-place one against. */
