@@ -97,7 +97,8 @@ bench-deps:
 # `make check` (docs/robustness.md): every Criterion suite built with ASan+UBSan, where
 # any sanitizer report (leaks included) fails the run, then a short training run under
 # valgrind, built without -march=native (valgrind 3.19 cannot run AVX-512), that must
-# show no error and no definite leak. About 2 minutes on 2 cores, build included.
+# show no error and no definite leak (2 threads: the lanes and the worker pool too).
+# About 2 minutes on 2 cores, build included.
 check:
 	@$(MAKE) --no-print-directory SANITIZE=1 check-san
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)-vg BIN=$(BUILD)-vg/bin OPT="-O2" check-valgrind
@@ -119,10 +120,10 @@ VALGRIND := valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kind
 check-valgrind: $(BIN)/loupe data
 	@command -v valgrind >/dev/null || { echo "make check needs valgrind: apt-get install valgrind" >&2; exit 1; }
 	@rm -rf $(BUILD)/check && mkdir -p $(BUILD)/check
-	@echo "== loupe train under valgrind (256 images, 1 epoch, 1 thread)"
+	@echo "== loupe train under valgrind (256 images, 1 epoch, 2 threads: two lanes)"
 	@OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=1 $(VALGRIND) --log-file=$(BUILD)/check/valgrind.log \
 	  $(BIN)/loupe train configs/mnist_two_conv.yaml --set data.train_limit=256 --set data.test_limit=200 \
-	  --set train.epochs=1 --set train.batch_size=32 --threads 1 --quiet --db $(BUILD)/check/runs.db \
+	  --set train.epochs=1 --set train.batch_size=32 --threads 2 --quiet --db $(BUILD)/check/runs.db \
 	  || { echo "FAIL valgrind: see $(BUILD)/check/valgrind.log"; tail -30 $(BUILD)/check/valgrind.log; exit 1; }
 	@grep -E 'ERROR SUMMARY|definitely lost' $(BUILD)/check/valgrind.log | sed 's/^==[0-9]*== */   /'
 
