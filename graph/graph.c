@@ -949,6 +949,7 @@ static double run_sliced(lp_graph *g, const float *x, const int32_t *labels, int
                       .train = train};
     for (int r = 0; r < used; r++) g->lanes[r]->op_threads = 1;
     lp_pool_run(used, lane_task, &run);
+    g->op_threads = 0; /* lanes[0] is g: its whole-batch calls may use every thread again */
     if (train) {
         /* Lanes' gradients summed in lane order: fixed for a fixed thread count. */
         float *grads = g->grads;
