@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define POOL_MAX 256
-#define POOL_SPIN_S 50e-6 /* longer than the gap between two steps' runs */
+#define POOL_SPIN_S 100e-6 /* longer than the serial gap between two steps (gather, optimizer) */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
