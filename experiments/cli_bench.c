@@ -160,7 +160,7 @@ int cli_bench(int argc, char **argv)
     }
     for (int r = 0; !s && r < a.repeat; r++) {
         double loss, t0 = lp_seconds();
-        lp_evaluate(g, &test, (int)a.infer_batch, &loss, &test_acc);
+        lp_trainer_evaluate(&tr, &loss, &test_acc);
         infer[r] = lp_seconds() - t0;
     }
     if (s) {

@@ -95,11 +95,27 @@ static int count_correct(const float *logits, const int32_t *y, int n, int k)
     return correct;
 }
 
-void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc)
+/* Loss and accuracy over d in batches of `batch`, each gathered into x (room for
+ * `batch` samples). */
+static void evaluate_into(lp_graph *g, const lp_dataset *d, int batch, float *x, double *loss,
+                          double *acc)
 {
     int k = (int)lp_shape_numel(lp_graph_logits_shape(g));
     double loss_sum = 0;
     long long correct = 0;
+    for (int start = 0; start < d->n; start += batch) {
+        int n = d->n - start < batch ? d->n - start : batch;
+        const int32_t *y = d->labels + start;
+        lp_dataset_gather_range(d, start, n, x, NULL);
+        loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
+        correct += count_correct(lp_graph_batch_logits(g), y, n, k);
+    }
+    *loss = d->n ? loss_sum / d->n : 0;
+    *acc = d->n ? (double)correct / d->n : 0;
+}
+
+void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc)
+{
     size_t per = (size_t)d->c * d->h * d->w;
     /* Test batches are gathered into one buffer, allocated once per call (the set is
      * held as bytes: gather converts them). Should that fail, smaller batches (same
@@ -112,16 +128,13 @@ void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, doub
         *loss = *acc = NAN;
         return;
     }
-    for (int start = 0; start < d->n; start += batch) {
-        int n = d->n - start < batch ? d->n - start : batch;
-        const int32_t *y = d->labels + start;
-        lp_dataset_gather_range(d, start, n, x, NULL);
-        loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
-        correct += count_correct(lp_graph_batch_logits(g), y, n, k);
-    }
+    evaluate_into(g, d, batch, x, loss, acc);
     free(x);
-    *loss = d->n ? loss_sum / d->n : 0;
-    *acc = d->n ? (double)correct / d->n : 0;
+}
+
+void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc)
+{
+    evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, loss, acc);
 }
 
 static void format_eta(double s, char *buf, size_t size)
@@ -215,7 +228,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         r.train_loss = loss_sum / seen;
         r.train_acc = (double)correct / seen;
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
-        lp_evaluate(g, t->test, eval_batch_of(o), &r.test_loss, &r.test_acc);
+        lp_trainer_evaluate(t, &r.test_loss, &r.test_acc);
         if (o->progress) fputc('\n', stderr);
         /* Every step's loss was finite, but the last update may still have blown the
          * weights up (a loss is computed before its update): such an epoch must not

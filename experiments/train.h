@@ -78,6 +78,10 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
  * with lp_graph_plan_lanes). */
 void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc);
 
+/* The same on the trainer's test set, in batches of its eval_batch, through its
+ * batch buffers: no allocation (what the epoch loop and `loupe bench` time). */
+void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc);
+
 /* Install SIGINT/SIGTERM handlers that ask the loop to stop after the current
  * batch; lp_train_stop_requested() tells whether one came. */
 void lp_train_catch_signals(void);
