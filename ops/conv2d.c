@@ -956,14 +956,15 @@ static void wino_backward(lp_node *n, const conv_state *cs)
 #pragma omp barrier
         /* Sum the partials in thread order (fixed for a fixed thread count), then
          * dW = G^T dU G per (filter, channel). */
+        const int G = p->F8 / 8;
 #pragma omp for schedule(static)
-        for (int e = 0; e < F * C + F; e++) {
-            if (e < F * C) {
-                lp_wino_weight_grad(p, ts0 + p->part_at, p->thread_size, nt, e / C, e % C, dw + (size_t)e * 9);
+        for (int e = 0; e < G * C + F; e++) {
+            if (e < G * C) {
+                lp_wino_weight_grad(p, ts0 + p->part_at, p->thread_size, nt, 8 * (e / C), e % C, dw);
             } else if (db) {
                 float sum = 0.0f;
-                for (int u = 0; u < nt; u++) sum += ts0[(size_t)u * p->thread_size + db_at + (e - F * C)];
-                db[e - F * C] += sum;
+                for (int u = 0; u < nt; u++) sum += ts0[(size_t)u * p->thread_size + db_at + (e - G * C)];
+                db[e - G * C] += sum;
             }
         }
     }

@@ -87,72 +87,80 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
     p->thread_size = p->part_at + p->part_size;
 }
 
-/* t[4][3] = G g (rows), then G t^T: out[a][b] for the 3x3 kernel g. */
-static void g_transform(const float *g, float out[16])
+/* dst + q*qs [8 lanes] = (G g G^T)[q] for the 3x3 kernels g of 8 lanes, lane l's at
+ * src + l*ls (lanes past live are 0). G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. */
+static void g_transform8(const float *src, size_t ls, int live, float *dst, size_t qs)
 {
-    float t[4][3];
-    for (int j = 0; j < 3; j++) {
-        float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+    float k[9][8] __attribute__((aligned(32)));
+    for (int l = 0; l < 8; l++)
+        for (int j = 0; j < 9; j++) k[j][l] = l < live ? src[(size_t)l * ls + j] : 0.0f;
+    const __m256 h = _mm256_set1_ps(0.5f);
+    __m256 t[4][3];
+    for (int j = 0; j < 3; j++) { /* rows: t = G g */
+        __m256 g0 = _mm256_load_ps(k[j]), g1 = _mm256_load_ps(k[3 + j]), g2 = _mm256_load_ps(k[6 + j]);
+        __m256 s = _mm256_add_ps(g0, g2);
         t[0][j] = g0;
-        t[1][j] = 0.5f * (g0 + g1 + g2);
-        t[2][j] = 0.5f * (g0 - g1 + g2);
+        t[1][j] = _mm256_mul_ps(h, _mm256_add_ps(s, g1));
+        t[2][j] = _mm256_mul_ps(h, _mm256_sub_ps(s, g1));
         t[3][j] = g2;
     }
-    for (int a = 0; a < 4; a++) {
-        float g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
-        out[a * 4 + 0] = g0;
-        out[a * 4 + 1] = 0.5f * (g0 + g1 + g2);
-        out[a * 4 + 2] = 0.5f * (g0 - g1 + g2);
-        out[a * 4 + 3] = g2;
+    for (int a = 0; a < 4; a++) { /* columns: t G^T */
+        __m256 g0 = t[a][0], g1 = t[a][1], g2 = t[a][2], s = _mm256_add_ps(g0, g2);
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 0) * qs, g0);
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 1) * qs, _mm256_mul_ps(h, _mm256_add_ps(s, g1)));
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 2) * qs, _mm256_mul_ps(h, _mm256_sub_ps(s, g1)));
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 3) * qs, g2);
     }
 }
 
 void lp_wino_pack_u(const lp_wino_plan *p, const float *w, float *u)
 {
-    const int C8 = p->C8, F8 = p->F8;
-    for (int c = 0; c < C8; c++)
-        for (int f = 0; f < F8; f++) {
-            float t[16] = {0};
-            if (c < p->C && f < p->F) g_transform(w + ((size_t)f * p->C + c) * 9, t);
-            for (int q = 0; q < 16; q++) u[((size_t)q * C8 + c) * F8 + f] = t[q];
-        }
+    const int C = p->C, F = p->F, C8 = p->C8, F8 = p->F8;
+    for (int c = 0; c < C8; c++) /* 8 filters a vector */
+        for (int f0 = 0; f0 < F8; f0 += 8)
+            g_transform8(w + ((size_t)f0 * C + c) * 9, (size_t)C * 9, c < C ? F - f0 : 0, u + (size_t)c * F8 + f0,
+                         (size_t)C8 * F8);
 }
 
 void lp_wino_pack_ut(const lp_wino_plan *p, const float *w, float *ut)
 {
-    const int C8 = p->C8, F8 = p->F8;
-    for (int f = 0; f < F8; f++)
-        for (int c = 0; c < C8; c++) {
-            float t[16] = {0};
-            if (c < p->C && f < p->F) g_transform(w + ((size_t)f * p->C + c) * 9, t);
-            for (int q = 0; q < 16; q++) ut[((size_t)q * F8 + f) * C8 + c] = t[q];
-        }
+    const int C = p->C, F = p->F, C8 = p->C8, F8 = p->F8;
+    for (int f = 0; f < F8; f++) /* 8 channels a vector */
+        for (int c0 = 0; c0 < C8; c0 += 8)
+            g_transform8(w + ((size_t)f * C + c0) * 9, 9, f < F ? C - c0 : 0, ut + (size_t)f * C8 + c0,
+                         (size_t)F8 * C8);
 }
 
-void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t stride, int nt, int f, int c,
-                         float *dw9)
+void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t stride, int nt, int f0, int c,
+                         float *dw)
 {
-    /* In double: once per batch, and G^T dU G cancels large terms (a small weight
-     * gradient is a difference of dU entries many times its size). */
-    double z[16], t[3][4];
+    /* 8 filters at a time, in double: once per batch, and G^T dU G cancels large
+     * terms (a small weight gradient is a difference of dU entries many times its
+     * size). The thread partials are added in thread order. */
+    __m512d z[16];
     for (int q = 0; q < 16; q++) {
-        double s = 0.0;
-        for (int u = 0; u < nt; u++) s += part0[(size_t)u * stride + ((size_t)q * p->C8 + c) * p->F8 + f];
+        const float *src = part0 + ((size_t)q * p->C8 + c) * p->F8 + f0;
+        __m512d s = _mm512_cvtps_pd(_mm256_loadu_ps(src));
+        for (int u = 1; u < nt; u++) s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_loadu_ps(src + (size_t)u * stride)));
         z[q] = s;
     }
-    /* dg = G^T Z G: rows (ky) first, then columns (kx) */
-    for (int b = 0; b < 4; b++) {
-        double z0 = z[b], z1 = z[4 + b], z2 = z[8 + b], z3 = z[12 + b];
-        t[0][b] = z0 + 0.5 * (z1 + z2);
-        t[1][b] = 0.5 * (z1 - z2);
-        t[2][b] = 0.5 * (z1 + z2) + z3;
+    const __m512d h = _mm512_set1_pd(0.5);
+    __m512d t[3][4];
+    for (int b = 0; b < 4; b++) { /* dg = G^T Z G: rows (ky) first, then columns (kx) */
+        __m512d s = _mm512_mul_pd(h, _mm512_add_pd(z[4 + b], z[8 + b]));
+        t[0][b] = _mm512_add_pd(z[b], s);
+        t[1][b] = _mm512_mul_pd(h, _mm512_sub_pd(z[4 + b], z[8 + b]));
+        t[2][b] = _mm512_add_pd(s, z[12 + b]);
     }
+    float out[9][8] __attribute__((aligned(32)));
     for (int k = 0; k < 3; k++) {
-        double z0 = t[k][0], z1 = t[k][1], z2 = t[k][2], z3 = t[k][3];
-        dw9[k * 3 + 0] += (float)(z0 + 0.5 * (z1 + z2));
-        dw9[k * 3 + 1] += (float)(0.5 * (z1 - z2));
-        dw9[k * 3 + 2] += (float)(0.5 * (z1 + z2) + z3);
+        __m512d s = _mm512_mul_pd(h, _mm512_add_pd(t[k][1], t[k][2]));
+        _mm256_store_ps(out[3 * k + 0], _mm512_cvtpd_ps(_mm512_add_pd(t[k][0], s)));
+        _mm256_store_ps(out[3 * k + 1], _mm512_cvtpd_ps(_mm512_mul_pd(h, _mm512_sub_pd(t[k][1], t[k][2]))));
+        _mm256_store_ps(out[3 * k + 2], _mm512_cvtpd_ps(_mm512_add_pd(s, t[k][3])));
     }
+    for (int l = 0; l < 8 && f0 + l < p->F; l++)
+        for (int j = 0; j < 9; j++) dw[((size_t)(f0 + l) * p->C + c) * 9 + j] += out[j][l];
 }
 
 /* ---- 8x8 transposes between [C][H][W]-style planes and channel-last ---------- */

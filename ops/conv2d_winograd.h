@@ -48,9 +48,9 @@ LP_WINO_HIDDEN void lp_wino_forward(const lp_wino_plan *p, const float *u, const
  * written (acc 0) or added to (acc 1) through ut. */
 LP_WINO_HIDDEN void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, const float *dy,
                                      float *dx, int acc, float *part, float *ts);
-/* dw9 [3][3] (of filter f, channel c) += G^T (sum of nt partials, in order) G, the
- * partials part0 + u * stride. */
-LP_WINO_HIDDEN void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t stride, int nt, int f,
-                                        int c, float *dw9);
+/* dw [F][C][3][3] += G^T dU G for filters [f0, f0 + 8) (f0 a multiple of 8) and
+ * channel c, dU the sum of the nt thread partials part0 + u * stride in thread order. */
+LP_WINO_HIDDEN void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t stride, int nt, int f0,
+                                        int c, float *dw);
 
 #endif
