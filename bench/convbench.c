@@ -6,12 +6,16 @@
  *       $(pkg-config --libs yaml-0.1 sqlite3 zlib openblas) -ldl -lm -o /tmp/convbench
  *   /tmp/convbench [C H W F pad N steps reps threads input_grad]
  *
+ * WINO=0 or WINO=1 in the environment forces conv2d's Winograd path off or on (it sets
+ * the library's hidden lp_wino_mode; default: the automatic choice).
+ *
  * Defaults: MNIST conv2 (8 x 13 x 13 -> 16 x 11 x 11, 3x3, no padding), batch 64,
  * 938 steps (one epoch of 60,000 images), 5 repetitions, 1 thread, input gradient on
  * (conv2's input is conv1's pooled output). Prints each repetition and the minimum of
  * forward, backward and their sum.
  */
 #include "compute.h"
+#include "conv2d_winograd.h"
 #include "graph.h"
 #include "value.h"
 
@@ -33,6 +37,7 @@ int main(int argc, char **argv)
     int C = 8, H = 13, W = 13, F = 16, pad = 0, N = 64, steps = 938, reps = 5, threads = 1, ingrad = 1;
     int *args[] = {&C, &H, &W, &F, &pad, &N, &steps, &reps, &threads, &ingrad};
     for (int i = 1; i < argc && i <= 10; i++) *args[i - 1] = atoi(argv[i]);
+    if (getenv("WINO")) lp_wino_mode = atoi(getenv("WINO"));
     lp_threads_init(threads);
     lp_model_spec spec = {.input = {3, {C, H, W}}, .input_grad = ingrad};
     lp_value *a = lp_value_new_map(NL);
