@@ -3,10 +3,12 @@
  * Input [C, H, W] -> output [F, OH, OW], OH = (H + pad_top + pad_bottom - kh) / sh + 1.
  * Weight [F, C, kh, kw] (PyTorch layout), bias [F]. He init, fan_in = C * kh * kw.
  *
- * Two ways, chosen at setup. Stride 1 on a CPU with AVX-512 takes the direct path
- * (see "the direct path" below): no column matrix, and on MNIST's tiny layers
- * several times faster than a GEMM per sample (docs/performance.md). Everything
- * else takes im2col + GEMM:
+ * Three ways, chosen at setup. 3x3 stride 1 with whole groups of 8 channels (8-24)
+ * and 4-16 filters, on a CPU with AVX-512, takes Winograd F(2x2, 3x3)
+ * (conv2d_winograd.c: 2.25x fewer multiply-adds; MNIST's conv2). Other stride-1
+ * convs with AVX-512 take the direct path (see "the direct path" below): no column
+ * matrix, and on MNIST's tiny layers several times faster than a GEMM per sample
+ * (docs/performance.md). Everything else takes im2col + GEMM:
  * Per sample, the input patches are unrolled into
  * col [K = C*kh*kw, P = OH*OW], then out[F, P] = W[F, K] * col + b. Samples run in
  * parallel (OpenMP); lp_sgemm itself is single-threaded, so there is one level of
@@ -26,6 +28,7 @@
  * padding goes to the bottom/right, as TensorFlow does). bias: true/false.
  */
 #include "compute.h"
+#include "conv2d_winograd.h"
 #include "loupe_op.h"
 #include "shape.h"
 
@@ -57,6 +60,9 @@
  * accumulators) over all taps, weights packed [tap][8] so each is one broadcast.
  * Tails: masked stores, zero-masked loads.
  */
+#ifndef LP_CONV_WINOGRAD
+#define LP_CONV_WINOGRAD 1 /* -DLP_CONV_WINOGRAD=0: the direct path for 3x3 too (benchmarks) */
+#endif
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define CONV_DIRECT 1
@@ -104,6 +110,9 @@ typedef struct conv_state {
     size_t part_off, dcol_off, slot; /* floats: offsets in a sample's scratch, its size */
     int direct;         /* stride 1 with AVX-512: the direct path below, not im2col */
     direct_plan d;
+    int wino;           /* 3x3 stride 1 with AVX-512: Winograd F(2x2, 3x3), conv2d_winograd.c */
+    int wino_tmax;      /* threads its fixed scratch holds */
+    lp_wino_plan wp;
 } conv_state;
 
 #if CONV_DIRECT
@@ -592,6 +601,12 @@ static lp_status conv_setup(lp_node *n)
     long long pad_floats = (long long)F * (P + 2LL * (k[0] - 1) * OW);
     direct = s[0] == 1 && s[1] == 1 && pad_floats <= LP_MAX_ELEMENTS;
 #endif
+    int wino = 0;
+#if CONV_WINOGRAD && LP_CONV_WINOGRAD
+    wino = direct && lp_wino_applies(C, F, k[0], k[1], s[0], s[1]);
+    if (wino) direct = 0;
+#endif
+    (void)wino; /* without AVX-512 */
     size_t extra = 0;
 #if CONV_DIRECT
     if (direct) extra = direct_state_bytes(C, F, k[0], k[1], OH, OW);
@@ -605,7 +620,7 @@ static lp_status conv_setup(lp_node *n)
     size_t dcol_off = part_off + (size_t)(K * F + F + 15) / 16 * 16;
     size_t slot = dcol_off + ((size_t)chunk * k[0] * k[1] * P + 15) / 16 * 16;
     *cs = (conv_state){C, H, W, F, k[0], k[1], s[0], s[1], pad[0], pad[2], OH, OW,
-                       (int)K, (int)P, bias, chunk, part_off, dcol_off, slot, direct, {0}};
+                       (int)K, (int)P, bias, chunk, part_off, dcol_off, slot, direct, {0}, 0, 0, {0}};
 #if CONV_DIRECT
     if (direct) {
         /* Per-thread scratch for as many threads as could run (lp_threads may grow
@@ -618,10 +633,25 @@ static lp_status conv_setup(lp_node *n)
         direct_plan_init(cs, cs + 1, tmax);
     }
 #endif
+#if CONV_WINOGRAD
+    if (wino) {
+        int tmax = lp_node_threads(n); /* as the direct path's */
+#ifdef _OPENMP
+        tmax = omp_get_num_procs() > tmax ? omp_get_num_procs() : tmax;
+#endif
+        cs->wino = 1;
+        cs->wino_tmax = tmax < 1 ? 1 : tmax > 256 ? 256 : tmax;
+        lp_wino_plan_init(&cs->wp, C, H, W, F, pad[0], pad[2], OH, OW);
+    }
+#endif
     if (lp_node_add_param(n, "weight", lp_shape4(F, C, k[0], k[1]), LP_INIT_HE, (int)K) < 0)
         return LP_ERR_SHAPE;
     if (bias && lp_node_add_param(n, "bias", lp_shape1(F), LP_INIT_ZERO, 0) < 0) return LP_ERR_SHAPE;
     if (direct) lp_node_set_scratch(n, 0, cs->d.fixed * sizeof(float));
+#if CONV_WINOGRAD
+    else if (wino)
+        lp_node_set_scratch(n, 0, (cs->wp.u_size + (size_t)cs->wino_tmax * cs->wp.thread_size) * sizeof(float));
+#endif
     else lp_node_set_scratch(n, slot * sizeof(float), 0);
     return lp_node_set_out_shape(n, lp_shape3(F, OH, OW));
 }
@@ -867,9 +897,86 @@ static void direct_backward(lp_node *n, const conv_state *cs)
 }
 #endif
 
+#if CONV_WINOGRAD
+/* Winograd F(2x2, 3x3): the same plumbing as the direct path (contiguous samples per
+ * thread, per-thread partials summed in thread order), the kernels in
+ * conv2d_winograd.c. Fixed scratch: U (or U^T in backward), then one region per
+ * thread. */
+static void wino_forward(lp_node *n, const conv_state *cs)
+{
+    const lp_wino_plan *p = &cs->wp;
+    const int N = lp_node_batch(n), F = cs->F, P = cs->P;
+    const float *x = lp_node_in(n, 0);
+    const float *b = cs->bias ? lp_node_param(n, 1) : NULL;
+    float *y = lp_node_out(n), *scratch = lp_node_scratch(n), *ts0 = scratch + p->u_size;
+    const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
+    lp_wino_pack_u(p, lp_node_param(n, 0), scratch);
+    int T = threads_for(n, N);
+    T = T < cs->wino_tmax ? T : cs->wino_tmax;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        float *ts = ts0 + (size_t)t * p->thread_size;
+        for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++)
+            lp_wino_forward(p, scratch, b, x + (size_t)s * in_sz, y + (size_t)s * F * P, ts);
+    }
+}
+
+static void wino_backward(lp_node *n, const conv_state *cs)
+{
+    const lp_wino_plan *p = &cs->wp;
+    const int N = lp_node_batch(n), F = cs->F, C = cs->C, P = cs->P;
+    float *dw = lp_node_param_grad(n, 0);
+    float *db = cs->bias ? lp_node_param_grad(n, 1) : NULL;
+    const float *dy = lp_node_out_grad(n), *x = lp_node_in(n, 0);
+    float *dx = lp_node_in_grad(n, 0);
+    const int acc = lp_node_in_grad_accumulate(n, 0);
+    float *scratch = lp_node_scratch(n), *ts0 = scratch + p->u_size;
+    const size_t in_sz = (size_t)C * cs->H * cs->W, db_at = p->part_at + (size_t)16 * p->C8 * p->F8;
+    if (dx) lp_wino_pack_ut(p, lp_node_param(n, 0), scratch);
+    int T = threads_for(n, N);
+    T = T < cs->wino_tmax ? T : cs->wino_tmax;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        /* Contiguous samples per thread: which thread adds which sample is fixed. */
+        float *ts = ts0 + (size_t)t * p->thread_size, *part = ts + p->part_at;
+        memset(part, 0, p->part_size * sizeof(float)); /* accumulated over the samples */
+        for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++)
+            lp_wino_backward(p, scratch, x + (size_t)s * in_sz, dy + (size_t)s * F * P,
+                             dx ? dx + (size_t)s * in_sz : NULL, acc, part, ts);
+#pragma omp barrier
+        /* Sum the partials in thread order (fixed for a fixed thread count), then
+         * dW = G^T dU G per (filter, channel). */
+        const int G = p->F8 / 8;
+#pragma omp for schedule(static)
+        for (int e = 0; e < G * C + F; e++) {
+            if (e < G * C) {
+                lp_wino_weight_grad(p, ts0 + p->part_at, p->thread_size, nt, 8 * (e / C), e % C, dw);
+            } else if (db) {
+                float sum = 0.0f;
+                for (int u = 0; u < nt; u++) sum += ts0[(size_t)u * p->thread_size + db_at + (e - G * C)];
+                db[e - G * C] += sum;
+            }
+        }
+    }
+}
+#endif
+
 static void conv_forward(lp_node *n)
 {
     const conv_state *cs = lp_node_state(n);
+#if CONV_WINOGRAD
+    if (cs->wino) { wino_forward(n, cs); return; }
+#endif
 #if CONV_DIRECT
     if (cs->direct) { direct_forward(n, cs); return; }
 #endif
@@ -879,6 +986,9 @@ static void conv_forward(lp_node *n)
 static void conv_backward(lp_node *n)
 {
     const conv_state *cs = lp_node_state(n);
+#if CONV_WINOGRAD
+    if (cs->wino) { wino_backward(n, cs); return; }
+#endif
 #if CONV_DIRECT
     if (cs->direct) { direct_backward(n, cs); return; }
 #endif

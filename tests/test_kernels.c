@@ -13,6 +13,7 @@
 #include <criterion/parameterized.h>
 
 #include "compute.h"
+#include "conv2d_winograd.h"
 #include "graph.h"
 #include "rng.h"
 #include "shape.h"
@@ -122,7 +123,8 @@ ParameterizedTestParameters(kernels, conv_direct)
     return cr_make_param_array(conv_case, cases, sizeof cases / sizeof cases[0]);
 }
 
-ParameterizedTest(conv_case *c, kernels, conv_direct)
+/* Build, run forward and backward (twice), check against the float64 loops. */
+static void run_conv_case(const conv_case *c)
 {
     lp_threads_init(c->threads);
     int pt = c->pt, pb = c->pb, pl = c->pl, pr = c->pr;
@@ -173,13 +175,56 @@ ParameterizedTest(conv_case *c, kernels, conv_direct)
     }
     lp_graph_forward(g, x, NULL, N, true);
     expect_close("y", lp_graph_final(g), y, ny, 1e-5);
+    const long ng = per_op * (c->twice ? 2 : 1);
+    float *first = malloc(ng * sizeof *first);
     for (int round = 0; round < 2; round++) { /* backward twice: forward's copies are intact */
         lp_graph_backward(g, r);
-        expect_close("dW", lp_graph_grads(g), dw, per_op * (c->twice ? 2 : 1), 1e-5);
+        expect_close("dW", lp_graph_grads(g), dw, ng, 1e-5);
         expect_close("dx", lp_graph_input_grad(g), dx, nx, 1e-5);
+        if (round == 0) memcpy(first, lp_graph_grads(g), ng * sizeof *first);
+        else /* the same thread count sums the same partials in the same order */
+            cr_assert(!memcmp(first, lp_graph_grads(g), ng * sizeof *first), "dW differs between two runs");
     }
+    free(first);
     free(x); free(r); free(y); free(dx); free(dw);
     lp_graph_free(g);
+}
+
+ParameterizedTest(conv_case *c, kernels, conv_direct)
+{
+    lp_wino_mode = 0; /* the direct path, even for the 3x3 shapes Winograd would take */
+    run_conv_case(c);
+}
+
+/* Winograd F(2x2, 3x3), forced on every 3x3 stride-1 conv here so that its tails are
+ * reached even where the automatic choice keeps the direct path: odd outputs (the
+ * last tile row / column half outside), one output row or pixel, channels and
+ * filters that are not multiples of 8 (padded groups), more than one group, more
+ * than one chunk of tile rows and rows wider than a chunk, padding 0, 1, asymmetric
+ * and same, batch 1 and 3 over 1 and 3 threads, dx written and added. */
+ParameterizedTestParameters(kernels, conv_winograd)
+{
+    static conv_case cases[] = {
+        /* N  C   H   W   F kh kw pt pb pl pr same bias twice threads */
+        {1, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},   /* MNIST conv2 (11x11), batch 1 */
+        {3, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 1, 3},   /* the same, dx added, 3 threads */
+        {3, 8, 7, 9, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},      /* 5x7 output, F % 8 */
+        {3, 3, 5, 7, 13, 3, 3, 1, 1, 1, 1, 0, 1, 0, 3},     /* 5x7, padding 1, C % 8 */
+        {1, 11, 11, 11, 20, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1},  /* 11x11 padded, 2 groups + 1 of F, no bias */
+        {2, 16, 12, 10, 4, 3, 3, 0, 0, 0, 0, 0, 1, 0, 3},   /* even output, 2 channel groups */
+        {3, 24, 6, 6, 16, 3, 3, 1, 1, 0, 0, 0, 1, 1, 1},    /* padding [1, 0] */
+        {2, 5, 30, 30, 7, 3, 3, 0, 0, 0, 0, 1, 1, 1, 3},    /* same, 15 tiles a row: 1 row a chunk */
+        {2, 8, 3, 20, 9, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},     /* one output row */
+        {3, 8, 3, 3, 8, 3, 3, 0, 0, 0, 0, 0, 1, 1, 3},      /* one output pixel */
+        {2, 9, 4, 4, 3, 3, 3, 2, 2, 2, 2, 0, 1, 1, 1},      /* padding wider than the kernel's reach */
+    };
+    return cr_make_param_array(conv_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(conv_case *c, kernels, conv_winograd)
+{
+    lp_wino_mode = 1;
+    run_conv_case(c);
 }
 
 /* ---- maxpool 2x2 stride 2 ------------------------------------------------- */

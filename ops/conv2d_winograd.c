@@ -1,0 +1,620 @@
+/* conv2d_winograd.c - Winograd F(2x2, 3x3) for conv2d (3x3, stride 1, AVX-512).
+ *
+ * Outputs in tiles of 2x2 (OH x OW -> ceil(OH/2) x ceil(OW/2) tiles over a zero-padded
+ * even output), each from a 4x4 input tile d (stride 2, overlapping), with
+ *   V = B^T d B,  U = G g G^T,  M = U (.) V summed over channels,  Y = A^T M A
+ * so the 16 points of a tile cost one multiply-add per (channel, filter) instead of
+ * the direct 36 per 2x2 outputs: 2.25x fewer. Backward in the same domain:
+ *   dM = A dY A^T,  dU = sum over tiles and samples of V (.) dM,  dg = G^T dU G,
+ *   dV = sum over filters of U (.) dM,  dd = B dV B^T added into dx (tiles overlap).
+ *
+ * Layouts (8-float vectors: on Zen 4 a 512-bit FMA is two 256-bit halves, so
+ * 256-bit vectors cost nothing and fit 8 channels or 8 filters exactly):
+ *   xt [C8/8][Hq][Wq8][8]  the padded input, channels of a group last (8x8 transposes)
+ *   V  [TC][C8/8][16][8]   input transform of a chunk of tiles: a tile's 16 points
+ *                          of 8 channels are 128 consecutive floats, so every offset
+ *                          inside a tile is a constant (no address registers)
+ *   M  [TC][F8/8][16][8]   products; in backward dM
+ *   U  [16][C8][F8]    transformed weights (U^T [16][F8][C8] for dx)
+ *   yt [F8/8][P][8]    outputs of a sample by filter groups of 8 (then transposed
+ *                      to y [F][P]); in backward dY in the same layout
+ * Each point's product is a small GEMM: [TC x C8] x [C8 x F8] with U's rows held in
+ * registers and a tile's inputs broadcast (nn_*), or for dU the accumulators held
+ * (tn_*). Channels and filters past C and F are zeros in every buffer, so the
+ * kernels run over whole groups of 8 and the results past C and F are never stored.
+ * A chunk is a few whole tile rows (about WINO_CHUNK = 24 tiles), so V and M stay
+ * near L1.
+ */
+#include "conv2d_winograd.h"
+
+#include <stdint.h>
+#include <string.h>
+
+int lp_wino_mode = -1; /* defined without AVX-512 too: tests set it */
+
+#if CONV_WINOGRAD
+#include <immintrin.h>
+
+#define AI inline __attribute__((always_inline))
+
+#ifndef WINO_CHUNK
+#define WINO_CHUNK 24
+#endif
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+static int round8(int n) { return (n + 7) / 8 * 8; }
+
+int lp_wino_applies(int C, int F, int kh, int kw, int sh, int sw)
+{
+    if (lp_wino_mode == 0 || kh != 3 || kw != 3 || sh != 1 || sw != 1) return 0;
+    if (lp_wino_mode == 1) return 1;
+    /* Where it measured faster than the direct path (bench/convbench.c, batch 64, CPU
+     * time; docs/performance.md): whole groups of 8 channels up to 24, and 4 to 16
+     * filters. With fewer or odd channels (MNIST's conv1 has 1, C = 2..4, 9, 12) the
+     * channel groups are mostly padding and it is up to 1.8x slower; with 32 filters
+     * or 32 channels its forward is slower (buffers leave L1). */
+    return C % 8 == 0 && C >= 8 && C <= 24 && F >= 4 && F <= 16;
+}
+
+void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int pl, int OH, int OW)
+{
+    memset(p, 0, sizeof *p);
+    p->C = C; p->H = H; p->W = W; p->F = F; p->pt = pt; p->pl = pl; p->OH = OH; p->OW = OW;
+    p->P = OH * OW;
+    p->TH = (OH + 1) / 2;
+    p->TW = (OW + 1) / 2;
+    p->Hq = 2 * p->TH + 2;
+    int wq = 2 * p->TW + 2, wr = round8(W) + pl; /* dx's transposes read up to round8(W) + pl */
+    p->Wq8 = round8(wq > wr ? wq : wr);
+    p->C8 = round8(C);
+    p->F8 = round8(F);
+    /* chunks of whole tile rows, about WINO_CHUNK tiles each, as even as can be */
+    int chunks = (p->TH * p->TW + WINO_CHUNK - 1) / WINO_CHUNK;
+    chunks = chunks < 1 ? 1 : chunks > p->TH ? p->TH : chunks;
+    p->rpc = (p->TH + chunks - 1) / chunks;
+    p->TC = p->rpc * p->TW;
+    p->u_size = round16((size_t)16 * p->C8 * p->F8);
+    size_t xt = round16((size_t)p->Hq * p->Wq8 * p->C8);
+    size_t v = round16((size_t)16 * p->TC * p->C8), m = round16((size_t)16 * p->TC * p->F8);
+    size_t yt = round16((size_t)p->F8 * p->P);
+    p->part_size = round16((size_t)16 * p->C8 * p->F8 + p->F8);
+    p->xt_at = 0;
+    p->dxt_at = xt;
+    p->v_at = 2 * xt;
+    p->m_at = p->v_at + v;
+    p->yt_at = p->m_at + m;
+    p->part_at = p->yt_at + yt;
+    p->thread_size = p->part_at + p->part_size;
+}
+
+/* dst + q*qs [8 lanes] = (G g G^T)[q] for the 3x3 kernels g of 8 lanes, lane l's at
+ * src + l*ls (lanes past live are 0). G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. */
+static void g_transform8(const float *src, size_t ls, int live, float *dst, size_t qs)
+{
+    float k[9][8] __attribute__((aligned(32)));
+    for (int l = 0; l < 8; l++)
+        for (int j = 0; j < 9; j++) k[j][l] = l < live ? src[(size_t)l * ls + j] : 0.0f;
+    const __m256 h = _mm256_set1_ps(0.5f);
+    __m256 t[4][3];
+    for (int j = 0; j < 3; j++) { /* rows: t = G g */
+        __m256 g0 = _mm256_load_ps(k[j]), g1 = _mm256_load_ps(k[3 + j]), g2 = _mm256_load_ps(k[6 + j]);
+        __m256 s = _mm256_add_ps(g0, g2);
+        t[0][j] = g0;
+        t[1][j] = _mm256_mul_ps(h, _mm256_add_ps(s, g1));
+        t[2][j] = _mm256_mul_ps(h, _mm256_sub_ps(s, g1));
+        t[3][j] = g2;
+    }
+    for (int a = 0; a < 4; a++) { /* columns: t G^T */
+        __m256 g0 = t[a][0], g1 = t[a][1], g2 = t[a][2], s = _mm256_add_ps(g0, g2);
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 0) * qs, g0);
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 1) * qs, _mm256_mul_ps(h, _mm256_add_ps(s, g1)));
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 2) * qs, _mm256_mul_ps(h, _mm256_sub_ps(s, g1)));
+        _mm256_storeu_ps(dst + (size_t)(4 * a + 3) * qs, g2);
+    }
+}
+
+void lp_wino_pack_u(const lp_wino_plan *p, const float *w, float *u)
+{
+    const int C = p->C, F = p->F, C8 = p->C8, F8 = p->F8;
+    for (int c = 0; c < C8; c++) /* 8 filters a vector */
+        for (int f0 = 0; f0 < F8; f0 += 8)
+            g_transform8(w + ((size_t)f0 * C + c) * 9, (size_t)C * 9, c < C ? F - f0 : 0, u + (size_t)c * F8 + f0,
+                         (size_t)C8 * F8);
+}
+
+void lp_wino_pack_ut(const lp_wino_plan *p, const float *w, float *ut)
+{
+    const int C = p->C, F = p->F, C8 = p->C8, F8 = p->F8;
+    for (int f = 0; f < F8; f++) /* 8 channels a vector */
+        for (int c0 = 0; c0 < C8; c0 += 8)
+            g_transform8(w + ((size_t)f * C + c0) * 9, 9, f < F ? C - c0 : 0, ut + (size_t)f * C8 + c0,
+                         (size_t)F8 * C8);
+}
+
+void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t stride, int nt, int f0, int c,
+                         float *dw)
+{
+    /* 8 filters at a time, in double: once per batch, and G^T dU G cancels large
+     * terms (a small weight gradient is a difference of dU entries many times its
+     * size). The thread partials are added in thread order. */
+    __m512d z[16];
+    for (int q = 0; q < 16; q++) {
+        const float *src = part0 + ((size_t)q * p->C8 + c) * p->F8 + f0;
+        __m512d s = _mm512_cvtps_pd(_mm256_loadu_ps(src));
+        for (int u = 1; u < nt; u++) s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_loadu_ps(src + (size_t)u * stride)));
+        z[q] = s;
+    }
+    const __m512d h = _mm512_set1_pd(0.5);
+    __m512d t[3][4];
+    for (int b = 0; b < 4; b++) { /* dg = G^T Z G: rows (ky) first, then columns (kx) */
+        __m512d s = _mm512_mul_pd(h, _mm512_add_pd(z[4 + b], z[8 + b]));
+        t[0][b] = _mm512_add_pd(z[b], s);
+        t[1][b] = _mm512_mul_pd(h, _mm512_sub_pd(z[4 + b], z[8 + b]));
+        t[2][b] = _mm512_add_pd(s, z[12 + b]);
+    }
+    float out[9][8] __attribute__((aligned(32)));
+    for (int k = 0; k < 3; k++) {
+        __m512d s = _mm512_mul_pd(h, _mm512_add_pd(t[k][1], t[k][2]));
+        _mm256_store_ps(out[3 * k + 0], _mm512_cvtpd_ps(_mm512_add_pd(t[k][0], s)));
+        _mm256_store_ps(out[3 * k + 1], _mm512_cvtpd_ps(_mm512_mul_pd(h, _mm512_sub_pd(t[k][1], t[k][2]))));
+        _mm256_store_ps(out[3 * k + 2], _mm512_cvtpd_ps(_mm512_add_pd(s, t[k][3])));
+    }
+    for (int l = 0; l < 8 && f0 + l < p->F; l++)
+        for (int j = 0; j < 9; j++) dw[((size_t)(f0 + l) * p->C + c) * 9 + j] += out[j][l];
+}
+
+/* ---- 8x8 transposes between [C][H][W]-style planes and channel-last ---------- */
+
+/* o[i] = column i of the 8x8 block r[0..8) (rows): o[i][j] = r[j][i]. */
+static AI void transpose8(const __m256 r[8], __m256 o[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+static inline __mmask8 lanes(int lo, int hi) /* lanes [lo, hi) of 8 */
+{
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 8 ? 8 : hi;
+    return hi > lo ? (__mmask8)(((1u << (hi - lo)) - 1) << lo) : 0;
+}
+
+/* x [C][H][W] -> xt [Hq][Wq8][C8], padding (and everything outside x) as zeros. */
+static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
+{
+    const int C = p->C, H = p->H, W = p->W, C8 = p->C8, W8 = p->Wq8;
+    for (int q0 = 0; q0 < W8; q0 += 8) {
+        const __mmask8 m = lanes(p->pl - q0, p->pl - q0 + W); /* ix = q0 + j - pl in [0, W) */
+        for (int r = 0; r < p->Hq; r++) {
+            const int iy = r - p->pt;
+            const size_t gs = (size_t)p->Hq * W8 * 8; /* one channel group */
+            float *o = xt + ((size_t)r * W8 + q0) * 8;
+            if (iy < 0 || iy >= H || !m) {
+                for (int cg = 0; cg < C8; cg += 8)
+                    for (int j = 0; j < 8; j++) _mm256_storeu_ps(o + cg / 8 * gs + 8 * j, _mm256_setzero_ps());
+                continue;
+            }
+            for (int cg = 0; cg < C8; cg += 8) {
+                const float *src = x + ((size_t)cg * H + iy) * W + q0 - p->pl; /* masked lanes never fault */
+                const int live = C - cg;
+                __m256 rows[8], t[8];
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++)
+                    rows[j] = j < live ? _mm256_maskz_loadu_ps(m, src + (size_t)j * H * W) : _mm256_setzero_ps();
+                transpose8(rows, t);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps(o + cg / 8 * gs + 8 * j, t[j]);
+            }
+        }
+    }
+}
+
+/* dyt [F8/8][P][8] from dy [F][P] (filters past F read 0). */
+static void to_dyt(const float *dy, int F, int P, float *dyt)
+{
+    for (int g = 0; g * 8 < F; g++) {
+        const int live = F - 8 * g;
+        const float *rows[8];
+        for (int j = 0; j < 8; j++) rows[j] = dy + (size_t)(8 * g + (j < live ? j : 0)) * P;
+        float *dst = dyt + (size_t)g * P * 8;
+        for (int p0 = 0; p0 < P; p0 += 8) {
+            const __mmask8 m = lanes(0, P - p0);
+            __m256 r[8], o[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) r[j] = j < live ? _mm256_maskz_loadu_ps(m, rows[j] + p0) : _mm256_setzero_ps();
+            transpose8(r, o);
+            if (P - p0 >= 8) {
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
+            } else
+                for (int i = 0; p0 + i < P; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
+        }
+    }
+}
+
+/* y [F][P] from yt [F8/8][P][8]. */
+static void from_yt(const float *yt, int F, int P, float *y)
+{
+    for (int g = 0; g * 8 < F; g++) {
+        const int live = F - 8 * g;
+        const float *src = yt + (size_t)g * P * 8;
+        for (int p0 = 0; p0 < P; p0 += 8) {
+            const int n = P - p0;
+            const __mmask8 m = lanes(0, n);
+            __m256 r[8], o[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) r[j] = j < n ? _mm256_loadu_ps(src + 8 * (p0 + j)) : _mm256_setzero_ps();
+            transpose8(r, o);
+#pragma GCC unroll 8
+            for (int f = 0; f < 8; f++)
+                if (f < live) _mm256_mask_storeu_ps(y + (size_t)(8 * g + f) * P + p0, m, o[f]);
+        }
+    }
+}
+
+/* dx [C][H][W] (+)= dxt [Hq][Wq8][C8] at rows iy + pt, columns ix + pl. */
+static void from_dxt(const lp_wino_plan *p, const float *dxt, float *dx, int acc)
+{
+    const int C = p->C, H = p->H, W = p->W, C8 = p->C8, W8 = p->Wq8;
+    for (int cg = 0; cg < C8; cg += 8) {
+        const int live = C - cg;
+        for (int iy = 0; iy < H; iy++) {
+            const float *src = dxt + (((size_t)cg / 8 * p->Hq + iy + p->pt) * W8 + p->pl) * 8;
+            for (int ix0 = 0; ix0 < W; ix0 += 8) {
+                const __mmask8 m = lanes(0, W - ix0);
+                __m256 r[8], o[8];
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(src + (size_t)(ix0 + j) * 8);
+                transpose8(r, o);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++)
+                    if (c < live) {
+                        float *d = dx + ((size_t)(cg + c) * H + iy) * W + ix0;
+                        __m256 v = acc ? _mm256_add_ps(o[c], _mm256_maskz_loadu_ps(m, d)) : o[c];
+                        _mm256_mask_storeu_ps(d, m, v);
+                    }
+            }
+        }
+    }
+}
+
+/* ---- the transforms ------------------------------------------------------------- */
+
+/* v [16][TC][C8] = B^T d B of tile rows [ty0, ty0 + nty). */
+static void input_tf(const lp_wino_plan *p, const float *xt, int ty0, int nty, float *v)
+{
+    const int C8 = p->C8, W8 = p->Wq8;
+    const size_t vt = (size_t)C8 * 16;
+    for (int cg = 0; cg < C8; cg += 8) {
+        int i = 0;
+        for (int ty = ty0; ty < ty0 + nty; ty++)
+            for (int tx = 0; tx < p->TW; tx++, i++) {
+                const float *s = xt + (((size_t)cg / 8 * p->Hq + 2 * ty) * W8 + 2 * tx) * 8;
+                __m256 d[4][4], t[4][4];
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+                    for (int b = 0; b < 4; b++) d[a][b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; b++) {
+                    t[0][b] = _mm256_sub_ps(d[0][b], d[2][b]);
+                    t[1][b] = _mm256_add_ps(d[1][b], d[2][b]);
+                    t[2][b] = _mm256_sub_ps(d[2][b], d[1][b]);
+                    t[3][b] = _mm256_sub_ps(d[1][b], d[3][b]);
+                }
+                float *o = v + (size_t)i * vt + cg * 16;
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++) {
+                    _mm256_storeu_ps(o + 8 * (4 * a + 0), _mm256_sub_ps(t[a][0], t[a][2]));
+                    _mm256_storeu_ps(o + 8 * (4 * a + 1), _mm256_add_ps(t[a][1], t[a][2]));
+                    _mm256_storeu_ps(o + 8 * (4 * a + 2), _mm256_sub_ps(t[a][2], t[a][1]));
+                    _mm256_storeu_ps(o + 8 * (4 * a + 3), _mm256_sub_ps(t[a][1], t[a][3]));
+                }
+            }
+    }
+}
+
+/* yt (positions of tile rows [ty0, ty0 + nty)) = A^T M A + bias; outputs past OH, OW
+ * are not stored. */
+static void output_tf(const lp_wino_plan *p, const float *m, const float *bias, int ty0, int nty, float *yt)
+{
+    const int F8 = p->F8, OW = p->OW, OH = p->OH, P = p->P;
+    const size_t mt = (size_t)F8 * 16;
+    for (int g = 0; 8 * g < F8; g++) {
+        const __m256 bv = bias ? _mm256_maskz_loadu_ps(lanes(0, p->F - 8 * g), bias + 8 * g) : _mm256_setzero_ps();
+        float *yg = yt + (size_t)g * P * 8;
+        int i = 0;
+        for (int ty = ty0; ty < ty0 + nty; ty++)
+            for (int tx = 0; tx < p->TW; tx++, i++) {
+                const float *s = m + (size_t)i * mt + 128 * g;
+                __m256 x[16], r0[4], r1[4];
+#pragma GCC unroll 16
+                for (int q = 0; q < 16; q++) x[q] = _mm256_loadu_ps(s + 8 * q);
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; b++) {
+                    __m256 u = _mm256_add_ps(x[4 + b], x[8 + b]), w = _mm256_sub_ps(x[4 + b], x[8 + b]);
+                    r0[b] = _mm256_add_ps(x[b], u);
+                    r1[b] = _mm256_sub_ps(w, x[12 + b]);
+                }
+                __m256 u0 = _mm256_add_ps(r0[1], r0[2]), w0 = _mm256_sub_ps(r0[1], r0[2]);
+                __m256 u1 = _mm256_add_ps(r1[1], r1[2]), w1 = _mm256_sub_ps(r1[1], r1[2]);
+                __m256 y00 = _mm256_add_ps(_mm256_add_ps(r0[0], bv), u0);
+                __m256 y01 = _mm256_sub_ps(_mm256_add_ps(w0, bv), r0[3]);
+                __m256 y10 = _mm256_add_ps(_mm256_add_ps(r1[0], bv), u1);
+                __m256 y11 = _mm256_sub_ps(_mm256_add_ps(w1, bv), r1[3]);
+                const int oy = 2 * ty, ox = 2 * tx;
+                float *o = yg + ((size_t)oy * OW + ox) * 8;
+                const int right = ox + 1 < OW, down = oy + 1 < OH;
+                _mm256_storeu_ps(o, y00);
+                if (right) _mm256_storeu_ps(o + 8, y01);
+                if (down) {
+                    _mm256_storeu_ps(o + (size_t)OW * 8, y10);
+                    if (right) _mm256_storeu_ps(o + (size_t)OW * 8 + 8, y11);
+                }
+            }
+    }
+}
+
+/* m [16][TC][F8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW). */
+static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, float *m)
+{
+    const int F8 = p->F8, OW = p->OW, OH = p->OH, P = p->P;
+    const size_t mt = (size_t)F8 * 16;
+    for (int g = 0; 8 * g < F8; g++) {
+        const float *dg = dyt + (size_t)g * P * 8;
+        int i = 0;
+        for (int ty = ty0; ty < ty0 + nty; ty++)
+            for (int tx = 0; tx < p->TW; tx++, i++) {
+                const int oy = 2 * ty, ox = 2 * tx;
+                const int right = ox + 1 < OW, down = oy + 1 < OH;
+                const float *s = dg + ((size_t)oy * OW + ox) * 8;
+                const __m256 z = _mm256_setzero_ps();
+                __m256 d00 = _mm256_loadu_ps(s), d01 = right ? _mm256_loadu_ps(s + 8) : z;
+                __m256 d10 = down ? _mm256_loadu_ps(s + (size_t)OW * 8) : z;
+                __m256 d11 = down && right ? _mm256_loadu_ps(s + (size_t)OW * 8 + 8) : z;
+                /* rows: e[a] = (A dY)[a]; then columns */
+                __m256 e[4][2] = {{d00, d01},
+                                  {_mm256_add_ps(d00, d10), _mm256_add_ps(d01, d11)},
+                                  {_mm256_sub_ps(d00, d10), _mm256_sub_ps(d01, d11)},
+                                  {_mm256_sub_ps(z, d10), _mm256_sub_ps(z, d11)}};
+                float *o = m + (size_t)i * mt + 128 * g;
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++) {
+                    _mm256_storeu_ps(o + 8 * (4 * a + 0), e[a][0]);
+                    _mm256_storeu_ps(o + 8 * (4 * a + 1), _mm256_add_ps(e[a][0], e[a][1]));
+                    _mm256_storeu_ps(o + 8 * (4 * a + 2), _mm256_sub_ps(e[a][0], e[a][1]));
+                    _mm256_storeu_ps(o + 8 * (4 * a + 3), _mm256_sub_ps(z, e[a][1]));
+                }
+            }
+    }
+}
+
+/* dxt += B dV B^T of tile rows [ty0, ty0 + nty) at (2ty, 2tx): the 4x4 tiles overlap. */
+static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float *dxt)
+{
+    const int C8 = p->C8, W8 = p->Wq8;
+    const size_t vt = (size_t)C8 * 16;
+    for (int cg = 0; cg < C8; cg += 8) {
+        int i = 0;
+        for (int ty = ty0; ty < ty0 + nty; ty++)
+            for (int tx = 0; tx < p->TW; tx++, i++) {
+                const float *s = v + (size_t)i * vt + cg * 16;
+                __m256 z[4][4], t[4][4];
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+                    for (int b = 0; b < 4; b++) z[a][b] = _mm256_loadu_ps(s + 8 * (4 * a + b));
+                /* (B z)_0 = z0, _1 = z1 - z2 + z3, _2 = z1 + z2 - z0, _3 = -z3: rows, then columns */
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; b++) {
+                    t[0][b] = z[0][b];
+                    t[1][b] = _mm256_add_ps(_mm256_sub_ps(z[1][b], z[2][b]), z[3][b]);
+                    t[2][b] = _mm256_sub_ps(_mm256_add_ps(z[1][b], z[2][b]), z[0][b]);
+                    t[3][b] = z[3][b]; /* negated below */
+                }
+                float *o = dxt + (((size_t)cg / 8 * p->Hq + 2 * ty) * W8 + 2 * tx) * 8;
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++) {
+                    __m256 r[4];
+                    r[0] = t[a][0];
+                    r[1] = _mm256_add_ps(_mm256_sub_ps(t[a][1], t[a][2]), t[a][3]);
+                    r[2] = _mm256_sub_ps(_mm256_add_ps(t[a][1], t[a][2]), t[a][0]);
+                    r[3] = t[a][3];
+                    float *row = o + (size_t)a * W8 * 8;
+#pragma GCC unroll 4
+                    for (int b = 0; b < 4; b++) {
+                        /* row 3 and column 3 are negated; both: positive */
+                        const int neg = (a == 3) ^ (b == 3);
+                        __m256 old = _mm256_loadu_ps(row + 8 * b);
+                        _mm256_storeu_ps(row + 8 * b, neg ? _mm256_sub_ps(old, r[b]) : _mm256_add_ps(old, r[b]));
+                    }
+                }
+            }
+    }
+}
+
+/* ---- the products at the 16 points ---------------------------------------------- */
+
+/* A and the output of the point GEMMs are in the tile layout above: element (i, k)
+ * at a[i*lda + (k/8)*128 + k%8] (128: a group's 16 points of 8). B (U) is plain
+ * [K8][N8] per point. */
+
+/* out[r][g] (=|+=) sum_(k < kc) a(r, k) * B[k][g] for r < rt, g < gb. With fewer than
+ * 8 accumulators, even and odd k go to two sets: 8 chains keep both FMA pipes busy. */
+static AI void nn_rows(const float *a, int lda, __m256 B[16][2], float *out, int ldo, const int rt, const int kc,
+                       const int gb, int add)
+{
+    const int split = rt * gb < 8;
+    __m256 acc[2][4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < rt; r++)
+#pragma GCC unroll 2
+        for (int g = 0; g < gb; g++) {
+            acc[0][r][g] = add ? _mm256_loadu_ps(out + (size_t)r * ldo + 128 * g) : _mm256_setzero_ps();
+            acc[1][r][g] = _mm256_setzero_ps();
+        }
+#pragma GCC unroll 16
+    for (int k = 0; k < kc; k++) {
+        const int h = split ? (k & 1) : 0;
+#pragma GCC unroll 4
+        for (int r = 0; r < rt; r++) {
+            __m256 av = _mm256_set1_ps(a[(size_t)r * lda + (k >> 3) * 128 + (k & 7)]);
+#pragma GCC unroll 2
+            for (int g = 0; g < gb; g++) acc[h][r][g] = _mm256_fmadd_ps(av, B[k][g], acc[h][r][g]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < rt; r++)
+#pragma GCC unroll 2
+        for (int g = 0; g < gb; g++)
+            _mm256_storeu_ps(out + (size_t)r * ldo + 128 * g, split ? _mm256_add_ps(acc[0][r][g], acc[1][r][g]) : acc[0][r][g]);
+}
+
+/* out[nr][gb groups] (=|+=) a[nr][kc] b[kc][8*gb]: b's kc rows held in registers,
+ * tiles 4 at a time. */
+static AI void nn_panel(const float *a, int lda, const float *b, int ldb, float *out, int ldo, int nr, const int kc,
+                        const int gb, int add)
+{
+    __m256 B[16][2];
+#pragma GCC unroll 16
+    for (int k = 0; k < kc; k++)
+#pragma GCC unroll 2
+        for (int g = 0; g < gb; g++) B[k][g] = _mm256_loadu_ps(b + (size_t)k * ldb + 8 * g);
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) nn_rows(a + (size_t)r * lda, lda, B, out + (size_t)r * ldo, ldo, 4, kc, gb, add);
+    if (nr - r >= 2) { nn_rows(a + (size_t)r * lda, lda, B, out + (size_t)r * ldo, ldo, 2, kc, gb, add); r += 2; }
+    if (nr - r >= 1) nn_rows(a + (size_t)r * lda, lda, B, out + (size_t)r * ldo, ldo, 1, kc, gb, add);
+}
+
+/* For each of the 16 points q: out_q [nr][N8] = a_q [nr][K8] b_q [K8][N8]; a_q = a + 8q,
+ * out_q = out + 8q (tile layout), b_q = b + q*bs. The shape is chosen once for all points. */
+static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, int ldb, int N8, float *out, int ldo,
+                    int nr)
+{
+    for (int g = 0; 8 * g < N8; g += 2) {
+        const int gb = N8 - 8 * g >= 16 ? 2 : 1;
+        for (int k0 = 0; k0 < K8;) {
+            const float *ak = a + (size_t)k0 / 8 * 128, *bk = b + (size_t)k0 * ldb + 8 * g;
+            float *o = out + 128 * g;
+            const int add = k0 > 0;
+            if (gb == 2) {
+                for (int q = 0; q < 16; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 2, add);
+                k0 += 8;
+            } else if (K8 - k0 >= 16) {
+                for (int q = 0; q < 16; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 16, 1, add);
+                k0 += 16;
+            } else {
+                for (int q = 0; q < 16; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 1, add);
+                k0 += 8;
+            }
+        }
+    }
+}
+
+/* out[c][8g + l] += sum_(i < n) a(i, c) b(i, g)[l] for c < 8, g < gb (a, b in the tile
+ * layout, already at their group and point; out plain rows of ldo). */
+static AI void tn_block(const float *a, int lda, const float *b, int ldb, int n, float *out, int ldo, const int gb)
+{
+    __m256 acc[8][2];
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; c++)
+#pragma GCC unroll 2
+        for (int g = 0; g < gb; g++) acc[c][g] = _mm256_loadu_ps(out + (size_t)c * ldo + 8 * g);
+    for (int i = 0; i < n; i++) {
+        const float *ai = a + (size_t)i * lda;
+        __m256 bv[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < gb; g++) bv[g] = _mm256_loadu_ps(b + (size_t)i * ldb + 128 * g);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256 av = _mm256_set1_ps(ai[c]);
+#pragma GCC unroll 2
+            for (int g = 0; g < gb; g++) acc[c][g] = _mm256_fmadd_ps(av, bv[g], acc[c][g]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; c++)
+#pragma GCC unroll 2
+        for (int g = 0; g < gb; g++) _mm256_storeu_ps(out + (size_t)c * ldo + 8 * g, acc[c][g]);
+}
+
+/* For each point q: out_q [M8][N8] += a_q^T b_q over n tiles; a_q = a + 8q, b_q = b + 8q
+ * (tile layout), out_q = out + q*os (plain [M8][N8] rows of ldo). */
+static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, int N8, int n, float *out, size_t os,
+                    int ldo)
+{
+    for (int c = 0; c < M8; c += 8)
+        for (int g = 0; 8 * g < N8; g += 2) {
+            const float *ac = a + (size_t)c * 16, *bg = b + 128 * g;
+            float *o = out + (size_t)c * ldo + 8 * g;
+            if (N8 - 8 * g >= 16)
+                for (int q = 0; q < 16; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 2);
+            else
+                for (int q = 0; q < 16; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 1);
+        }
+}
+
+/* ---- one sample ------------------------------------------------------------------- */
+
+void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x, float *y, float *ts)
+{
+    float *xt = ts + p->xt_at, *v = ts + p->v_at, *m = ts + p->m_at, *yt = ts + p->yt_at;
+    const int C8 = p->C8, F8 = p->F8;
+    to_xt(p, x, xt);
+    for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
+        const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
+        input_tf(p, xt, ty0, nty, v);
+        nn_gemm(v, 16 * C8, C8, u, (size_t)C8 * F8, F8, F8, m, 16 * F8, nt);
+        output_tf(p, m, bias, ty0, nty, yt);
+    }
+    from_yt(yt, p->F, p->P, y);
+}
+
+void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, const float *dy, float *dx, int acc,
+                      float *part, float *ts)
+{
+    float *xt = ts + p->xt_at, *dxt = ts + p->dxt_at, *v = ts + p->v_at, *m = ts + p->m_at, *dyt = ts + p->yt_at;
+    const int C8 = p->C8, F8 = p->F8, P = p->P;
+    to_xt(p, x, xt);
+    to_dyt(dy, p->F, P, dyt);
+    float *db = part + (size_t)16 * C8 * F8;
+    for (int g = 0; 8 * g < F8; g++) { /* db: four chains, not one long one */
+        const float *r = dyt + (size_t)g * P * 8;
+        __m256 b[4] = {_mm256_loadu_ps(db + 8 * g), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        int q = 0;
+        for (; q + 4 <= P; q += 4)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) b[k] = _mm256_add_ps(b[k], _mm256_loadu_ps(r + 8 * (q + k)));
+        for (; q < P; q++) b[0] = _mm256_add_ps(b[0], _mm256_loadu_ps(r + 8 * q));
+        _mm256_storeu_ps(db + 8 * g, _mm256_add_ps(_mm256_add_ps(b[0], b[1]), _mm256_add_ps(b[2], b[3])));
+    }
+    if (dx) memset(dxt, 0, (size_t)p->Hq * p->Wq8 * C8 * sizeof(float)); /* tiles add into it */
+    for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
+        const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
+        input_tf(p, xt, ty0, nty, v);
+        dm_tf(p, dyt, ty0, nty, m);
+        tn_gemm(v, 16 * C8, C8, m, 16 * F8, F8, nt, part, (size_t)C8 * F8, F8);
+        if (dx) {
+            /* dV overwrites V: dU has used it */
+            nn_gemm(m, 16 * F8, F8, ut, (size_t)F8 * C8, C8, C8, v, 16 * C8, nt);
+            dx_tf(p, v, ty0, nty, dxt);
+        }
+    }
+    if (dx) from_dxt(p, dxt, dx, acc);
+}
+
+#endif
