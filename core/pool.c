@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define POOL_MAX 256
-#define POOL_SPIN_S 100e-6 /* longer than the serial gap between two steps (gather, optimizer) */
+#define POOL_SPIN_S 300e-6 /* longer than a step's serial gap plus the lanes' imbalance */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
