@@ -90,6 +90,7 @@ typedef struct direct_plan {
     int *bwd_off;        /* [F*kh] tap (f, ky) -> offset in a thread's padded dY */
     int x_nvec, x_smax;  /* a shifted input copy: vectors, row pieces per vector */
     int unpadded;        /* no padding on any side: copies are plain row copies */
+    int rows;            /* one channel, 3x3, unpadded, 16 < OW <= 32: the row kernels */
     struct row_seg *xmap; /* [kw][x_nvec][x_smax]: how to fill the copies */
 } direct_plan;
 
@@ -175,6 +176,7 @@ static void direct_plan_init(conv_state *cs, void *mem, int tmax)
     const size_t G8 = (size_t)(F + 7) / 8 * 8;
     d->Hp = cs->OH + kh - 1;
     d->unpadded = cs->pt == 0 && cs->pl == 0 && d->Hp == cs->H && cs->OW + kw - 1 == cs->W;
+    d->rows = C == 1 && kh == 3 && kw == 3 && d->unpadded && OW > 16 && OW <= 32;
     d->xk_plane = (size_t)d->Hp * OW;
     d->xk_size = round16((size_t)C * kw * d->xk_plane + SLACK);
     d->pad_plane = (size_t)cs->P + 2 * (size_t)(kh - 1) * OW;
@@ -487,6 +489,97 @@ static void wgrad_taps(const float *xs, const int *off, int K, const float *dyt,
             else if (r >= 3) { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 3, 1); k0 += 3; }
             else { wgrad_tile(xs, off, k0, dyt, P, g0, acc, G8, 1, 1); k0 += 1; }
         }
+    }
+}
+
+/* ---- the row kernels: one input channel, 3x3, no padding ----------------------
+ *
+ * The first conv of a grayscale net (MNIST's conv1: 28x28 -> 26x26, 8 filters) has
+ * one channel, so the shifted copies above cost about as much as its arithmetic.
+ * Here every output row is two vectors (OW <= 32) computed straight from the input:
+ * tap (ky, kx) of output row oy is the contiguous x[(oy + ky)*W + kx ..]. */
+
+/* y [F][OH][OW] = bias + conv(x [OH + 2][W]) for one sample; wf as packed for the
+ * direct forward ([g][9][8]). 8 filters x 2 vectors = 16 accumulators. */
+static void rows_forward(const conv_state *cs, const float *wf, const float *b, const float *x, float *y)
+{
+    const int F = cs->F, W = cs->W, OW = cs->OW, P = cs->P;
+    const __mmask16 m1 = tail_mask(OW - 16);
+    for (int g = 0; g * TILE_F < F; g++) {
+        const int nf = F - g * TILE_F < TILE_F ? F - g * TILE_F : TILE_F;
+        const float *wg = wf + (size_t)g * 9 * TILE_F;
+        for (int oy = 0; oy < cs->OH; oy++) {
+            __m512 a0[TILE_F], a1[TILE_F];
+#pragma GCC unroll 8
+            for (int j = 0; j < TILE_F; j++)
+                a0[j] = a1[j] = _mm512_set1_ps(b && j < nf ? b[g * TILE_F + j] : 0.0f);
+#pragma GCC unroll 3
+            for (int ky = 0; ky < 3; ky++)
+#pragma GCC unroll 3
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *xr = x + (size_t)(oy + ky) * W + kx;
+                    const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+                    const float *wk = wg + (ky * 3 + kx) * TILE_F;
+#pragma GCC unroll 8
+                    for (int j = 0; j < TILE_F; j++) {
+                        const __m512 wj = _mm512_set1_ps(wk[j]);
+                        a0[j] = _mm512_fmadd_ps(wj, x0, a0[j]);
+                        a1[j] = _mm512_fmadd_ps(wj, x1, a1[j]);
+                    }
+                }
+#pragma GCC unroll 8
+            for (int j = 0; j < TILE_F; j++)
+                if (j < nf) {
+                    float *o = y + (size_t)(g * TILE_F + j) * P + (size_t)oy * OW;
+                    _mm512_storeu_ps(o, a0[j]);
+                    _mm512_mask_storeu_ps(o + 16, m1, a1[j]);
+                }
+        }
+    }
+}
+
+/* part [10][G8] = dW^T (9 taps) and db of samples [s0, s1), the layout of
+ * direct_weight_grad. Two filters at a time: 2 x 9 tap accumulators and 2 bias
+ * accumulators, summed over every row of every sample before one horizontal sum. */
+static void rows_weight_grad(const conv_state *cs, const float *x, const float *dy, int s0, int s1,
+                             float *part)
+{
+    const int F = cs->F, W = cs->W, OW = cs->OW, P = cs->P, G8 = (F + 7) / 8 * 8;
+    const size_t in_sz = (size_t)cs->H * W;
+    const __mmask16 m1 = tail_mask(OW - 16);
+    memset(part, 0, 10 * (size_t)G8 * sizeof(float));
+    for (int f0 = 0; f0 < F; f0 += 2) {
+        const int two = f0 + 1 < F;
+        __m512 acc0[9], acc1[9], b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
+        for (int s = s0; s < s1; s++) {
+            const float *xs = x + (size_t)s * in_sz, *da = dy + ((size_t)s * F + f0) * P;
+            const float *db = two ? da + P : da;
+            for (int oy = 0; oy < cs->OH; oy++) {
+                const __m512 d0a = _mm512_loadu_ps(da + oy * OW), d1a = _mm512_maskz_loadu_ps(m1, da + oy * OW + 16);
+                const __m512 d0b = _mm512_loadu_ps(db + oy * OW), d1b = _mm512_maskz_loadu_ps(m1, db + oy * OW + 16);
+                b0 = _mm512_add_ps(b0, _mm512_add_ps(d0a, d1a));
+                b1 = _mm512_add_ps(b1, _mm512_add_ps(d0b, d1b));
+#pragma GCC unroll 3
+                for (int ky = 0; ky < 3; ky++)
+#pragma GCC unroll 3
+                    for (int kx = 0; kx < 3; kx++) {
+                        const float *xr = xs + (size_t)(oy + ky) * W + kx;
+                        const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+                        const int t = ky * 3 + kx;
+                        acc0[t] = _mm512_fmadd_ps(x1, d1a, _mm512_fmadd_ps(x0, d0a, acc0[t]));
+                        acc1[t] = _mm512_fmadd_ps(x1, d1b, _mm512_fmadd_ps(x0, d0b, acc1[t]));
+                    }
+            }
+        }
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) {
+            part[(size_t)t * G8 + f0] = _mm512_reduce_add_ps(acc0[t]);
+            if (two) part[(size_t)t * G8 + f0 + 1] = _mm512_reduce_add_ps(acc1[t]);
+        }
+        part[(size_t)9 * G8 + f0] = _mm512_reduce_add_ps(b0);
+        if (two) part[(size_t)9 * G8 + f0 + 1] = _mm512_reduce_add_ps(b1);
     }
 }
 
@@ -853,6 +946,10 @@ static void direct_forward(lp_node *n, const conv_state *cs)
 #endif
         float *xk = aux0 + (size_t)t * d->aux + xk_at;
         for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++) {
+            if (d->rows) {
+                rows_forward(cs, wf, b, x + (size_t)s * in_sz, y + (size_t)s * F * P);
+                continue;
+            }
             direct_copy_input(cs, x + (size_t)s * in_sz, xk);
             direct_run(xk, d->fwd_off, cs->K, wf, b, y + (size_t)s * F * P, F, P, 0);
         }
@@ -900,7 +997,8 @@ static void direct_backward(lp_node *n, const conv_state *cs)
                 if (s > s0) direct_reduce_g(cs, g + (size_t)((s - 1) & 1) * gsz, dx + (size_t)(s - 1) * in_sz, acc);
             }
         }
-        direct_weight_grad(cs, x, dy, s0, s1, part, dyt, dyt + d->dyt_size);
+        if (d->rows) rows_weight_grad(cs, x, dy, s0, s1, part);
+        else direct_weight_grad(cs, x, dy, s0, s1, part, dyt, dyt + d->dyt_size);
 #pragma omp barrier
         /* Sum the partials in thread order: fixed for a fixed thread count. */
 #pragma omp for schedule(static)

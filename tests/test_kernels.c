@@ -119,6 +119,10 @@ ParameterizedTestParameters(kernels, conv_direct)
         {1, 5, 6, 5, 3, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1},      /* 1x1 */
         {5, 3, 12, 12, 24, 5, 5, 2, 2, 2, 2, 0, 1, 1, 3},   /* 5x5, 3 groups of 8 */
         {2, 2, 3, 20, 9, 3, 1, 0, 0, 0, 0, 0, 1, 0, 1},     /* one output row */
+        /* the row kernels: one channel, 3x3, unpadded, 16 < OW <= 32 */
+        {3, 1, 5, 19, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},     /* OW 17, odd F (a lone filter), dx added */
+        {4, 1, 9, 34, 9, 3, 3, 0, 0, 0, 0, 0, 0, 0, 3},     /* OW 32, 2 groups (one of 1), no bias, 3 threads */
+        {2, 1, 28, 28, 16, 3, 3, 0, 0, 0, 0, 0, 1, 1, 2},   /* conv1 with 16 filters, dx added, 2 threads */
     };
     return cr_make_param_array(conv_case, cases, sizeof cases / sizeof cases[0]);
 }
