@@ -84,6 +84,7 @@ struct lp_graph {
     lp_graph **lanes;
     int n_lanes;
     int slice, infer_slice;    /* samples per slice, at most, training and inference */
+    int lanes_from;            /* training batches smaller than this run on one lane */
     int lane_max_batch;
     float *batch_logits;       /* [lane_max_batch, logits] of the last sliced run */
     bool shared_params;        /* params belong to lanes[0] of another graph */
@@ -837,6 +838,18 @@ static lp_status lane_new(lp_graph *g, lp_graph **out, lp_error *err)
     return LP_OK;
 }
 
+/* Bytes of activations (and, in training, their gradients) plus per-sample scratch
+ * that one sample needs: a proxy for its work too. */
+static size_t sample_bytes(const lp_graph *g, bool train)
+{
+    size_t per = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const lp_node *n = g->nodes[i];
+        per += n->out_numel * sizeof(float) * ((i > 0) + (train && n->needs_grad)) + n->scratch_per_sample;
+    }
+    return per;
+}
+
 /* Samples per slice: as many as keep one slice's activations (and, in training,
  * their gradients) plus the ops' per-sample scratch within about 4 MiB, a multiple
  * of 8 and at least 8, at most max_batch. Measured on the two-conv net at batch 64
@@ -847,12 +860,7 @@ static int choose_slice(const lp_graph *g, int max_batch, bool train)
 {
     const char *env = getenv(train ? "LOUPE_SLICE" : "LOUPE_INFER_SLICE");
     long forced = env ? strtol(env, NULL, 10) : 0;
-    size_t per = 1;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const lp_node *n = g->nodes[i];
-        per += n->out_numel * sizeof(float) * ((i > 0) + (train && n->needs_grad)) + n->scratch_per_sample;
-    }
-    size_t slice = (4u << 20) / per / 8 * 8;
+    size_t slice = (4u << 20) / sample_bytes(g, train) / 8 * 8;
     if (slice < 8) slice = 8;
     if (forced > 0) slice = (size_t)forced;
     return slice < (size_t)max_batch ? (int)slice : max_batch;
@@ -884,6 +892,12 @@ lp_status lp_graph_plan_lanes(lp_graph *g, int max_batch, int threads, lp_error 
         g->lane_max_batch = max_batch;
         g->slice = choose_slice(g, max_batch, true);
         g->infer_slice = choose_slice(g, max_batch, false);
+        /* A training step on several lanes ends with a serial sum of their gradients
+         * (a pass over the parameters per lane): below a batch whose activations
+         * outweigh the parameters it costs more than it saves (measured: the dense
+         * net, 109k parameters, 2 KB a sample, ran 1.6x slower on 2 lanes at batch 16). */
+        size_t min = g->param_floats * sizeof(float) / sample_bytes(g, true) + 1;
+        g->lanes_from = min < (size_t)INT32_MAX ? (int)min : INT32_MAX;
     }
     int most = g->slice > g->infer_slice ? g->slice : g->infer_slice;
     char what[96];
@@ -936,9 +950,10 @@ static double run_sliced(lp_graph *g, const float *x, const int32_t *labels, int
     assert(g->n_lanes >= 1 && n >= 1 && n <= g->lane_max_batch);
     int slice = train ? g->slice : g->infer_slice;
     int count = (n + slice - 1) / slice;
-    int spread = g->lane_threads < n ? g->lane_threads : n;
+    int threads = train && n < g->lanes_from ? 1 : g->lane_threads;
+    int spread = threads < n ? threads : n;
     if (count < spread) count = spread; /* one slice at least per thread */
-    int used = g->lane_threads < count ? g->lane_threads : count;
+    int used = threads < count ? threads : count;
     count = (count + used - 1) / used * used; /* as many slices for every lane */
     if (count > n) count = n;
     if (used == 1) {

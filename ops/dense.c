@@ -27,8 +27,9 @@
 /* Up to this many samples dW is our kernel, not a GEMM call (see dense_dw_rows). */
 #define DENSE_DW_ROWS_MAX 64
 
-/* Below this many multiply-adds a split GEMM costs more than it saves. */
-#define DENSE_PARALLEL_MIN (1L << 20)
+/* Below this many multiply-adds a split GEMM costs more than it saves (measured with
+ * passive waits: the dense net at batch 16-64, 1.6M-6.4M a layer, ran slower split). */
+#define DENSE_PARALLEL_MIN (1L << 23)
 
 typedef struct dense_state {
     int units, inputs;

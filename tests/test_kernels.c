@@ -320,10 +320,12 @@ Test(kernels, relu_tails_nan_and_accumulate)
 
 Test(kernels, dense_split_gemms)
 {
-    /* 1.3M multiply-adds and more: over the split threshold. N 33: dW by our kernel
-     * (inputs 300 = 4 x 64 + 44 and 130 units leave tails); N 70: by the GEMM. */
-    const int I = 300, U = 130;
-    for (int N = 33; N <= 70; N += 37)
+    /* N 33: under the split threshold (8.4M multiply-adds), dW by our kernel; N 64: split
+     * over threads, dW by our kernel; N 70: split, dW by the GEMM. Inputs 600 = 9 x 64 +
+     * 24 and 262 units leave tails in every block. */
+    const int I = 600, U = 262;
+    static const int sizes[] = {33, 64, 70};
+    for (int k = 0, N; k < 3 && (N = sizes[k]); k++)
     for (int threads = 1; threads <= 3; threads += 2)
         for (int twice = 0; twice <= 1; twice++) {
             lp_threads_init(threads);
