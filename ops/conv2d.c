@@ -28,6 +28,7 @@
  * padding goes to the bottom/right, as TensorFlow does). bias: true/false.
  */
 #include "compute.h"
+#include "conv2d_simd.h"
 #include "conv2d_winograd.h"
 #include "loupe_op.h"
 #include "shape.h"
@@ -387,27 +388,6 @@ static void direct_run(const float *in, const int *off, int taps, const float *w
  * horizontal sums, reading one sample's copies and dyt from L1. 8-float vectors:
  * on this CPU (Zen 4: 512-bit FMAs are two 256-bit halves) they cost no FLOPs and
  * fit MNIST's 8 and 16 filters exactly. */
-
-/* o[i] = column i of the 8x8 block r[0..8) (rows): o[i][j] = r[j][i]. */
-static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], __m256 o[8])
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
 
 /* dyt [G][P][8] from dy [F][P] (filters past F read 0): 8x8 transposes, whole
  * blocks with constant indices (registers only), then the tail. */
@@ -829,6 +809,22 @@ static void col2im_add(const conv_state *cs, const float *dcol, int c0, int nc, 
             }
 }
 
+/* This thread's number and count inside a parallel region (0 and 1 outside one),
+ * and its contiguous share [*s0, *s1) of N samples: which thread adds which sample
+ * is fixed for a thread count. */
+static int thread_share(int N, int *nt, int *s0, int *s1)
+{
+    int t = 0;
+    *nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    *nt = omp_get_num_threads();
+#endif
+    *s0 = (int)((long)N * t / *nt);
+    *s1 = (int)((long)N * (t + 1) / *nt);
+    return t;
+}
+
 static int threads_for(const lp_node *n, int N)
 {
     int t = lp_node_threads(n);
@@ -873,13 +869,7 @@ static void im2col_backward(lp_node *n, const conv_state *cs)
     int T = threads_for(n, N);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        /* Contiguous samples per thread: which thread adds which sample is fixed. */
-        int s0 = (int)((long)N * t / nt), s1 = (int)((long)N * (t + 1) / nt);
+        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
         float *pw = scratch + (size_t)t * cs->slot + part_off; /* [F, K] */
         float *pb = pw + (size_t)F * K;                          /* [F] */
         float *dcol = scratch + (size_t)t * cs->slot + cs->dcol_off;
@@ -939,13 +929,9 @@ static void direct_forward(lp_node *n, const conv_state *cs)
     T = T < d->tmax ? T : d->tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
+        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
         float *xk = aux0 + (size_t)t * d->aux + xk_at;
-        for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++) {
+        for (int s = s0; s < s1; s++) {
             if (d->rows) {
                 rows_forward(cs, wf, b, x + (size_t)s * in_sz, y + (size_t)s * F * P);
                 continue;
@@ -975,13 +961,7 @@ static void direct_backward(lp_node *n, const conv_state *cs)
     T = T < d->tmax ? T : d->tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        /* Contiguous samples per thread: which thread adds which sample is fixed. */
-        int s0 = (int)((long)N * t / nt), s1 = (int)((long)N * (t + 1) / nt);
+        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
         float *pad = aux0 + (size_t)t * d->aux, *g = pad + d->pad_size, *part = aux0 + (size_t)t * d->aux + part_at;
         float *dyt = part + d->part_size;
         if (dx) {
@@ -1033,13 +1013,9 @@ static void wino_forward(lp_node *n, const conv_state *cs)
     T = T < cs->wino_tmax ? T : cs->wino_tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
+        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
         float *ts = ts0 + (size_t)t * p->thread_size;
-        for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++)
+        for (int s = s0; s < s1; s++)
             lp_wino_forward(p, scratch, b, x + (size_t)s * in_sz, y + (size_t)s * F * P, ts);
     }
 }
@@ -1060,15 +1036,10 @@ static void wino_backward(lp_node *n, const conv_state *cs)
     T = T < cs->wino_tmax ? T : cs->wino_tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        /* Contiguous samples per thread: which thread adds which sample is fixed. */
+        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
         float *ts = ts0 + (size_t)t * p->thread_size, *part = ts + p->part_at;
         memset(part, 0, p->part_size * sizeof(float)); /* accumulated over the samples */
-        for (int s = (int)((long)N * t / nt); s < (int)((long)N * (t + 1) / nt); s++)
+        for (int s = s0; s < s1; s++)
             lp_wino_backward(p, scratch, x + (size_t)s * in_sz, dy + (size_t)s * F * P,
                              dx ? dx + (size_t)s * in_sz : NULL, acc, part, ts);
 #pragma omp barrier

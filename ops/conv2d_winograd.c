@@ -26,6 +26,7 @@
  * near L1.
  */
 #include "conv2d_winograd.h"
+#include "conv2d_simd.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -164,27 +165,6 @@ void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t strid
 }
 
 /* ---- 8x8 transposes between [C][H][W]-style planes and channel-last ---------- */
-
-/* o[i] = column i of the 8x8 block r[0..8) (rows): o[i][j] = r[j][i]. */
-static AI void transpose8(const __m256 r[8], __m256 o[8])
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
 
 static inline __mmask8 lanes(int lo, int hi) /* lanes [lo, hi) of 8 */
 {
