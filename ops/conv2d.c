@@ -8,7 +8,8 @@
  * (conv2d_winograd.c: 2.25x fewer multiply-adds; MNIST's conv2). Other stride-1
  * convs with AVX-512 take the direct path (see "the direct path" below): no column
  * matrix, and on MNIST's tiny layers several times faster than a GEMM per sample
- * (docs/performance.md). Everything else takes im2col + GEMM:
+ * (docs/performance.md); within it, one input channel, 3x3, unpadded (MNIST's conv1)
+ * runs the row kernels (forward and weight gradient). Everything else takes im2col + GEMM:
  * Per sample, the input patches are unrolled into
  * col [K = C*kh*kw, P = OH*OW], then out[F, P] = W[F, K] * col + b. Samples run in
  * parallel (OpenMP); lp_sgemm itself is single-threaded, so there is one level of
