@@ -46,6 +46,8 @@ struct lp_node {
     int first_param, n_params;   /* into g->param_table */
     size_t scratch_per_sample, scratch_fixed;
     bool needs_grad;             /* its output gradient is needed */
+    bool folded;                 /* absorbed by its consumer: never run, no buffers */
+    lp_node *absorbed;           /* the node folded into this one's input 0, or NULL */
     bool grad_written;           /* build-time: some consumer already writes its gradient */
     int index;                   /* position in topological order */
     /* planned per batch */
@@ -337,6 +339,7 @@ float *lp_node_param_grad(const lp_node *n, int k)
 
 void *lp_node_scratch(const lp_node *n) { return n->scratch; }
 int lp_node_training(const lp_node *n) { return n->g->training; }
+int lp_node_input_relu(const lp_node *n) { return n->absorbed != NULL; }
 const int32_t *lp_node_labels(const lp_node *n) { return n->g->labels; }
 int lp_node_threads(const lp_node *n) { return n->g->op_threads ? n->g->op_threads : lp_threads(); }
 
@@ -544,11 +547,36 @@ static void plan_gradients(lp_graph *g, bool input_grad)
     }
     for (int i = g->n_nodes - 1; i > 0; i--) {
         lp_node *n = g->nodes[i];
+        if (n->folded) continue;
         for (int k = 0; k < n->n_in; k++) {
             lp_node *p = n->in[k];
             n->in_accumulate[k] = p->grad_written;
             if (p->needs_grad) p->grad_written = true;
         }
+    }
+}
+
+/* Let a consumer absorb its producer where the registry says it can (max-pool after
+ * ReLU): the consumer reads the producer's input and applies the producer itself,
+ * the producer's node is skipped. Only when the producer feeds nothing else and is
+ * not an output. LOUPE_NO_FOLD=1 turns it off (to compare, in tests). */
+static void fold_nodes(lp_graph *g)
+{
+    const char *off = getenv("LOUPE_NO_FOLD");
+    if (off && *off && strcmp(off, "0") != 0) return;
+    for (int i = 1; i < g->n_nodes; i++) {
+        lp_node *m = g->nodes[i];
+        lp_node *r = m->n_in == 1 ? m->in[0] : NULL;
+        if (!r || !r->op || r->n_in != 1 || r->folded || r == g->output || r == g->final ||
+            !lp_op_absorbs(m->op, r->op))
+            continue;
+        int consumers = 0;
+        for (int j = 1; j < g->n_nodes; j++)
+            for (int k = 0; k < g->nodes[j]->n_in; k++) consumers += g->nodes[j]->in[k] == r;
+        if (consumers != 1) continue;
+        r->folded = true;
+        m->absorbed = r;
+        m->in[0] = r->in[0];
     }
 }
 
@@ -641,6 +669,7 @@ lp_status lp_graph_build(const lp_model_spec *spec, lp_graph **out, lp_error *er
     if (!s) s = setup_nodes(g);
     if (!s) s = check_reaches(g);
     if (!s) {
+        fold_nodes(g);
         plan_gradients(g, spec->input_grad);
         g->params = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
         g->grads = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
@@ -693,6 +722,7 @@ void lp_graph_init_params(lp_graph *g, uint64_t seed)
 
 static size_t node_bytes(const lp_node *n, int batch, bool is_input)
 {
+    if (n->folded) return 0;
     size_t floats = n->out_numel * (size_t)batch;
     size_t bytes = 0;
     if (!is_input) bytes += lp_arena_round(floats * sizeof(float));
@@ -720,6 +750,11 @@ static lp_status plan_arena(lp_graph *g, int max_batch, const char *what, lp_err
     for (int i = 0; i < g->n_nodes; i++) {
         lp_node *n = g->nodes[i];
         size_t floats = n->out_numel * (size_t)max_batch;
+        if (n->folded) {
+            n->out = n->out_grad = NULL;
+            n->scratch = NULL;
+            continue;
+        }
         n->out = i == 0 ? NULL : lp_arena_take(&g->arena, floats * sizeof(float));
         n->out_grad = n->needs_grad ? lp_arena_take(&g->arena, floats * sizeof(float)) : NULL;
         n->scratch = n->scratch_per_sample || n->scratch_fixed
@@ -748,6 +783,7 @@ static double forward_sum(lp_graph *g, const float *x, const int32_t *labels, in
     g->nodes[0]->out = (float *)x; /* read-only by contract: no op writes its inputs */
     for (int i = 1; i < g->n_nodes; i++) {
         lp_node *nd = g->nodes[i];
+        if (nd->folded) continue;
         double t0 = g->profile ? lp_seconds() : 0;
         nd->op->forward(nd);
         if (g->profile) nd->fwd_s += lp_seconds() - t0;
@@ -777,7 +813,7 @@ static void backward_from(lp_graph *g, const float *seed_grad, float seed_value)
         for (size_t i = 0; i < count; i++) f->out_grad[i] = seed_value;
     for (int i = g->n_nodes - 1; i > 0; i--) {
         lp_node *nd = g->nodes[i];
-        if (!nd->needs_grad) continue;
+        if (!nd->needs_grad || nd->folded) continue;
         double t0 = g->profile ? lp_seconds() : 0;
         nd->op->backward(nd);
         if (g->profile) nd->bwd_s += lp_seconds() - t0;
@@ -812,6 +848,7 @@ static lp_status lane_new(lp_graph *g, lp_graph **out, lp_error *err)
             break;
         }
         for (int k = 0; k < n->n_in; k++) inputs[k] = n->in[k]->name;
+        if (n->absorbed) inputs[0] = n->absorbed->name; /* as written: the lane folds it again */
         s = lp_model_spec_add(&spec, n->name, n->op->name, inputs, n->n_in, attrs);
         if (!s) spec.nodes[spec.n_nodes - 1].loc = n->loc;
         free(inputs);
@@ -845,6 +882,7 @@ static size_t sample_bytes(const lp_graph *g, bool train)
     size_t per = 1;
     for (int i = 0; i < g->n_nodes; i++) {
         const lp_node *n = g->nodes[i];
+        if (n->folded) continue;
         per += n->out_numel * sizeof(float) * ((i > 0) + (train && n->needs_grad)) + n->scratch_per_sample;
     }
     return per;

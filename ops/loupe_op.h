@@ -132,6 +132,10 @@ float *lp_node_param(const lp_node *n, int k);
 float *lp_node_param_grad(const lp_node *n, int k);
 void *lp_node_scratch(const lp_node *n);
 int lp_node_training(const lp_node *n);              /* 1 in training, 0 in eval */
+/* 1 when the graph folded a ReLU feeding input 0 into this node (built-ins that
+ * the registry lists in lp_op_absorbs only): input 0 is then the ReLU's input x,
+ * and the op must read max(x, 0) and pass a gradient only where x > 0. */
+int lp_node_input_relu(const lp_node *n);
 const int32_t *lp_node_labels(const lp_node *n);     /* [N] class labels, or NULL */
 /* A seed unique to this node and step, for seeded randomness (dropout). */
 uint64_t lp_node_step_seed(const lp_node *n);

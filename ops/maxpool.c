@@ -68,14 +68,16 @@ static inline int takes_over(float v, float m) { return v > m || (v != v && m ==
 
 /* Window (r0[2o], r0[2o+1], r1[2o], r1[2o+1]) -> max and its position 0..3, with
  * the general path's rules: strict > keeps the first maximum, a NaN wins once. */
-static inline float max4(const float *r0, const float *r1, int o, uint8_t *arg)
+static inline float max4(const float *r0, const float *r1, int o, uint8_t *arg, int relu)
 {
     float v[4] = {r0[2 * o], r0[2 * o + 1], r1[2 * o], r1[2 * o + 1]};
+    if (relu)
+        for (int k = 0; k < 4; k++) v[k] = v[k] > 0.0f ? v[k] : 0.0f;
     float m = v[0];
     uint8_t a = 0;
     for (uint8_t k = 1; k < 4; k++)
         if (takes_over(v[k], m)) { m = v[k]; a = k; }
-    *arg = a;
+    *arg = relu && !(m > 0.0f) ? (uint8_t)(a + 4) : a; /* 4..7: ReLU passes no gradient */
     return m;
 }
 
@@ -102,8 +104,11 @@ static inline void take(__m512 *m, __m512i *a, __m512 v, int k)
 }
 #endif
 
-/* One output row: rows r0, r1 of the input -> y[OW], arg[OW]. */
-static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, int OW)
+/* One output row: rows r0, r1 of the input -> y[OW], arg[OW]. relu: the input is
+ * max(x, 0) (a ReLU folded in, see lp_node_input_relu), applied as it is loaded,
+ * exactly as a separate ReLU would (NaN -> 0); a window whose max is not positive
+ * gets arg + 4, which backward matches with no position. */
+static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, int OW, int relu)
 {
     int o = 0;
 #if POOL_AVX512
@@ -116,6 +121,13 @@ static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, 
         __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * o), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * o + 16);
         __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
         __m512 v0 = evens(a0, a1), v1 = odds(a0, a1), v2 = evens(b0, b1), v3 = odds(b0, b1);
+        const __m512 zero = _mm512_setzero_ps();
+        if (relu) {
+            v0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, zero, _CMP_GT_OQ), v0);
+            v1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v1, zero, _CMP_GT_OQ), v1);
+            v2 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v2, zero, _CMP_GT_OQ), v2);
+            v3 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v3, zero, _CMP_GT_OQ), v3);
+        }
         __m512 best;
         __m512i at;
         if (!(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
@@ -137,11 +149,13 @@ static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, 
             take(&best, &at, v2, 2);
             take(&best, &at, v3, 3);
         }
+        if (relu)
+            at = _mm512_mask_add_epi32(at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), at, _mm512_set1_epi32(4));
         _mm512_mask_storeu_ps(y + o, m, best);
         _mm512_mask_cvtepi32_storeu_epi8(arg + o, m, at);
     }
 #endif
-    for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o]);
+    for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o], relu);
 }
 
 #if POOL_AVX512
@@ -191,6 +205,7 @@ static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1
 
 static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
 {
+    const int relu = lp_node_input_relu(n);
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window */
@@ -198,7 +213,7 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
     for (long p = 0; p < planes; p++)
         for (int oy = 0; oy < OH; oy++) {
             const float *r0 = x + (p * H + 2 * oy) * W;
-            pool2_row(r0, r0 + W, y + (p * OH + oy) * OW, arg + (p * OH + oy) * OW, OW);
+            pool2_row(r0, r0 + W, y + (p * OH + oy) * OW, arg + (p * OH + oy) * OW, OW, relu);
         }
 }
 
@@ -229,7 +244,8 @@ static void maxpool_forward(lp_node *n)
     if (st->fast) { pool2_forward(n, planes, H, W, OH, OW); return; }
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
-    int32_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: index into the H x W plane */
+    int32_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: index into the H x W plane, -1: none */
+    const int relu = lp_node_input_relu(n); /* see pool2_row */
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
@@ -239,15 +255,17 @@ static void maxpool_forward(lp_node *n)
             for (int ox = 0; ox < OW; ox++) {
                 int best = oy * sh * W + ox * sw;
                 float m = xp[best];
+                if (relu) m = m > 0.0f ? m : 0.0f;
                 for (int ky = 0; ky < kh; ky++) {
                     const int row = (oy * sh + ky) * W + ox * sw;
                     for (int kx = 0; kx < kw; kx++) {
                         float v = xp[row + kx];
+                        if (relu) v = v > 0.0f ? v : 0.0f;
                         if (takes_over(v, m)) { m = v; best = row + kx; }
                     }
                 }
                 yp[oy * OW + ox] = m;
-                ap[oy * OW + ox] = best;
+                ap[oy * OW + ox] = relu && !(m > 0.0f) ? -1 : best;
             }
     }
 }
@@ -275,7 +293,8 @@ static void maxpool_backward(lp_node *n)
         if (!acc) memset(dxp, 0, (size_t)HW * sizeof(float));
         const float *dyp = dy + p * OHW;
         const int32_t *ap = arg + p * OHW;
-        for (long o = 0; o < OHW; o++) dxp[ap[o]] += dyp[o];
+        for (long o = 0; o < OHW; o++)
+            if (ap[o] >= 0) dxp[ap[o]] += dyp[o];
     }
 }
 

@@ -92,6 +92,11 @@ const lp_op *lp_op_find(const char *name)
     return NULL;
 }
 
+int lp_op_absorbs(const lp_op *consumer, const lp_op *producer)
+{
+    return consumer == &lp_op_maxpool && producer == &lp_op_relu;
+}
+
 int lp_op_count(void)
 {
     lp_registry_init();

@@ -20,6 +20,13 @@ lp_status lp_op_register(const lp_op *op, const char *origin, lp_error *err);
 /* The op called name, or NULL. */
 const lp_op *lp_op_find(const char *name);
 
+/* Whether `consumer`, reading `producer`'s output as its only input, can apply
+ * the producer itself (the graph then skips the producer's node; see
+ * lp_node_input_relu). Only built-in pairs are listed: max-pool after ReLU, where
+ * maxpool(relu(x)) computed in one pass saves a whole pass over the activation,
+ * forward and backward. */
+int lp_op_absorbs(const lp_op *consumer, const lp_op *producer);
+
 /* Number of registered ops, and the i-th with where it came from. */
 int lp_op_count(void);
 const lp_op *lp_op_at(int i, const char **origin);

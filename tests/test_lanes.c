@@ -159,3 +159,64 @@ Test(lanes, parameters_are_shared_and_profile_sums_lanes)
     cr_assert_gt(b, 0.0);
     lp_graph_free(g);
 }
+
+/* ---- a ReLU folded into the max-pool that reads it ------------------------------ */
+
+/* conv -> relu -> maxpool 2x2 (the fast path, odd input: a column dropped) -> conv ->
+ * relu -> maxpool 2/1 (the general path) -> dense -> loss, built with or without
+ * folding. A conv, not a ReLU, after each pool: its gradient is not zero where the
+ * pool's output is, so a gradient let through a non-positive window shows. */
+static lp_graph *build_folding_net(int fold)
+{
+    if (fold) unsetenv("LOUPE_NO_FOLD");
+    else setenv("LOUPE_NO_FOLD", "1", 1);
+    lp_model_spec s = {.input = lp_shape3(C, H, W)};
+    add(&s, "conv1", "conv2d", "input", attrs("filters", "4", "kernel", "3"));
+    lp_value_map_set(s.nodes[0].attrs, "padding", NOLOC, lp_value_new_scalar("1", NOLOC));
+    add(&s, "relu1", "relu", "conv1", NULL);
+    add(&s, "pool1", "maxpool", "relu1", attrs("size", "2", NULL, NULL));
+    add(&s, "conv2", "conv2d", "pool1", attrs("filters", "3", "kernel", "2"));
+    add(&s, "relu2", "relu", "conv2", NULL);
+    add(&s, "pool2", "maxpool", "relu2", attrs("size", "2", "stride", "1"));
+    add(&s, "flat", "flatten", "pool2", NULL);
+    add(&s, "fc", "dense", "flat", attrs("units", "5", NULL, NULL));
+    s.loss = strdup("softmax_cross_entropy");
+    lp_graph *g = NULL;
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_build(&s, &g, &err), LP_OK, "%s", err.msg);
+    lp_model_spec_free(&s);
+    unsetenv("LOUPE_NO_FOLD");
+    lp_graph_init_params(g, 11);
+    return g;
+}
+
+Test(lanes, folded_relu_gives_the_same_numbers_bit_for_bit)
+{
+    lp_graph *a = build_folding_net(1), *b = build_folding_net(0);
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_plan(a, MAX_N, &err), LP_OK);
+    cr_assert_eq(lp_graph_plan(b, MAX_N, &err), LP_OK);
+    lp_graph_set_profile(a, true);
+    lp_graph_set_profile(b, true);
+    for (int n = 1; n <= MAX_N; n += 4) {
+        float la = lp_graph_forward(a, x, y, n, true), lb = lp_graph_forward(b, x, y, n, true);
+        cr_assert_eq(la, lb, "n %d: loss %.9g folded, %.9g not", n, la, lb);
+        lp_graph_backward(a, NULL);
+        lp_graph_backward(b, NULL);
+        size_t P = lp_graph_param_floats(a);
+        cr_assert_eq(memcmp(lp_graph_grads(a), lp_graph_grads(b), P * sizeof(float)), 0,
+                     "n %d: parameter gradients differ", n);
+        cr_assert_eq(memcmp(lp_graph_logits(a), lp_graph_logits(b), (size_t)n * CLASSES * sizeof(float)), 0);
+    }
+    /* Folded means not run: the ReLU nodes (2 and 5; 0 is the input) took no time in a, some in b. */
+    double f, bw;
+    for (int i = 2; i <= 5; i += 3) {
+        cr_assert_str_eq(lp_graph_node_op(a, i), "relu");
+        lp_graph_node_times(a, i, &f, &bw);
+        cr_assert(f == 0.0 && bw == 0.0, "node %d ran although folded", i);
+        lp_graph_node_times(b, i, &f, &bw);
+        cr_assert(f > 0.0, "node %d did not run unfolded", i);
+    }
+    lp_graph_free(a);
+    lp_graph_free(b);
+}
