@@ -36,6 +36,20 @@ static void add(lp_model_spec *s, const char *name, const char *op, const char *
     cr_assert_eq(lp_model_spec_add(s, name, op, inputs, 1, a), LP_OK);
 }
 
+/* Append dense(5) + softmax cross-entropy after "flat", build, free the spec and
+ * initialise the parameters from seed. */
+static lp_graph *build_with_head(lp_model_spec *s, uint64_t seed)
+{
+    add(s, "fc", "dense", "flat", attrs("units", "5", NULL, NULL));
+    s->loss = strdup("softmax_cross_entropy");
+    lp_graph *g = NULL;
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_build(s, &g, &err), LP_OK, "%s", err.msg);
+    lp_model_spec_free(s);
+    lp_graph_init_params(g, seed);
+    return g;
+}
+
 /* conv (stride 1: the direct kernel) -> relu -> maxpool -> conv (stride 2: im2col)
  * -> flatten -> dense -> softmax cross-entropy: every built-in that holds
  * per-sample state or parameter gradients. */
@@ -48,14 +62,7 @@ static lp_graph *build_net(void)
     add(&s, "conv2", "conv2d", "pool1", attrs("filters", "3", "stride", "2"));
     lp_value_map_set(s.nodes[3].attrs, "kernel", NOLOC, lp_value_new_scalar("2", NOLOC));
     add(&s, "flat", "flatten", "conv2", NULL);
-    add(&s, "fc", "dense", "flat", attrs("units", "5", NULL, NULL));
-    s.loss = strdup("softmax_cross_entropy");
-    lp_graph *g = NULL;
-    lp_error err = {0};
-    cr_assert_eq(lp_graph_build(&s, &g, &err), LP_OK, "%s", err.msg);
-    lp_model_spec_free(&s);
-    lp_graph_init_params(g, 7);
-    return g;
+    return build_with_head(&s, 7);
 }
 
 static float x[MAX_N * C * H * W];
@@ -179,14 +186,8 @@ static lp_graph *build_folding_net(int fold)
     add(&s, "relu2", "relu", "conv2", NULL);
     add(&s, "pool2", "maxpool", "relu2", attrs("size", "2", "stride", "1"));
     add(&s, "flat", "flatten", "pool2", NULL);
-    add(&s, "fc", "dense", "flat", attrs("units", "5", NULL, NULL));
-    s.loss = strdup("softmax_cross_entropy");
-    lp_graph *g = NULL;
-    lp_error err = {0};
-    cr_assert_eq(lp_graph_build(&s, &g, &err), LP_OK, "%s", err.msg);
-    lp_model_spec_free(&s);
+    lp_graph *g = build_with_head(&s, 11);
     unsetenv("LOUPE_NO_FOLD");
-    lp_graph_init_params(g, 11);
     return g;
 }
 
