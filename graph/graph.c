@@ -83,7 +83,7 @@ struct lp_graph {
 
     /* Sliced runs (lp_graph_plan_lanes): lanes[0] is this graph, the others are
      * copies of it with their own buffers and gradients, sharing its parameters. */
-    lp_graph **lanes;
+    lp_graph **lanes;  /* always at least lanes[0] == this graph (set at build) */
     int n_lanes;
     int slice, infer_slice;    /* samples per slice, at most, training and inference */
     int lanes_from;            /* training batches smaller than this run on one lane */
@@ -673,7 +673,9 @@ lp_status lp_graph_build(const lp_model_spec *spec, lp_graph **out, lp_error *er
         plan_gradients(g, spec->input_grad);
         g->params = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
         g->grads = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
-        if (!g->params || !g->grads) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for parameters");
+        g->lanes = malloc(sizeof *g->lanes);
+        if (g->lanes) g->lanes[g->n_lanes++] = g;
+        if (!g->params || !g->grads || !g->lanes) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for parameters");
         else {
             memset(g->params, 0, g->param_floats * sizeof(float));
             memset(g->grads, 0, g->param_floats * sizeof(float));
@@ -914,7 +916,6 @@ lp_status lp_graph_plan_lanes(lp_graph *g, int max_batch, int threads, lp_error 
         lp_graph **lanes = realloc(g->lanes, (size_t)want * sizeof *lanes);
         if (!lanes) return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
         g->lanes = lanes;
-        if (g->n_lanes == 0) g->lanes[g->n_lanes++] = g;
         while (g->n_lanes < want) {
             lp_status s = lane_new(g, &g->lanes[g->n_lanes], err);
             if (s) return s;
@@ -1060,8 +1061,8 @@ long long lp_graph_node_params(const lp_graph *g, int i)
 
 void lp_graph_set_profile(lp_graph *g, bool on)
 {
-    for (int r = 0; r < (g->n_lanes ? g->n_lanes : 1); r++) {
-        lp_graph *lane = g->n_lanes ? g->lanes[r] : g;
+    for (int r = 0; r < g->n_lanes; r++) {
+        lp_graph *lane = g->lanes[r];
         lane->profile = on;
         for (int i = 0; i < lane->n_nodes; i++) lane->nodes[i]->fwd_s = lane->nodes[i]->bwd_s = 0;
     }
@@ -1070,8 +1071,8 @@ void lp_graph_set_profile(lp_graph *g, bool on)
 void lp_graph_node_times(const lp_graph *g, int i, double *fwd_s, double *bwd_s)
 {
     *fwd_s = *bwd_s = 0;
-    for (int r = 0; r < (g->n_lanes ? g->n_lanes : 1); r++) {
-        const lp_graph *lane = g->n_lanes ? g->lanes[r] : g;
+    for (int r = 0; r < g->n_lanes; r++) {
+        const lp_graph *lane = g->lanes[r];
         *fwd_s += lane->nodes[i]->fwd_s;
         *bwd_s += lane->nodes[i]->bwd_s;
     }
@@ -1079,8 +1080,8 @@ void lp_graph_node_times(const lp_graph *g, int i, double *fwd_s, double *bwd_s)
 
 void lp_graph_set_step(lp_graph *g, uint64_t seed, uint64_t step)
 {
-    for (int r = 0; r < (g->n_lanes ? g->n_lanes : 1); r++) {
-        lp_graph *lane = g->n_lanes ? g->lanes[r] : g;
+    for (int r = 0; r < g->n_lanes; r++) {
+        lp_graph *lane = g->lanes[r];
         lane->seed = seed;
         lane->step = step;
     }
