@@ -112,8 +112,9 @@ wait_for() { # SQL condition, timeout in tenths of a second
     done
 }
 R=$(($(sq 'SELECT max(id) FROM runs') + 1))
-# Epochs of 4,000 images, so the signal lands well before the last of the 8 epochs.
-"$L" train "$@" --set data.train_limit=4000 >"$T/out" 2>"$T/err" &
+# Epochs of 20,000 images (~0.3 s each on one thread), so the signal lands well before
+# the last of the 8 epochs (4,000 took 70 ms an epoch once the steps got faster).
+"$L" train "$@" --set data.train_limit=20000 >"$T/out" 2>"$T/err" &
 P=$!
 E2E_PIDS="$E2E_PIDS $P"
 if wait_for "id = $R AND epochs_done >= 2" 1200; then ok "run $R committed 2 epochs"; else bad "run $R never committed 2 epochs"; fi
@@ -131,13 +132,13 @@ check_eq "interrupted run $R completed all epochs" \
     "$(sq "SELECT status || ' ' || epochs_done FROM runs WHERE id = $R")" "completed $EPOCHS"
 
 # ---- Ctrl-C in the first epoch: nothing committed, resume starts over ----
-"$L" train configs/mnist_two_conv.yaml --set data.train_limit=30000 --set data.test_limit=500 \
+"$L" train configs/mnist_two_conv.yaml --set data.test_limit=500 \
     --set train.epochs=1 --db "$DB" --threads 1 --quiet >"$T/out" 2>"$T/err" &
 P=$!
 E2E_PIDS="$E2E_PIDS $P"
 R=$((R + 1))
 if wait_for "id = $R" 600; then ok "run $R started"; else bad "run $R never started"; fi
-sleep 0.2   # past the signal handler's installation, well inside epoch 1 (469 batches: ~1 s even at 30k images/s)
+sleep 0.2   # past the signal handler's installation, well inside epoch 1 (938 batches: ~1 s even at 60k images/s)
 kill -INT "$P"
 wait "$P"
 RC=$?
