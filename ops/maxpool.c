@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define POOL_AVX512 1
 #else
@@ -122,37 +122,43 @@ static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, 
         __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
         __m512 v0 = evens(a0, a1), v1 = odds(a0, a1), v2 = evens(b0, b1), v3 = odds(b0, b1);
         const __m512 zero = _mm512_setzero_ps();
-        if (relu) {
-            v0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, zero, _CMP_GT_OQ), v0);
-            v1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v1, zero, _CMP_GT_OQ), v1);
-            v2 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v2, zero, _CMP_GT_OQ), v2);
-            v3 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v3, zero, _CMP_GT_OQ), v3);
+        if (relu) { /* max(v, +0) returns +0 for NaN and -0 too: exactly v > 0 ? v : 0 */
+            v0 = _mm512_max_ps(v0, zero);
+            v1 = _mm512_max_ps(v1, zero);
+            v2 = _mm512_max_ps(v2, zero);
+            v3 = _mm512_max_ps(v3, zero);
         }
         __m512 best;
-        __m512i at;
-        if (!(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
+        __m128i at; /* the window positions as bytes */
+        if (relu || !(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
             /* no NaN: the max, then the first position holding it (independent
-             * compares, not a chain of takes) */
+             * compares, not a chain of takes), its two bits straight from the masks */
             __m512 mx = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
             __mmask16 e0 = _mm512_cmp_ps_mask(v0, mx, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, mx, _CMP_EQ_OQ),
                       e2 = _mm512_cmp_ps_mask(v2, mx, _CMP_EQ_OQ);
-            at = _mm512_mask_mov_epi32(_mm512_set1_epi32(3), e2, _mm512_set1_epi32(2));
-            best = _mm512_mask_mov_ps(v3, e2, v2);
-            at = _mm512_mask_mov_epi32(at, e1, _mm512_set1_epi32(1));
-            best = _mm512_mask_mov_ps(best, e1, v1);
-            at = _mm512_mask_mov_epi32(at, e0, _mm512_setzero_si512());
-            best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
+            __mmask16 odd = (__mmask16)(~e0 & (e1 | ~e2)), second_row = (__mmask16)(~e0 & ~e1);
+            at = _mm_or_si128(_mm_maskz_mov_epi8(odd, _mm_set1_epi8(1)), _mm_maskz_mov_epi8(second_row, _mm_set1_epi8(2)));
+            if (relu) {
+                best = mx; /* every value is >= +0 here: no -0 to keep */
+            } else {
+                best = _mm512_mask_mov_ps(v3, e2, v2);
+                best = _mm512_mask_mov_ps(best, e1, v1);
+                best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
+            }
         } else {
             best = v0;
-            at = _mm512_setzero_si512();
-            take(&best, &at, v1, 1);
-            take(&best, &at, v2, 2);
-            take(&best, &at, v3, 3);
+            __m512i at32 = _mm512_setzero_si512();
+            take(&best, &at32, v1, 1);
+            take(&best, &at32, v2, 2);
+            take(&best, &at32, v3, 3);
+            at = _mm512_cvtepi32_epi8(at32);
         }
         if (relu)
-            at = _mm512_mask_add_epi32(at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), at, _mm512_set1_epi32(4));
+            at = _mm_mask_add_epi8(at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), at, _mm_set1_epi8(4));
         _mm512_mask_storeu_ps(y + o, m, best);
-        _mm512_mask_cvtepi32_storeu_epi8(arg + o, m, at);
+        /* a byte store from a register: vpmovdb straight to memory is slow on Zen 4
+         * (measured: the top instruction of the whole forward) */
+        _mm_mask_storeu_epi8(arg + o, m, at);
     }
 #endif
     for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o], relu);
@@ -185,13 +191,13 @@ static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1
         __mmask16 mhi = (__mmask16)(left > 8 ? (1u << 2 * (left - 8)) - 1 : 0);
         if (left == 16) mhi = 0xFFFF;
         __m512 gv = _mm512_maskz_loadu_ps(m, g + o);
-        __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg + o));
+        __m128i a = _mm_maskz_loadu_epi8(m, arg + o);
         /* Named vectors, not an array: gcc keeps an array indexed in a loop on the
          * stack (measured: half of this function's time in spills). */
-        __m512 v0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_setzero_si512()), gv);
-        __m512 v1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(1)), gv);
-        __m512 v2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(2)), gv);
-        __m512 v3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(3)), gv);
+        __m512 v0 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_setzero_si128()), gv);
+        __m512 v1 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(1)), gv);
+        __m512 v2 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(2)), gv);
+        __m512 v3 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(3)), gv);
         unpool2_store(d0 + 2 * o, _mm512_permutex2var_ps(v0, ilo, v1), _mm512_permutex2var_ps(v0, ihi, v1), mlo, mhi, acc);
         unpool2_store(d1 + 2 * o, _mm512_permutex2var_ps(v2, ilo, v3), _mm512_permutex2var_ps(v2, ihi, v3), mlo, mhi, acc);
     }
