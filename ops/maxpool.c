@@ -10,7 +10,9 @@
  * 2x2 windows with stride 2 (every MNIST net) take a fast path: the argmax is one
  * byte (0..3, row-major in the window), 16 outputs per step with AVX-512, and
  * backward writes every input of its windows (the gradient or 0) instead of
- * clearing the plane first, since such windows tile the input exactly.
+ * clearing the plane first, since such windows tile the input exactly. Narrow planes
+ * (conv2's 11 x 11 in the two-conv net: 5 outputs a row) put several output rows in
+ * one vector, through index tables built at setup, instead of wasting 11 of 16 lanes.
  */
 #include "loupe_op.h"
 
@@ -26,10 +28,40 @@
 /* Below this many outputs a parallel loop costs more than it saves. */
 #define POOL_PARALLEL_MIN 16384
 
+/* Several output rows per vector (2x2 stride 2, narrow planes): a group of `rows`
+ * output rows reads input rows 2oy .. 2oy + 2 x rows - 1; the windows' top-left
+ * inputs must lie within two vectors (32 floats) of the group's first input row. */
+#define GROUP_SPAN 32
+#define GROUP_CHUNKS 3 /* 16-float pieces of a group's 2 x rows x W inputs (<= 34) */
+
+typedef struct pool2_group_plan {
+    int rows;                 /* output rows per vector; 0: one row at a time */
+    int32_t left[16];         /* lane j's window's top-left input, from the group's first row */
+    int32_t lane[GROUP_CHUNKS][16]; /* backward: input float 16q + i of the group takes  */
+    int32_t pos[GROUP_CHUNKS][16];  /* lane[q][i]'s gradient if its arg is pos[q][i] (-1: never) */
+} pool2_group_plan;
+
 typedef struct maxpool_state {
     int kh, kw, sh, sw;
     int fast;   /* 2x2 stride 2: byte argmax */
+    pool2_group_plan group;
 } maxpool_state;
+
+/* The most output rows r that fit 16 lanes and the two-vector span; tables for them. */
+static void plan_groups(pool2_group_plan *g, int W, int OW)
+{
+    memset(g, 0, sizeof *g);
+    int r = 0;
+    while ((r + 1) * OW <= 16 && 2 * W * r + 2 * OW <= GROUP_SPAN) r++;
+    if (r < 2) return;
+    g->rows = r;
+    for (int j = 0; j < r * OW; j++) g->left[j] = 2 * W * (j / OW) + 2 * (j % OW);
+    for (int p = 0; p < GROUP_CHUNKS * 16; p++) {
+        int row = p / W, col = p % W, in_group = p < 2 * r * W && col < 2 * OW;
+        g->lane[p / 16][p % 16] = in_group ? (row / 2) * OW + col / 2 : 0;
+        g->pos[p / 16][p % 16] = in_group ? (row % 2) * 2 + col % 2 : -1;
+    }
+}
 
 static lp_status maxpool_setup(lp_node *n)
 {
@@ -53,10 +85,11 @@ static lp_status maxpool_setup(lp_node *n)
     maxpool_state *st = lp_node_alloc_state(n, sizeof *st);
     if (!st) return LP_ERR_NOMEM;
     int fast = size[0] == 2 && size[1] == 2 && stride[0] == 2 && stride[1] == 2;
-    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast};
+    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast, {0}};
     lp_shape out = {3, {in.dims[0], (in.dims[1] - size[0]) / stride[0] + 1,
                         (in.dims[2] - size[1]) / stride[1] + 1}};
     size_t outs = (size_t)out.dims[0] * out.dims[1] * out.dims[2];
+    if (fast && POOL_AVX512) plan_groups(&st->group, in.dims[2], out.dims[2]);
     lp_node_set_scratch(n, outs * (fast ? 1 : sizeof(int32_t)), 0);
     return lp_node_set_out_shape(n, out);
 }
@@ -104,61 +137,111 @@ static inline void take(__m512 *m, __m512i *a, __m512 v, int k)
 }
 #endif
 
-/* One output row: rows r0, r1 of the input -> y[OW], arg[OW]. relu: the input is
- * max(x, 0) (a ReLU folded in, see lp_node_input_relu), applied as it is loaded,
- * exactly as a separate ReLU would (NaN -> 0); a window whose max is not positive
- * gets arg + 4, which backward matches with no position. */
+#if POOL_AVX512
+/* The windows (v0, v1 | v2, v3) -> their max, and in *at each one's position 0..3 as
+ * a byte. relu: the input is max(x, 0) (a ReLU folded in, see lp_node_input_relu),
+ * applied here exactly as a separate ReLU would (NaN -> 0); a window whose max is
+ * not positive gets position + 4, which backward matches with no input. */
+static inline __m512 window_max(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int relu, __m128i *at)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    if (relu) { /* max(v, +0) returns +0 for NaN and -0 too: exactly v > 0 ? v : 0 */
+        v0 = _mm512_max_ps(v0, zero);
+        v1 = _mm512_max_ps(v1, zero);
+        v2 = _mm512_max_ps(v2, zero);
+        v3 = _mm512_max_ps(v3, zero);
+    }
+    __m512 best;
+    if (relu || !(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
+        /* no NaN: the max, then the first position holding it (independent
+         * compares, not a chain of takes), its two bits straight from the masks */
+        __m512 mx = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
+        __mmask16 e0 = _mm512_cmp_ps_mask(v0, mx, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, mx, _CMP_EQ_OQ),
+                  e2 = _mm512_cmp_ps_mask(v2, mx, _CMP_EQ_OQ);
+        __mmask16 odd = (__mmask16)(~e0 & (e1 | ~e2)), second_row = (__mmask16)(~e0 & ~e1);
+        *at = _mm_or_si128(_mm_maskz_mov_epi8(odd, _mm_set1_epi8(1)), _mm_maskz_mov_epi8(second_row, _mm_set1_epi8(2)));
+        if (relu) {
+            best = mx; /* every value is >= +0 here: no -0 to keep */
+        } else {
+            best = _mm512_mask_mov_ps(v3, e2, v2);
+            best = _mm512_mask_mov_ps(best, e1, v1);
+            best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
+        }
+    } else {
+        best = v0;
+        __m512i at32 = _mm512_setzero_si512();
+        take(&best, &at32, v1, 1);
+        take(&best, &at32, v2, 2);
+        take(&best, &at32, v3, 3);
+        *at = _mm512_cvtepi32_epi8(at32);
+    }
+    if (relu) *at = _mm_mask_add_epi8(*at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), *at, _mm_set1_epi8(4));
+    return best;
+}
+
+/* y, arg <- the windows under mask m. The arg bytes are stored from a register:
+ * vpmovdb straight to memory is slow on Zen 4 (measured: it was the top
+ * instruction of the whole forward). */
+static inline void store_windows(float *y, uint8_t *arg, __mmask16 m, __m512 best, __m128i at)
+{
+    _mm512_mask_storeu_ps(y, m, best);
+    _mm_mask_storeu_epi8(arg, m, at);
+}
+
+/* The first n lanes. */
+static inline __mmask16 first_lanes(int n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
+
+/* A group of `rows` output rows of one plane (see pool2_group_plan): top is the
+ * group's first input row. */
+static void pool2_group(const pool2_group_plan *g, const float *top, int W, int OW, int rows,
+                        float *y, uint8_t *arg, int relu)
+{
+    const int span = 2 * W * (rows - 1) + 2 * OW;
+    const __mmask16 mlo = first_lanes(span), mhi = first_lanes(span - 16);
+    const __m512i left = _mm512_loadu_si512(g->left), right = _mm512_add_epi32(left, _mm512_set1_epi32(1));
+    const float *bottom = top + W;
+    __m512 a0 = _mm512_maskz_loadu_ps(mlo, top), a1 = _mm512_maskz_loadu_ps(mhi, top + 16);
+    __m512 b0 = _mm512_maskz_loadu_ps(mlo, bottom), b1 = _mm512_maskz_loadu_ps(mhi, bottom + 16);
+    __m128i at;
+    __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
+                             _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1), relu, &at);
+    store_windows(y, arg, first_lanes(rows * OW), best, at);
+}
+
+/* Backward of a group: the gradients g of its rows x OW outputs -> its 2 x rows x W
+ * input floats from d (every one written: the gradient, or 0). */
+static void unpool2_group(const pool2_group_plan *gp, const float *g, const uint8_t *arg, float *d,
+                          int W, int OW, int rows, int acc)
+{
+    const __mmask16 m = first_lanes(rows * OW);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g);
+    const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg));
+    const int len = 2 * rows * W;
+    for (int q = 0; q * 16 < len; q++) {
+        const __mmask16 mq = first_lanes(len - 16 * q);
+        const __m512i lane = _mm512_loadu_si512(gp->lane[q]);
+        const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(lane, av),
+                                                      _mm512_loadu_si512(gp->pos[q]));
+        __m512 v = _mm512_maskz_mov_ps(hit, _mm512_permutexvar_ps(lane, gv));
+        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mq, d + 16 * q));
+        _mm512_mask_storeu_ps(d + 16 * q, mq, v);
+    }
+}
+#endif
+
+/* One output row: rows r0, r1 of the input -> y[OW], arg[OW] (relu: see window_max). */
 static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, int OW, int relu)
 {
     int o = 0;
 #if POOL_AVX512
     for (; o < OW; o += 16) {
         int left = OW - o < 16 ? OW - o : 16;
-        __mmask16 m = (__mmask16)((1u << left) - 1);
-        __mmask16 mlo = (__mmask16)(left >= 8 ? 0xFFFF : (1u << 2 * left) - 1);
-        __mmask16 mhi = (__mmask16)(left > 8 ? (1u << 2 * (left - 8)) - 1 : 0);
-        if (left == 16) mhi = 0xFFFF;
+        __mmask16 mlo = first_lanes(2 * left), mhi = first_lanes(2 * left - 16);
         __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * o), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * o + 16);
         __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
-        __m512 v0 = evens(a0, a1), v1 = odds(a0, a1), v2 = evens(b0, b1), v3 = odds(b0, b1);
-        const __m512 zero = _mm512_setzero_ps();
-        if (relu) { /* max(v, +0) returns +0 for NaN and -0 too: exactly v > 0 ? v : 0 */
-            v0 = _mm512_max_ps(v0, zero);
-            v1 = _mm512_max_ps(v1, zero);
-            v2 = _mm512_max_ps(v2, zero);
-            v3 = _mm512_max_ps(v3, zero);
-        }
-        __m512 best;
-        __m128i at; /* the window positions as bytes */
-        if (relu || !(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
-            /* no NaN: the max, then the first position holding it (independent
-             * compares, not a chain of takes), its two bits straight from the masks */
-            __m512 mx = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
-            __mmask16 e0 = _mm512_cmp_ps_mask(v0, mx, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, mx, _CMP_EQ_OQ),
-                      e2 = _mm512_cmp_ps_mask(v2, mx, _CMP_EQ_OQ);
-            __mmask16 odd = (__mmask16)(~e0 & (e1 | ~e2)), second_row = (__mmask16)(~e0 & ~e1);
-            at = _mm_or_si128(_mm_maskz_mov_epi8(odd, _mm_set1_epi8(1)), _mm_maskz_mov_epi8(second_row, _mm_set1_epi8(2)));
-            if (relu) {
-                best = mx; /* every value is >= +0 here: no -0 to keep */
-            } else {
-                best = _mm512_mask_mov_ps(v3, e2, v2);
-                best = _mm512_mask_mov_ps(best, e1, v1);
-                best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
-            }
-        } else {
-            best = v0;
-            __m512i at32 = _mm512_setzero_si512();
-            take(&best, &at32, v1, 1);
-            take(&best, &at32, v2, 2);
-            take(&best, &at32, v3, 3);
-            at = _mm512_cvtepi32_epi8(at32);
-        }
-        if (relu)
-            at = _mm_mask_add_epi8(at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), at, _mm_set1_epi8(4));
-        _mm512_mask_storeu_ps(y + o, m, best);
-        /* a byte store from a register: vpmovdb straight to memory is slow on Zen 4
-         * (measured: the top instruction of the whole forward) */
-        _mm_mask_storeu_epi8(arg + o, m, at);
+        __m128i at;
+        __m512 best = window_max(evens(a0, a1), odds(a0, a1), evens(b0, b1), odds(b0, b1), relu, &at);
+        store_windows(y + o, arg + o, first_lanes(left), best, at);
     }
 #endif
     for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o], relu);
@@ -186,10 +269,7 @@ static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1
     const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (; o < OW; o += 16) {
         int left = OW - o < 16 ? OW - o : 16;
-        __mmask16 m = (__mmask16)((1u << left) - 1);
-        __mmask16 mlo = (__mmask16)(left >= 8 ? 0xFFFF : (1u << 2 * left) - 1);
-        __mmask16 mhi = (__mmask16)(left > 8 ? (1u << 2 * (left - 8)) - 1 : 0);
-        if (left == 16) mhi = 0xFFFF;
+        __mmask16 m = first_lanes(left), mlo = first_lanes(2 * left), mhi = first_lanes(2 * left - 16);
         __m512 gv = _mm512_maskz_loadu_ps(m, g + o);
         __m128i a = _mm_maskz_loadu_epi8(m, arg + o);
         /* Named vectors, not an array: gcc keeps an array indexed in a loop on the
@@ -211,29 +291,45 @@ static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1
 
 static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
 {
+    const pool2_group_plan *g = &((const maxpool_state *)lp_node_state(n))->group;
     const int relu = lp_node_input_relu(n);
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window */
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++)
-        for (int oy = 0; oy < OH; oy++) {
+        for (int oy = 0; oy < OH; oy += g->rows ? g->rows : 1) {
             const float *r0 = x + (p * H + 2 * oy) * W;
-            pool2_row(r0, r0 + W, y + (p * OH + oy) * OW, arg + (p * OH + oy) * OW, OW, relu);
+            const long o = (p * OH + oy) * OW;
+#if POOL_AVX512
+            if (g->rows) {
+                pool2_group(g, r0, W, OW, OH - oy < g->rows ? OH - oy : g->rows, y + o, arg + o, relu);
+                continue;
+            }
+#endif
+            pool2_row(r0, r0 + W, y + o, arg + o, OW, relu);
         }
 }
 
 static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int OH, int OW)
 {
+    const pool2_group_plan *g = &((const maxpool_state *)lp_node_state(n))->group;
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const float *dy = lp_node_out_grad(n);
     const uint8_t *arg = lp_node_scratch(n);
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         float *dxp = dx + p * H * W;
-        for (int oy = 0; oy < OH; oy++) {
+        for (int oy = 0; oy < OH; oy += g->rows ? g->rows : 1) {
             float *d0 = dxp + (long)2 * oy * W;
-            unpool2_row(dy + (p * OH + oy) * OW, arg + (p * OH + oy) * OW, d0, d0 + W, OW, acc);
+            const long o = (p * OH + oy) * OW;
+#if POOL_AVX512
+            if (g->rows) { /* the dropped column too */
+                unpool2_group(g, dy + o, arg + o, d0, W, OW, OH - oy < g->rows ? OH - oy : g->rows, acc);
+                continue;
+            }
+#endif
+            unpool2_row(dy + o, arg + o, d0, d0 + W, OW, acc);
             if (!acc && W > 2 * OW) d0[W - 1] = d0[2 * W - 1] = 0.0f; /* the dropped column */
         }
         if (!acc && H > 2 * OH) memset(dxp + (long)2 * OH * W, 0, (size_t)W * sizeof(float));

@@ -242,6 +242,10 @@ ParameterizedTestParameters(kernels, maxpool_2x2)
     static pool_case cases[] = {
         {2, 3, 26, 26, 0, 1}, {2, 16, 11, 11, 1, 3}, {1, 2, 7, 9, 1, 1},
         {2, 2, 40, 70, 1, 3}, {3, 1, 33, 35, 0, 1},  {1, 1, 2, 64, 1, 1},
+        /* several output rows per vector: 2 (11 x 11, 8 x 8), 4 (4 x 4, 5 x 5), a
+         * short last group; then a narrow row too wide to group (13: 6 outputs) */
+        {3, 4, 11, 11, 0, 1}, {2, 3, 8, 8, 0, 2},   {2, 2, 4, 4, 0, 1},
+        {1, 3, 5, 5, 1, 1},   {2, 2, 5, 13, 0, 1},
     };
     return cr_make_param_array(pool_case, cases, sizeof cases / sizeof cases[0]);
 }
