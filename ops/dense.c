@@ -24,8 +24,11 @@
 #define DENSE_AVX512 0
 #endif
 
-/* Up to this many samples dW is our kernel, not a GEMM call (see dense_dw_rows). */
-#define DENSE_DW_ROWS_MAX 64
+/* Up to this many samples (a slice) Y and dW are our kernels, not GEMM calls: a GEMM
+ * packs its operands first, which at this size costs about as much as the
+ * multiply-adds (two-conv fc1 forward, slices of 32: -20%, `loupe train --profile`).
+ * dX stays a GEMM: OpenBLAS takes it unpacked, and a kernel like dW's was 5% slower. */
+#define DENSE_ROWS_MAX 64
 
 /* Below this many multiply-adds a split GEMM costs more than it saves (measured with
  * passive waits: the dense net at batch 16-64, 1.6M-6.4M a layer, ran slower split). */
@@ -79,39 +82,107 @@ static void share(int count, int *lo, int *hi)
     *hi = (int)((long)count * (t + 1) / nt);
 }
 
-static void dense_forward(lp_node *n)
-{
-    const dense_state *st = lp_node_state(n);
-    int N = lp_node_batch(n), U = st->units, I = st->inputs;
-    const float *x = lp_node_in(n, 0);   /* [N, I] */
-    const float *w = lp_node_param(n, 0); /* [U, I] */
-    float *y = lp_node_out(n);           /* [N, U] */
-    if (st->bias) {
-        const float *b = lp_node_param(n, 1);
-        for (int i = 0; i < N; i++) memcpy(y + (size_t)i * U, b, (size_t)U * sizeof(float));
-    }
-    const int T = threads_for(n, N, U, I);
-#pragma omp parallel num_threads(T) if (T > 1)
-    {
-        int r0, r1;
-        share(N, &r0, &r1);
-        if (r1 > r0)
-            lp_sgemm(false, true, r1 - r0, U, I, 1.0f, x + (size_t)r0 * I, I, w, I, st->bias ? 1.0f : 0.0f,
-                     y + (size_t)r0 * U, U);
-    }
-}
-
 #if DENSE_AVX512
 static inline __mmask16 lanes_left(int left)
 {
     return left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
-/* dW[u][i] += sum_n dY[n][u] X[n][i] for units [u0, u1), a small batch (a slice of
- * 8-64 samples): blocks of 4 units x 64 inputs in 16 accumulators, samples
- * innermost. A GEMM call packs both operands first, which at this size costs about
- * as much as the multiply-adds (perf: OpenBLAS's kernel plus its copies were ~4%
- * of a two-conv epoch). */
+/* Lane k of the result: the sum of v[k]'s 16 lanes. A transpose-and-add tree: 45
+ * shuffles and adds for 16 sums, where 16 separate reductions take ~130. */
+static inline __attribute__((always_inline)) __m512 sum16(const __m512 v[16])
+{
+    __m512 a[8], b[4], c[2];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) /* per 128-bit lane: v2k, v2k+1, v2k, v2k+1 */
+        a[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) /* per 128-bit lane: v4k .. v4k+3 */
+        b[k] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) /* 128-bit lanes: b2k halves summed, b2k+1 halves summed */
+        c[k] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* y[s][u] = b[u] + x[s] . w[u] for samples [s0, s1): blocks of 4 samples x 4 units as
+ * 16 dot products along the inputs (x and w are both contiguous there: neither is
+ * transposed), reduced together by sum16. A block's missing samples or units repeat
+ * the last one and are not stored. */
+static void dense_forward_rows(const float *x, const float *w, const float *b, float *y, int U, int I,
+                               int s0, int s1)
+{
+    const __mmask16 tail = lanes_left(I % 16);
+    const int body = I - I % 16;
+    for (int s = s0; s < s1; s += 4) {
+        const int ns = s1 - s < 4 ? s1 - s : 4;
+        for (int u = 0; u < U; u += 4) {
+            const int nu = U - u < 4 ? U - u : 4;
+            const float *xr[4], *wr[4];
+            __m512 acc[16];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                xr[k] = x + (size_t)(s + (k < ns ? k : ns - 1)) * I;
+                wr[k] = w + (size_t)(u + (k < nu ? k : nu - 1)) * I;
+            }
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) acc[k] = _mm512_setzero_ps();
+            for (int i = 0; i < I; i += 16) {
+                const __mmask16 m = i < body ? 0xFFFF : tail; /* masked lanes never fault */
+                __m512 xv[4], wv[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    xv[k] = _mm512_maskz_loadu_ps(m, xr[k] + i);
+                    wv[k] = _mm512_maskz_loadu_ps(m, wr[k] + i);
+                }
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) acc[4 * r + j] = _mm512_fmadd_ps(xv[r], wv[j], acc[4 * r + j]);
+            }
+            float dots[16] __attribute__((aligned(64)));
+            _mm512_store_ps(dots, sum16(acc)); /* dots[4r + j]: sample s + r, unit u + j */
+            const __mmask8 mu = (__mmask8)((1u << nu) - 1);
+            const __m128 bias = b ? _mm_maskz_loadu_ps(mu, b + u) : _mm_setzero_ps();
+            for (int r = 0; r < ns; r++)
+                _mm_mask_storeu_ps(y + (size_t)(s + r) * U + u, mu, _mm_add_ps(bias, _mm_load_ps(dots + 4 * r)));
+        }
+    }
+}
+#endif
+
+static void dense_forward(lp_node *n)
+{
+    const dense_state *st = lp_node_state(n);
+    int N = lp_node_batch(n), U = st->units, I = st->inputs;
+    const float *x = lp_node_in(n, 0);   /* [N, I] */
+    const float *w = lp_node_param(n, 0); /* [U, I] */
+    const float *b = st->bias ? lp_node_param(n, 1) : NULL;
+    float *y = lp_node_out(n);           /* [N, U] */
+    const int own = DENSE_AVX512 && N <= DENSE_ROWS_MAX;
+    if (b && !own)
+        for (int i = 0; i < N; i++) memcpy(y + (size_t)i * U, b, (size_t)U * sizeof(float));
+    const int T = threads_for(n, N, U, I);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int r0, r1;
+        share(N, &r0, &r1);
+#if DENSE_AVX512
+        if (own) dense_forward_rows(x, w, b, y, U, I, r0, r1);
+        else
+#endif
+        if (r1 > r0)
+            lp_sgemm(false, true, r1 - r0, U, I, 1.0f, x + (size_t)r0 * I, I, w, I, b ? 1.0f : 0.0f,
+                     y + (size_t)r0 * U, U);
+    }
+}
+
+#if DENSE_AVX512
+/* dW[u][i] += sum_n dY[n][u] X[n][i] for units [u0, u1), a slice of samples: blocks
+ * of 4 units x 64 inputs in 16 accumulators, samples innermost. */
 static void dense_dw_rows(const float *dy, const float *x, float *dw, int N, int U, int I, int u0, int u1)
 {
     for (int u = u0; u < u1; u += 4) {
@@ -173,7 +244,7 @@ static void dense_backward(lp_node *n)
         share(N, &r0, &r1);
         /* dW[U,I] += dY^T[U,N] X[N,I], units u0..u1 */
 #if DENSE_AVX512
-        if (u1 > u0 && N <= DENSE_DW_ROWS_MAX) dense_dw_rows(dy, x, dw, N, U, I, u0, u1);
+        if (u1 > u0 && N <= DENSE_ROWS_MAX) dense_dw_rows(dy, x, dw, N, U, I, u0, u1);
         else
 #endif
         if (u1 > u0)
