@@ -478,43 +478,93 @@ static void wgrad_taps(const float *xs, const int *off, int K, const float *dyt,
  * The first conv of a grayscale net (MNIST's conv1: 28x28 -> 26x26, 8 filters) has
  * one channel, so the shifted copies above cost about as much as its arithmetic.
  * Here every output row is two vectors (OW <= 32) computed straight from the input:
- * tap (ky, kx) of output row oy is the contiguous x[(oy + ky)*W + kx ..]. */
+ * tap (ky, kx) of output row oy is the contiguous x[(oy + ky)*W + kx ..]. Both
+ * kernels walk the input rows, two filters at a time: input row i meets output (or
+ * dY) row i - ky for ky = 0..2, so each row is loaded once and the three rows it
+ * meets stay in registers. */
 
-/* y [F][OH][OW] = bias + conv(x [OH + 2][W]) for one sample; wf as packed for the
- * direct forward ([g][9][8]). 8 filters x 2 vectors = 16 accumulators. */
-static void rows_forward(const conv_state *cs, const float *wf, const float *b, const float *x, float *y)
+/* One input row of the forward walk for a filter pair on 16 columns: input row i adds
+ * its taps of row ky to output row i - ky, held in a[f][ky], for ky in [klo, khi]
+ * (constants: the first and last two rows reach fewer output rows). */
+static inline __attribute__((always_inline)) void rows_forward_row(const float *xr, __m512 w[2][9], __m512 a[2][3],
+                                                                   const int klo, const int khi)
 {
-    const int F = cs->F, W = cs->W, OW = cs->OW, P = cs->P;
-    const __mmask16 m1 = tail_mask(OW - 16);
-    for (int g = 0; g * TILE_F < F; g++) {
-        const int nf = F - g * TILE_F < TILE_F ? F - g * TILE_F : TILE_F;
-        const float *wg = wf + (size_t)g * 9 * TILE_F;
-        for (int oy = 0; oy < cs->OH; oy++) {
-            __m512 a0[TILE_F], a1[TILE_F];
-#pragma GCC unroll 8
-            for (int j = 0; j < TILE_F; j++)
-                a0[j] = a1[j] = _mm512_set1_ps(b && j < nf ? b[g * TILE_F + j] : 0.0f);
 #pragma GCC unroll 3
-            for (int ky = 0; ky < 3; ky++)
+    for (int kx = 0; kx < 3; kx++) {
+        const __m512 xv = _mm512_loadu_ps(xr + kx);
 #pragma GCC unroll 3
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *xr = x + (size_t)(oy + ky) * W + kx;
-                    const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_maskz_loadu_ps(m1, xr + 16);
-                    const float *wk = wg + (ky * 3 + kx) * TILE_F;
-#pragma GCC unroll 8
-                    for (int j = 0; j < TILE_F; j++) {
-                        const __m512 wj = _mm512_set1_ps(wk[j]);
-                        a0[j] = _mm512_fmadd_ps(wj, x0, a0[j]);
-                        a1[j] = _mm512_fmadd_ps(wj, x1, a1[j]);
-                    }
-                }
-#pragma GCC unroll 8
-            for (int j = 0; j < TILE_F; j++)
-                if (j < nf) {
-                    float *o = y + (size_t)(g * TILE_F + j) * P + (size_t)oy * OW;
-                    _mm512_storeu_ps(o, a0[j]);
-                    _mm512_mask_storeu_ps(o + 16, m1, a1[j]);
-                }
+        for (int ky = klo; ky <= khi; ky++) {
+            a[0][ky] = _mm512_fmadd_ps(w[0][ky * 3 + kx], xv, a[0][ky]);
+            a[1][ky] = _mm512_fmadd_ps(w[1][ky * 3 + kx], xv, a[1][ky]);
+        }
+    }
+}
+
+/* Before input row i: the output rows move down a[f][ky] (row i - ky) and row i
+ * starts at the bias. */
+static inline __attribute__((always_inline)) void rows_forward_shift(__m512 a[2][3], const __m512 bias[2])
+{
+#pragma GCC unroll 2
+    for (int f = 0; f < 2; f++) {
+        a[f][2] = a[f][1];
+        a[f][1] = a[f][0];
+        a[f][0] = bias[f];
+    }
+}
+
+/* After input row i (>= 2): output row oy = i - 2 is whole (the second filter's only
+ * if there is one). */
+static inline __attribute__((always_inline)) void rows_forward_store(float *const ys[2], int oy, int OW, int two,
+                                                                     __m512 a[2][3])
+{
+    _mm512_storeu_ps(ys[0] + (size_t)oy * OW, a[0][2]);
+    if (two) _mm512_storeu_ps(ys[1] + (size_t)oy * OW, a[1][2]);
+}
+
+/* y [F][OH][OW] = bias + conv(x [OH + 2][W]) for one sample, w [F][9] as given. Two
+ * filters at a time, their 18 weights in registers, on 16 columns at a time: columns
+ * 0-15, then OW-16 .. OW-1 (the overlap computed twice, the same values stored
+ * twice, so every load and store is a whole vector inside its row). It walks the
+ * input rows, each loaded once per filter pair and used for the three output rows
+ * it reaches (a[f][ky], 6 accumulators): 3 loads per 18 FMAs, no broadcasts. */
+static void rows_forward(const conv_state *cs, const float *w, const float *b, const float *x, float *y)
+{
+    const int F = cs->F, W = cs->W, OW = cs->OW, OH = cs->OH, P = cs->P;
+    for (int f0 = 0; f0 < F; f0 += 2) {
+        const int two = f0 + 1 < F, f1 = two ? f0 + 1 : f0;
+        __m512 wv[2][9], a[2][3];
+        const __m512 bias[2] = {_mm512_set1_ps(b ? b[f0] : 0.0f), _mm512_set1_ps(b ? b[f1] : 0.0f)};
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) {
+            wv[0][t] = _mm512_set1_ps(w[(size_t)f0 * 9 + t]);
+            wv[1][t] = _mm512_set1_ps(w[(size_t)f1 * 9 + t]);
+        }
+        for (int c0 = 0; c0 < OW; c0 = c0 ? OW : OW - 16) {
+            const float *xr = x + c0;
+            float *const ys[2] = {y + (size_t)f0 * P + c0, y + (size_t)f1 * P + c0};
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr, wv, a, 0, 0);
+            if (OH == 1) { /* rows 1 and 2 reach output row 0 only */
+                rows_forward_shift(a, bias);
+                rows_forward_row(xr + W, wv, a, 1, 1);
+                rows_forward_shift(a, bias);
+                rows_forward_row(xr + 2 * W, wv, a, 2, 2);
+                rows_forward_store(ys, 0, OW, two, a);
+                continue;
+            }
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr + W, wv, a, 0, 1);
+            for (int i = 2; i < OH; i++) {
+                rows_forward_shift(a, bias);
+                rows_forward_row(xr + (size_t)i * W, wv, a, 0, 2);
+                rows_forward_store(ys, i - 2, OW, two, a);
+            }
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr + (size_t)OH * W, wv, a, 1, 2);
+            rows_forward_store(ys, OH - 2, OW, two, a);
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr + (size_t)(OH + 1) * W, wv, a, 2, 2);
+            rows_forward_store(ys, OH - 1, OW, two, a);
         }
     }
 }
@@ -966,7 +1016,7 @@ static void direct_forward(lp_node *n, const conv_state *cs)
     float *scratch = lp_node_scratch(n);
     float *wf = scratch, *aux0 = scratch + d->wf_size + d->wb_size;
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W, xk_at = d->aux - d->xk_size;
-    direct_pack_forward(cs, w, wf);
+    if (!d->rows) direct_pack_forward(cs, w, wf); /* the row kernels read w as it is */
     int T = threads_for(n, N);
     T = T < d->tmax ? T : d->tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -975,7 +1025,7 @@ static void direct_forward(lp_node *n, const conv_state *cs)
         float *xk = aux0 + (size_t)t * d->aux + xk_at;
         for (int s = s0; s < s1; s++) {
             if (d->rows) {
-                rows_forward(cs, wf, b, x + (size_t)s * in_sz, y + (size_t)s * F * P);
+                rows_forward(cs, w, b, x + (size_t)s * in_sz, y + (size_t)s * F * P);
                 continue;
             }
             direct_copy_input(cs, x + (size_t)s * in_sz, xk);
