@@ -478,89 +478,180 @@ static void wgrad_taps(const float *xs, const int *off, int K, const float *dyt,
  * The first conv of a grayscale net (MNIST's conv1: 28x28 -> 26x26, 8 filters) has
  * one channel, so the shifted copies above cost about as much as its arithmetic.
  * Here every output row is two vectors (OW <= 32) computed straight from the input:
- * tap (ky, kx) of output row oy is the contiguous x[(oy + ky)*W + kx ..]. */
+ * tap (ky, kx) of output row oy is the contiguous x[(oy + ky)*W + kx ..]. Both
+ * kernels walk the input rows, two filters at a time: input row i meets output (or
+ * dY) row i - ky for ky = 0..2, so each row is loaded once and the three rows it
+ * meets stay in registers. */
 
-/* y [F][OH][OW] = bias + conv(x [OH + 2][W]) for one sample; wf as packed for the
- * direct forward ([g][9][8]). 8 filters x 2 vectors = 16 accumulators. */
-static void rows_forward(const conv_state *cs, const float *wf, const float *b, const float *x, float *y)
+/* One input row of the forward walk for a filter pair on 16 columns: input row i adds
+ * its taps of row ky to output row i - ky, held in a[f][ky], for ky in [klo, khi]
+ * (constants: the first and last two rows reach fewer output rows). */
+static inline __attribute__((always_inline)) void rows_forward_row(const float *xr, __m512 w[2][9], __m512 a[2][3],
+                                                                   const int klo, const int khi)
 {
-    const int F = cs->F, W = cs->W, OW = cs->OW, P = cs->P;
-    const __mmask16 m1 = tail_mask(OW - 16);
-    for (int g = 0; g * TILE_F < F; g++) {
-        const int nf = F - g * TILE_F < TILE_F ? F - g * TILE_F : TILE_F;
-        const float *wg = wf + (size_t)g * 9 * TILE_F;
-        for (int oy = 0; oy < cs->OH; oy++) {
-            __m512 a0[TILE_F], a1[TILE_F];
-#pragma GCC unroll 8
-            for (int j = 0; j < TILE_F; j++)
-                a0[j] = a1[j] = _mm512_set1_ps(b && j < nf ? b[g * TILE_F + j] : 0.0f);
 #pragma GCC unroll 3
-            for (int ky = 0; ky < 3; ky++)
+    for (int kx = 0; kx < 3; kx++) {
+        const __m512 xv = _mm512_loadu_ps(xr + kx);
 #pragma GCC unroll 3
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *xr = x + (size_t)(oy + ky) * W + kx;
-                    const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_maskz_loadu_ps(m1, xr + 16);
-                    const float *wk = wg + (ky * 3 + kx) * TILE_F;
-#pragma GCC unroll 8
-                    for (int j = 0; j < TILE_F; j++) {
-                        const __m512 wj = _mm512_set1_ps(wk[j]);
-                        a0[j] = _mm512_fmadd_ps(wj, x0, a0[j]);
-                        a1[j] = _mm512_fmadd_ps(wj, x1, a1[j]);
-                    }
-                }
-#pragma GCC unroll 8
-            for (int j = 0; j < TILE_F; j++)
-                if (j < nf) {
-                    float *o = y + (size_t)(g * TILE_F + j) * P + (size_t)oy * OW;
-                    _mm512_storeu_ps(o, a0[j]);
-                    _mm512_mask_storeu_ps(o + 16, m1, a1[j]);
-                }
+        for (int ky = klo; ky <= khi; ky++) {
+            a[0][ky] = _mm512_fmadd_ps(w[0][ky * 3 + kx], xv, a[0][ky]);
+            a[1][ky] = _mm512_fmadd_ps(w[1][ky * 3 + kx], xv, a[1][ky]);
         }
     }
 }
 
+/* Before input row i: the output rows move down a[f][ky] (row i - ky) and row i
+ * starts at the bias. */
+static inline __attribute__((always_inline)) void rows_forward_shift(__m512 a[2][3], const __m512 bias[2])
+{
+#pragma GCC unroll 2
+    for (int f = 0; f < 2; f++) {
+        a[f][2] = a[f][1];
+        a[f][1] = a[f][0];
+        a[f][0] = bias[f];
+    }
+}
+
+/* After input row i (>= 2): output row oy = i - 2 is whole (the second filter's only
+ * if there is one). */
+static inline __attribute__((always_inline)) void rows_forward_store(float *const ys[2], int oy, int OW, int two,
+                                                                     __m512 a[2][3])
+{
+    _mm512_storeu_ps(ys[0] + (size_t)oy * OW, a[0][2]);
+    if (two) _mm512_storeu_ps(ys[1] + (size_t)oy * OW, a[1][2]);
+}
+
+/* y [F][OH][OW] = bias + conv(x [OH + 2][W]) for one sample, w [F][9] as given. Two
+ * filters at a time, their 18 weights in registers, on 16 columns at a time: columns
+ * 0-15, then OW-16 .. OW-1 (the overlap computed twice, the same values stored
+ * twice, so every load and store is a whole vector inside its row). It walks the
+ * input rows, each loaded once per filter pair and used for the three output rows
+ * it reaches (a[f][ky], 6 accumulators): 3 loads per 18 FMAs, no broadcasts. */
+static void rows_forward(const conv_state *cs, const float *w, const float *b, const float *x, float *y)
+{
+    const int F = cs->F, W = cs->W, OW = cs->OW, OH = cs->OH, P = cs->P;
+    for (int f0 = 0; f0 < F; f0 += 2) {
+        const int two = f0 + 1 < F, f1 = two ? f0 + 1 : f0;
+        __m512 wv[2][9], a[2][3];
+        const __m512 bias[2] = {_mm512_set1_ps(b ? b[f0] : 0.0f), _mm512_set1_ps(b ? b[f1] : 0.0f)};
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) {
+            wv[0][t] = _mm512_set1_ps(w[(size_t)f0 * 9 + t]);
+            wv[1][t] = _mm512_set1_ps(w[(size_t)f1 * 9 + t]);
+        }
+        for (int c0 = 0; c0 < OW; c0 = c0 ? OW : OW - 16) {
+            const float *xr = x + c0;
+            float *const ys[2] = {y + (size_t)f0 * P + c0, y + (size_t)f1 * P + c0};
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr, wv, a, 0, 0);
+            if (OH == 1) { /* rows 1 and 2 reach output row 0 only */
+                rows_forward_shift(a, bias);
+                rows_forward_row(xr + W, wv, a, 1, 1);
+                rows_forward_shift(a, bias);
+                rows_forward_row(xr + 2 * W, wv, a, 2, 2);
+                rows_forward_store(ys, 0, OW, two, a);
+                continue;
+            }
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr + W, wv, a, 0, 1);
+            for (int i = 2; i < OH; i++) {
+                rows_forward_shift(a, bias);
+                rows_forward_row(xr + (size_t)i * W, wv, a, 0, 2);
+                rows_forward_store(ys, i - 2, OW, two, a);
+            }
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr + (size_t)OH * W, wv, a, 1, 2);
+            rows_forward_store(ys, OH - 2, OW, two, a);
+            rows_forward_shift(a, bias);
+            rows_forward_row(xr + (size_t)(OH + 1) * W, wv, a, 2, 2);
+            rows_forward_store(ys, OH - 1, OW, two, a);
+        }
+    }
+}
+
+/* One input row's products for the weight gradient of a filter pair, on one half of
+ * the row (lanes of m): input row i meets dY row i - ky in d[f][ky], for ky in
+ * [klo, khi] (constants: the first and last two rows meet fewer dY rows). */
+static inline __attribute__((always_inline)) void rows_wgrad_row(const float *xr, __mmask16 m,
+                                                                 __m512 d[2][3], __m512 acc[2][9],
+                                                                 const int klo, const int khi)
+{
+#pragma GCC unroll 3
+    for (int kx = 0; kx < 3; kx++) {
+        const __m512 xv = _mm512_maskz_loadu_ps(m, xr + kx);
+#pragma GCC unroll 3
+        for (int ky = klo; ky <= khi; ky++) {
+            acc[0][ky * 3 + kx] = _mm512_fmadd_ps(xv, d[0][ky], acc[0][ky * 3 + kx]);
+            acc[1][ky * 3 + kx] = _mm512_fmadd_ps(xv, d[1][ky], acc[1][ky * 3 + kx]);
+        }
+    }
+}
+
+/* Input row i of the walk below: dY row i (zero past OH) enters d[f][0], the older
+ * rows move down, and db takes it. */
+static inline __attribute__((always_inline)) void rows_next_dy(__m512 d[2][3], __m512 bsum[2], const float *const dys[2],
+                                                               int i, int OH, int OW, __mmask16 m)
+{
+#pragma GCC unroll 2
+    for (int f = 0; f < 2; f++) {
+        d[f][2] = d[f][1];
+        d[f][1] = d[f][0];
+        d[f][0] = i < OH ? _mm512_maskz_loadu_ps(m, dys[f] + (size_t)i * OW) : _mm512_setzero_ps();
+        bsum[f] = _mm512_add_ps(bsum[f], d[f][0]);
+    }
+}
+
 /* part [10][G8] = dW^T (9 taps) and db of samples [s0, s1), the layout of
- * direct_weight_grad. Two filters at a time: 2 x 9 tap accumulators and 2 bias
- * accumulators, summed over every row of every sample before one horizontal sum. */
+ * direct_weight_grad. Two filters at a time, each row half (16 columns, then the
+ * rest) by itself: 18 tap and 2 bias accumulators summed over the whole slice before
+ * one horizontal sum each. It walks the input rows and keeps the last three dY rows
+ * of each filter in registers (d[f][ky] = dY row i - ky), so every input and dY
+ * vector is loaded once per filter pair and half: 5 loads per 18 FMAs. */
 static void rows_weight_grad(const conv_state *cs, const float *x, const float *dy, int s0, int s1,
                              float *part)
 {
-    const int F = cs->F, W = cs->W, OW = cs->OW, P = cs->P, G8 = (F + 7) / 8 * 8;
+    const int F = cs->F, W = cs->W, OW = cs->OW, OH = cs->OH, P = cs->P, G8 = (F + 7) / 8 * 8;
     const size_t in_sz = (size_t)cs->H * W;
-    const __mmask16 m1 = tail_mask(OW - 16);
     memset(part, 0, 10 * (size_t)G8 * sizeof(float));
     for (int f0 = 0; f0 < F; f0 += 2) {
         const int two = f0 + 1 < F;
-        __m512 acc0[9], acc1[9], b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        __m512 acc[2][9], bsum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
 #pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
-        for (int s = s0; s < s1; s++) {
-            const float *xs = x + (size_t)s * in_sz, *da = dy + ((size_t)s * F + f0) * P;
-            const float *db = two ? da + P : da;
-            for (int oy = 0; oy < cs->OH; oy++) {
-                const __m512 d0a = _mm512_loadu_ps(da + oy * OW), d1a = _mm512_maskz_loadu_ps(m1, da + oy * OW + 16);
-                const __m512 d0b = _mm512_loadu_ps(db + oy * OW), d1b = _mm512_maskz_loadu_ps(m1, db + oy * OW + 16);
-                b0 = _mm512_add_ps(b0, _mm512_add_ps(d0a, d1a));
-                b1 = _mm512_add_ps(b1, _mm512_add_ps(d0b, d1b));
-#pragma GCC unroll 3
-                for (int ky = 0; ky < 3; ky++)
-#pragma GCC unroll 3
-                    for (int kx = 0; kx < 3; kx++) {
-                        const float *xr = xs + (size_t)(oy + ky) * W + kx;
-                        const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_maskz_loadu_ps(m1, xr + 16);
-                        const int t = ky * 3 + kx;
-                        acc0[t] = _mm512_fmadd_ps(x1, d1a, _mm512_fmadd_ps(x0, d0a, acc0[t]));
-                        acc1[t] = _mm512_fmadd_ps(x1, d1b, _mm512_fmadd_ps(x0, d0b, acc1[t]));
-                    }
+        for (int t = 0; t < 9; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+        for (int s = s0; s < s1; s++)
+            for (int h = 0; h < 2; h++) {
+                const __mmask16 m = tail_mask(OW - 16 * h);
+                const float *xs = x + (size_t)s * in_sz + 16 * h;
+                const float *da = dy + ((size_t)s * F + f0) * P + 16 * h, *const dys[2] = {da, two ? da + P : da};
+                __m512 d[2][3];
+                d[0][0] = d[1][0] = d[0][1] = d[1][1] = _mm512_setzero_ps(); /* rows -1, -2 */
+                rows_next_dy(d, bsum, dys, 0, OH, OW, m);
+                rows_wgrad_row(xs, m, d, acc, 0, 0);
+                if (OH == 1) { /* rows 1 and 2 meet dY row 0 only */
+                    rows_next_dy(d, bsum, dys, 1, OH, OW, m);
+                    rows_wgrad_row(xs + W, m, d, acc, 1, 1);
+                    rows_next_dy(d, bsum, dys, 2, OH, OW, m);
+                    rows_wgrad_row(xs + 2 * W, m, d, acc, 2, 2);
+                    continue;
+                }
+                rows_next_dy(d, bsum, dys, 1, OH, OW, m);
+                rows_wgrad_row(xs + W, m, d, acc, 0, 1);
+                for (int i = 2; i < OH; i++) {
+                    rows_next_dy(d, bsum, dys, i, OH, OW, m);
+                    rows_wgrad_row(xs + (size_t)i * W, m, d, acc, 0, 2);
+                }
+                rows_next_dy(d, bsum, dys, OH, OH, OW, m);
+                rows_wgrad_row(xs + (size_t)OH * W, m, d, acc, 1, 2);
+                rows_next_dy(d, bsum, dys, OH + 1, OH, OW, m);
+                rows_wgrad_row(xs + (size_t)(OH + 1) * W, m, d, acc, 2, 2);
             }
-        }
 #pragma GCC unroll 9
         for (int t = 0; t < 9; t++) {
-            part[(size_t)t * G8 + f0] = _mm512_reduce_add_ps(acc0[t]);
-            if (two) part[(size_t)t * G8 + f0 + 1] = _mm512_reduce_add_ps(acc1[t]);
+            part[(size_t)t * G8 + f0] = _mm512_reduce_add_ps(acc[0][t]);
+            if (two) part[(size_t)t * G8 + f0 + 1] = _mm512_reduce_add_ps(acc[1][t]);
         }
-        part[(size_t)9 * G8 + f0] = _mm512_reduce_add_ps(b0);
-        if (two) part[(size_t)9 * G8 + f0 + 1] = _mm512_reduce_add_ps(b1);
+        part[(size_t)9 * G8 + f0] = _mm512_reduce_add_ps(bsum[0]);
+        if (two) part[(size_t)9 * G8 + f0 + 1] = _mm512_reduce_add_ps(bsum[1]);
     }
 }
 
@@ -925,7 +1016,7 @@ static void direct_forward(lp_node *n, const conv_state *cs)
     float *scratch = lp_node_scratch(n);
     float *wf = scratch, *aux0 = scratch + d->wf_size + d->wb_size;
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W, xk_at = d->aux - d->xk_size;
-    direct_pack_forward(cs, w, wf);
+    if (!d->rows) direct_pack_forward(cs, w, wf); /* the row kernels read w as it is */
     int T = threads_for(n, N);
     T = T < d->tmax ? T : d->tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -934,7 +1025,7 @@ static void direct_forward(lp_node *n, const conv_state *cs)
         float *xk = aux0 + (size_t)t * d->aux + xk_at;
         for (int s = s0; s < s1; s++) {
             if (d->rows) {
-                rows_forward(cs, wf, b, x + (size_t)s * in_sz, y + (size_t)s * F * P);
+                rows_forward(cs, w, b, x + (size_t)s * in_sz, y + (size_t)s * F * P);
                 continue;
             }
             direct_copy_input(cs, x + (size_t)s * in_sz, xk);

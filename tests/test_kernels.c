@@ -123,6 +123,8 @@ ParameterizedTestParameters(kernels, conv_direct)
         {3, 1, 5, 19, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},     /* OW 17, odd F (a lone filter), dx added */
         {4, 1, 9, 34, 9, 3, 3, 0, 0, 0, 0, 0, 0, 0, 3},     /* OW 32, 2 groups (one of 1), no bias, 3 threads */
         {2, 1, 28, 28, 16, 3, 3, 0, 0, 0, 0, 0, 1, 1, 2},   /* conv1 with 16 filters, dx added, 2 threads */
+        {3, 1, 3, 24, 3, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},     /* one output row: each input row reaches it alone */
+        {2, 1, 4, 30, 4, 3, 3, 0, 0, 0, 0, 0, 1, 0, 2},     /* two output rows: no middle rows, OW 28 */
     };
     return cr_make_param_array(conv_case, cases, sizeof cases / sizeof cases[0]);
 }
