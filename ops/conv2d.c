@@ -4,8 +4,8 @@
  * Weight [F, C, kh, kw] (PyTorch layout), bias [F]. He init, fan_in = C * kh * kw.
  *
  * Three ways, chosen at setup. 3x3 stride 1 with whole groups of 8 channels (8-24)
- * and 4-16 filters, on a CPU with AVX-512, takes Winograd F(2x2, 3x3)
- * (conv2d_winograd.c: 2.25x fewer multiply-adds; MNIST's conv2). Other stride-1
+ * and 4-16 filters, on a CPU with AVX-512, takes Winograd F(4x4, 3x3)
+ * (conv2d_winograd.c: 4x fewer multiply-adds; MNIST's conv2). Other stride-1
  * convs with AVX-512 take the direct path (see "the direct path" below): no column
  * matrix, and on MNIST's tiny layers several times faster than a GEMM per sample
  * (docs/performance.md); within it, one input channel, 3x3, unpadded (MNIST's conv1)
@@ -114,7 +114,7 @@ typedef struct conv_state {
     size_t part_off, dcol_off, slot; /* floats: offsets in a sample's scratch, its size */
     int direct;         /* stride 1 with AVX-512: the direct path below, not im2col */
     direct_plan d;
-    int wino;           /* 3x3 stride 1 with AVX-512: Winograd F(2x2, 3x3), conv2d_winograd.c */
+    int wino;           /* 3x3 stride 1 with AVX-512: Winograd F(4x4, 3x3), conv2d_winograd.c */
     int wino_tmax;      /* threads its fixed scratch holds */
     lp_wino_plan wp;
 } conv_state;
@@ -1122,7 +1122,7 @@ static void wino_backward(lp_node *n, const conv_state *cs)
     float *dx = lp_node_in_grad(n, 0);
     const int acc = lp_node_in_grad_accumulate(n, 0);
     float *scratch = lp_node_scratch(n), *ts0 = scratch + p->u_size;
-    const size_t in_sz = (size_t)C * cs->H * cs->W, db_at = p->part_at + (size_t)16 * p->C8 * p->F8;
+    const size_t in_sz = (size_t)C * cs->H * cs->W, db_at = p->part_at + (size_t)LP_WINO_POINTS * p->C8 * p->F8;
     if (dx) lp_wino_pack_ut(p, lp_node_param(n, 0), scratch);
     int T = threads_for(n, N);
     T = T < cs->wino_tmax ? T : cs->wino_tmax;

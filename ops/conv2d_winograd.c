@@ -1,28 +1,32 @@
-/* conv2d_winograd.c - Winograd F(2x2, 3x3) for conv2d (3x3, stride 1, AVX-512).
+/* conv2d_winograd.c - Winograd F(4x4, 3x3) for conv2d (3x3, stride 1, AVX-512).
  *
- * Outputs in tiles of 2x2 (OH x OW -> ceil(OH/2) x ceil(OW/2) tiles over a zero-padded
- * even output), each from a 4x4 input tile d (stride 2, overlapping), with
+ * Outputs in tiles of 4x4 (OH x OW -> ceil(OH/4) x ceil(OW/4) tiles over a zero-padded
+ * output), each from a 6x6 input tile d (stride 4, overlapping), with
  *   V = B^T d B,  U = G g G^T,  M = U (.) V summed over channels,  Y = A^T M A
- * so the 16 points of a tile cost one multiply-add per (channel, filter) instead of
- * the direct 36 per 2x2 outputs: 2.25x fewer. Backward in the same domain:
+ * so the 36 points of a tile cost one multiply-add per (channel, filter) instead of
+ * the direct 144 per 4x4 outputs: 4x fewer (F(2x2, 3x3): 2.25x; on MNIST's conv2,
+ * 11x11 -> 9 tiles of 36 points against 36 of 16, and the whole conv 25-30% less CPU
+ * time). The price is precision: the transforms' larger coefficients (up to 8) leave
+ * errors of a few 1e-6 relative to the largest output, against under 1e-6 for
+ * F(2x2, 3x3) (tests/test_kernels.c checks 1e-5). Backward in the same domain:
  *   dM = A dY A^T,  dU = sum over tiles and samples of V (.) dM,  dg = G^T dU G,
  *   dV = sum over filters of U (.) dM,  dd = B dV B^T added into dx (tiles overlap).
  *
  * Layouts (8-float vectors: on Zen 4 a 512-bit FMA is two 256-bit halves, so
  * 256-bit vectors cost nothing and fit 8 channels or 8 filters exactly):
  *   xt [C8/8][Hq][Wq8][8]  the padded input, channels of a group last (8x8 transposes)
- *   V  [TC][C8/8][16][8]   input transform of a chunk of tiles: a tile's 16 points
- *                          of 8 channels are 128 consecutive floats, so every offset
+ *   V  [TC][C8/8][36][8]   input transform of a chunk of tiles: a tile's 36 points
+ *                          of 8 channels are 288 consecutive floats, so every offset
  *                          inside a tile is a constant (no address registers)
- *   M  [TC][F8/8][16][8]   products; in backward dM
- *   U  [16][C8][F8]    transformed weights (U^T [16][F8][C8] for dx)
+ *   M  [TC][F8/8][36][8]   products; in backward dM
+ *   U  [36][C8][F8]    transformed weights (U^T [36][F8][C8] for dx)
  *   yt [F8/8][P][8]    outputs of a sample by filter groups of 8 (then transposed
  *                      to y [F][P]); in backward dY in the same layout
  * Each point's product is a small GEMM: [TC x C8] x [C8 x F8] with U's rows held in
  * registers and a tile's inputs broadcast (nn_*), or for dU the accumulators held
  * (tn_*). Channels and filters past C and F are zeros in every buffer, so the
  * kernels run over whole groups of 8 and the results past C and F are never stored.
- * A chunk is a few whole tile rows (about WINO_CHUNK = 24 tiles), so V and M stay
+ * A chunk is a few whole tile rows (about WINO_CHUNK = 12 tiles), so V and M stay
  * near L1.
  */
 #include "conv2d_winograd.h"
@@ -38,8 +42,12 @@ int lp_wino_mode = -1; /* defined without AVX-512 too: tests set it */
 
 #define AI inline __attribute__((always_inline))
 
+#define WINO_M 4         /* outputs per tile side */
+#define WINO_NP LP_WINO_POINTS /* points of a tile: (WINO_M + 2)^2 */
+#define WINO_TS (8 * WINO_NP) /* floats of a tile's group of 8 channels or filters */
+
 #ifndef WINO_CHUNK
-#define WINO_CHUNK 24
+#define WINO_CHUNK 12
 #endif
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
@@ -53,7 +61,8 @@ int lp_wino_applies(int C, int F, int kh, int kw, int sh, int sw)
      * time; docs/performance.md): whole groups of 8 channels up to 24, and 4 to 16
      * filters. With fewer or odd channels (MNIST's conv1 has 1, C = 2..4, 9, 12) the
      * channel groups are mostly padding and it is up to 1.8x slower; with 32 filters
-     * or 32 channels its forward is slower (buffers leave L1). */
+     * or 32 channels its forward is slower (buffers leave L1). Measured with
+     * F(2x2, 3x3); F(4x4, 3x3) is 20-32% faster again on the shapes inside. */
     return C % 8 == 0 && C >= 8 && C <= 24 && F >= 4 && F <= 16;
 }
 
@@ -62,10 +71,10 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
     memset(p, 0, sizeof *p);
     p->C = C; p->H = H; p->W = W; p->F = F; p->pt = pt; p->pl = pl; p->OH = OH; p->OW = OW;
     p->P = OH * OW;
-    p->TH = (OH + 1) / 2;
-    p->TW = (OW + 1) / 2;
-    p->Hq = 2 * p->TH + 2;
-    int wq = 2 * p->TW + 2, wr = round8(W) + pl; /* dx's transposes read up to round8(W) + pl */
+    p->TH = (OH + WINO_M - 1) / WINO_M;
+    p->TW = (OW + WINO_M - 1) / WINO_M;
+    p->Hq = WINO_M * p->TH + 2;
+    int wq = WINO_M * p->TW + 2, wr = round8(W) + pl; /* dx's transposes read up to round8(W) + pl */
     p->Wq8 = round8(wq > wr ? wq : wr);
     p->C8 = round8(C);
     p->F8 = round8(F);
@@ -74,11 +83,11 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
     chunks = chunks < 1 ? 1 : chunks > p->TH ? p->TH : chunks;
     p->rpc = (p->TH + chunks - 1) / chunks;
     p->TC = p->rpc * p->TW;
-    p->u_size = round16((size_t)16 * p->C8 * p->F8);
+    p->u_size = round16((size_t)WINO_NP * p->C8 * p->F8);
     size_t xt = round16((size_t)p->Hq * p->Wq8 * p->C8);
-    size_t v = round16((size_t)16 * p->TC * p->C8), m = round16((size_t)16 * p->TC * p->F8);
+    size_t v = round16((size_t)WINO_NP * p->TC * p->C8), m = round16((size_t)WINO_NP * p->TC * p->F8);
     size_t yt = round16((size_t)p->F8 * p->P);
-    p->part_size = round16((size_t)16 * p->C8 * p->F8 + p->F8);
+    p->part_size = round16((size_t)WINO_NP * p->C8 * p->F8 + p->F8);
     p->xt_at = 0;
     p->dxt_at = xt;
     p->v_at = 2 * xt;
@@ -88,29 +97,104 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
     p->thread_size = p->part_at + p->part_size;
 }
 
+/* F(4x4, 3x3) over the points 0, 1, -1, 2, -2, infinity (Lavin and Gray):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * Each 2-D transform is its 1-D one along a tile's rows, then along its columns. */
+
+static AI __m256 vmul(float k, __m256 a) { return _mm256_mul_ps(_mm256_set1_ps(k), a); }
+static AI __m256 vfma(float k, __m256 a, __m256 b) { return _mm256_fmadd_ps(_mm256_set1_ps(k), a, b); }
+
+/* o = B^T d */
+static AI void bt_1d(const __m256 d[6], __m256 o[6])
+{
+    __m256 a = vfma(-4.0f, d[2], d[4]), b = vfma(-4.0f, d[1], d[3]);
+    __m256 c = _mm256_sub_ps(d[4], d[2]), e = _mm256_sub_ps(d[3], d[1]);
+    o[0] = vfma(-5.0f, d[2], vfma(4.0f, d[0], d[4]));
+    o[1] = _mm256_add_ps(a, b);
+    o[2] = _mm256_sub_ps(a, b);
+    o[3] = vfma(2.0f, e, c);
+    o[4] = vfma(-2.0f, e, c);
+    o[5] = vfma(-5.0f, d[3], vfma(4.0f, d[1], d[5]));
+}
+
+/* o = B z (the transpose of bt_1d) */
+static AI void b_1d(const __m256 z[6], __m256 o[6])
+{
+    __m256 s12 = _mm256_add_ps(z[1], z[2]), d12 = _mm256_sub_ps(z[2], z[1]);
+    __m256 s34 = _mm256_add_ps(z[3], z[4]), d34 = _mm256_sub_ps(z[4], z[3]);
+    o[0] = vmul(4.0f, z[0]);
+    o[1] = vfma(4.0f, _mm256_add_ps(d12, z[5]), _mm256_add_ps(d34, d34));
+    o[2] = _mm256_sub_ps(vfma(-4.0f, s12, vmul(-5.0f, z[0])), s34);
+    o[3] = _mm256_sub_ps(vfma(-2.0f, d34, vmul(-5.0f, z[5])), d12);
+    o[4] = _mm256_add_ps(_mm256_add_ps(z[0], s12), s34);
+    o[5] = z[5];
+}
+
+/* o = A^T m */
+static AI void at_1d(const __m256 m[6], __m256 o[4])
+{
+    __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+    __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+    o[1] = vfma(2.0f, d34, d12);
+    o[2] = vfma(4.0f, s34, s12);
+    o[3] = _mm256_add_ps(vfma(8.0f, d34, d12), m[5]);
+}
+
+/* o = A y (the transpose of at_1d) */
+static AI void a_1d(const __m256 y[4], __m256 o[6])
+{
+    __m256 e = _mm256_add_ps(y[0], y[2]), od = _mm256_add_ps(y[1], y[3]);
+    __m256 e4 = vfma(4.0f, y[2], y[0]), o4 = vmul(2.0f, vfma(4.0f, y[3], y[1]));
+    o[0] = y[0];
+    o[1] = _mm256_add_ps(e, od);
+    o[2] = _mm256_sub_ps(e, od);
+    o[3] = _mm256_add_ps(e4, o4);
+    o[4] = _mm256_sub_ps(e4, o4);
+    o[5] = y[3];
+}
+
+/* o = G g */
+static AI void g_1d(const __m256 g[3], __m256 o[6])
+{
+    __m256 s = _mm256_add_ps(g[0], g[2]), q = vfma(0.25f, g[0], g[2]);
+    o[0] = vmul(0.25f, g[0]);
+    o[1] = vmul(-1.0f / 6, _mm256_add_ps(s, g[1]));
+    o[2] = vmul(-1.0f / 6, _mm256_sub_ps(s, g[1]));
+    o[3] = vmul(1.0f / 6, vfma(0.5f, g[1], q));
+    o[4] = vmul(1.0f / 6, vfma(-0.5f, g[1], q));
+    o[5] = g[2];
+}
+
+/* o = G^T z, in double (see lp_wino_weight_grad) */
+static AI void gt_1d(const __m512d z[6], __m512d o[3])
+{
+    const __m512d s12 = _mm512_add_pd(z[1], z[2]), d12 = _mm512_sub_pd(z[2], z[1]);
+    const __m512d s34 = _mm512_add_pd(z[3], z[4]), d34 = _mm512_sub_pd(z[3], z[4]);
+    const __m512d k6 = _mm512_set1_pd(1.0 / 6), k12 = _mm512_set1_pd(1.0 / 12), k24 = _mm512_set1_pd(1.0 / 24);
+    o[0] = _mm512_fmadd_pd(k24, s34, _mm512_fmsub_pd(_mm512_set1_pd(0.25), z[0], _mm512_mul_pd(k6, s12)));
+    o[1] = _mm512_fmadd_pd(k6, d12, _mm512_mul_pd(k12, d34));
+    o[2] = _mm512_add_pd(_mm512_mul_pd(k6, _mm512_sub_pd(s34, s12)), z[5]);
+}
+
 /* dst + q*qs [8 lanes] = (G g G^T)[q] for the 3x3 kernels g of 8 lanes, lane l's at
- * src + l*ls (lanes past live are 0). G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. */
+ * src + l*ls (lanes past live are 0). */
 static void g_transform8(const float *src, size_t ls, int live, float *dst, size_t qs)
 {
     float k[9][8] __attribute__((aligned(32)));
     for (int l = 0; l < 8; l++)
         for (int j = 0; j < 9; j++) k[j][l] = l < live ? src[(size_t)l * ls + j] : 0.0f;
-    const __m256 h = _mm256_set1_ps(0.5f);
-    __m256 t[4][3];
-    for (int j = 0; j < 3; j++) { /* rows: t = G g */
-        __m256 g0 = _mm256_load_ps(k[j]), g1 = _mm256_load_ps(k[3 + j]), g2 = _mm256_load_ps(k[6 + j]);
-        __m256 s = _mm256_add_ps(g0, g2);
-        t[0][j] = g0;
-        t[1][j] = _mm256_mul_ps(h, _mm256_add_ps(s, g1));
-        t[2][j] = _mm256_mul_ps(h, _mm256_sub_ps(s, g1));
-        t[3][j] = g2;
+    __m256 r[3][6], g[3], o[6];
+    for (int j = 0; j < 3; j++) { /* along each kernel row, then down each column */
+        for (int x = 0; x < 3; x++) g[x] = _mm256_load_ps(k[3 * j + x]);
+        g_1d(g, r[j]);
     }
-    for (int a = 0; a < 4; a++) { /* columns: t G^T */
-        __m256 g0 = t[a][0], g1 = t[a][1], g2 = t[a][2], s = _mm256_add_ps(g0, g2);
-        _mm256_storeu_ps(dst + (size_t)(4 * a + 0) * qs, g0);
-        _mm256_storeu_ps(dst + (size_t)(4 * a + 1) * qs, _mm256_mul_ps(h, _mm256_add_ps(s, g1)));
-        _mm256_storeu_ps(dst + (size_t)(4 * a + 2) * qs, _mm256_mul_ps(h, _mm256_sub_ps(s, g1)));
-        _mm256_storeu_ps(dst + (size_t)(4 * a + 3) * qs, g2);
+    for (int b = 0; b < 6; b++) {
+        for (int j = 0; j < 3; j++) g[j] = r[j][b];
+        g_1d(g, o);
+        for (int a = 0; a < 6; a++) _mm256_storeu_ps(dst + (size_t)(6 * a + b) * qs, o[a]);
     }
 }
 
@@ -138,27 +222,21 @@ void lp_wino_weight_grad(const lp_wino_plan *p, const float *part0, size_t strid
     /* 8 filters at a time, in double: once per batch, and G^T dU G cancels large
      * terms (a small weight gradient is a difference of dU entries many times its
      * size). The thread partials are added in thread order. */
-    __m512d z[16];
-    for (int q = 0; q < 16; q++) {
-        const float *src = part0 + ((size_t)q * p->C8 + c) * p->F8 + f0;
-        __m512d s = _mm512_cvtps_pd(_mm256_loadu_ps(src));
-        for (int u = 1; u < nt; u++) s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_loadu_ps(src + (size_t)u * stride)));
-        z[q] = s;
-    }
-    const __m512d h = _mm512_set1_pd(0.5);
-    __m512d t[3][4];
-    for (int b = 0; b < 4; b++) { /* dg = G^T Z G: rows (ky) first, then columns (kx) */
-        __m512d s = _mm512_mul_pd(h, _mm512_add_pd(z[4 + b], z[8 + b]));
-        t[0][b] = _mm512_add_pd(z[b], s);
-        t[1][b] = _mm512_mul_pd(h, _mm512_sub_pd(z[4 + b], z[8 + b]));
-        t[2][b] = _mm512_add_pd(s, z[12 + b]);
+    __m512d z[6], r[6][3], o[3];
+    for (int a = 0; a < 6; a++) { /* along each row of dU, then down each column */
+        for (int b = 0; b < 6; b++) {
+            const float *src = part0 + ((size_t)(6 * a + b) * p->C8 + c) * p->F8 + f0;
+            __m512d s = _mm512_cvtps_pd(_mm256_loadu_ps(src));
+            for (int u = 1; u < nt; u++) s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_loadu_ps(src + (size_t)u * stride)));
+            z[b] = s;
+        }
+        gt_1d(z, r[a]);
     }
     float out[9][8] __attribute__((aligned(32)));
     for (int k = 0; k < 3; k++) {
-        __m512d s = _mm512_mul_pd(h, _mm512_add_pd(t[k][1], t[k][2]));
-        _mm256_store_ps(out[3 * k + 0], _mm512_cvtpd_ps(_mm512_add_pd(t[k][0], s)));
-        _mm256_store_ps(out[3 * k + 1], _mm512_cvtpd_ps(_mm512_mul_pd(h, _mm512_sub_pd(t[k][1], t[k][2]))));
-        _mm256_store_ps(out[3 * k + 2], _mm512_cvtpd_ps(_mm512_add_pd(s, t[k][3])));
+        for (int a = 0; a < 6; a++) z[a] = r[a][k];
+        gt_1d(z, o);
+        for (int j = 0; j < 3; j++) _mm256_store_ps(out[3 * j + k], _mm512_cvtpd_ps(o[j]));
     }
     for (int l = 0; l < 8 && f0 + l < p->F; l++)
         for (int j = 0; j < 9; j++) dw[((size_t)(f0 + l) * p->C + c) * 9 + j] += out[j][l];
@@ -272,37 +350,32 @@ static void from_dxt(const lp_wino_plan *p, const float *dxt, float *dx, int acc
     }
 }
 
-/* ---- the transforms ------------------------------------------------------------- */
+/* ---- the 2-D transforms of a chunk of tiles ----------------------------------- */
 
-/* v [16][TC][C8] = B^T d B of tile rows [ty0, ty0 + nty). */
+/* v [TC][C8/8][NP][8] = B^T d B of tile rows [ty0, ty0 + nty). */
 static void input_tf(const lp_wino_plan *p, const float *xt, int ty0, int nty, float *v)
 {
     const int C8 = p->C8, W8 = p->Wq8;
-    const size_t vt = (size_t)C8 * 16;
     for (int cg = 0; cg < C8; cg += 8) {
         int i = 0;
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
-                const float *s = xt + (((size_t)cg / 8 * p->Hq + 2 * ty) * W8 + 2 * tx) * 8;
-                __m256 d[4][4], t[4][4];
-#pragma GCC unroll 4
-                for (int a = 0; a < 4; a++)
-#pragma GCC unroll 4
-                    for (int b = 0; b < 4; b++) d[a][b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
-#pragma GCC unroll 4
-                for (int b = 0; b < 4; b++) {
-                    t[0][b] = _mm256_sub_ps(d[0][b], d[2][b]);
-                    t[1][b] = _mm256_add_ps(d[1][b], d[2][b]);
-                    t[2][b] = _mm256_sub_ps(d[2][b], d[1][b]);
-                    t[3][b] = _mm256_sub_ps(d[1][b], d[3][b]);
+                const float *s = xt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
+                __m256 r[6][6], d[6], o[6];
+#pragma GCC unroll 6
+                for (int a = 0; a < 6; a++) { /* along each row, then down each column */
+#pragma GCC unroll 6
+                    for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
+                    bt_1d(d, r[a]);
                 }
-                float *o = v + (size_t)i * vt + cg * 16;
-#pragma GCC unroll 4
-                for (int a = 0; a < 4; a++) {
-                    _mm256_storeu_ps(o + 8 * (4 * a + 0), _mm256_sub_ps(t[a][0], t[a][2]));
-                    _mm256_storeu_ps(o + 8 * (4 * a + 1), _mm256_add_ps(t[a][1], t[a][2]));
-                    _mm256_storeu_ps(o + 8 * (4 * a + 2), _mm256_sub_ps(t[a][2], t[a][1]));
-                    _mm256_storeu_ps(o + 8 * (4 * a + 3), _mm256_sub_ps(t[a][1], t[a][3]));
+                float *out = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
+#pragma GCC unroll 6
+                for (int b = 0; b < 6; b++) {
+#pragma GCC unroll 6
+                    for (int a = 0; a < 6; a++) d[a] = r[a][b];
+                    bt_1d(d, o);
+#pragma GCC unroll 6
+                    for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + b), o[a]);
                 }
             }
     }
@@ -313,124 +386,106 @@ static void input_tf(const lp_wino_plan *p, const float *xt, int ty0, int nty, f
 static void output_tf(const lp_wino_plan *p, const float *m, const float *bias, int ty0, int nty, float *yt)
 {
     const int F8 = p->F8, OW = p->OW, OH = p->OH, P = p->P;
-    const size_t mt = (size_t)F8 * 16;
     for (int g = 0; 8 * g < F8; g++) {
         const __m256 bv = bias ? _mm256_maskz_loadu_ps(lanes(0, p->F - 8 * g), bias + 8 * g) : _mm256_setzero_ps();
         float *yg = yt + (size_t)g * P * 8;
         int i = 0;
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
-                const float *s = m + (size_t)i * mt + 128 * g;
-                __m256 x[16], r0[4], r1[4];
-#pragma GCC unroll 16
-                for (int q = 0; q < 16; q++) x[q] = _mm256_loadu_ps(s + 8 * q);
+                const float *s = m + (size_t)i * F8 * WINO_NP + WINO_TS * g;
+                __m256 r[6][4], d[6], o[4];
+#pragma GCC unroll 6
+                for (int a = 0; a < 6; a++) {
+#pragma GCC unroll 6
+                    for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
+                    at_1d(d, r[a]);
+                }
+                const int oy = WINO_M * ty, ox = WINO_M * tx;
+                const int rows = OH - oy < WINO_M ? OH - oy : WINO_M, cols = OW - ox < WINO_M ? OW - ox : WINO_M;
+                float *out = yg + ((size_t)oy * OW + ox) * 8;
 #pragma GCC unroll 4
                 for (int b = 0; b < 4; b++) {
-                    __m256 u = _mm256_add_ps(x[4 + b], x[8 + b]), w = _mm256_sub_ps(x[4 + b], x[8 + b]);
-                    r0[b] = _mm256_add_ps(x[b], u);
-                    r1[b] = _mm256_sub_ps(w, x[12 + b]);
-                }
-                __m256 u0 = _mm256_add_ps(r0[1], r0[2]), w0 = _mm256_sub_ps(r0[1], r0[2]);
-                __m256 u1 = _mm256_add_ps(r1[1], r1[2]), w1 = _mm256_sub_ps(r1[1], r1[2]);
-                __m256 y00 = _mm256_add_ps(_mm256_add_ps(r0[0], bv), u0);
-                __m256 y01 = _mm256_sub_ps(_mm256_add_ps(w0, bv), r0[3]);
-                __m256 y10 = _mm256_add_ps(_mm256_add_ps(r1[0], bv), u1);
-                __m256 y11 = _mm256_sub_ps(_mm256_add_ps(w1, bv), r1[3]);
-                const int oy = 2 * ty, ox = 2 * tx;
-                float *o = yg + ((size_t)oy * OW + ox) * 8;
-                const int right = ox + 1 < OW, down = oy + 1 < OH;
-                _mm256_storeu_ps(o, y00);
-                if (right) _mm256_storeu_ps(o + 8, y01);
-                if (down) {
-                    _mm256_storeu_ps(o + (size_t)OW * 8, y10);
-                    if (right) _mm256_storeu_ps(o + (size_t)OW * 8 + 8, y11);
+                    if (b >= cols) break;
+#pragma GCC unroll 6
+                    for (int a = 0; a < 6; a++) d[a] = r[a][b];
+                    at_1d(d, o);
+#pragma GCC unroll 4
+                    for (int a = 0; a < 4; a++)
+                        if (a < rows) _mm256_storeu_ps(out + ((size_t)a * OW + b) * 8, _mm256_add_ps(o[a], bv));
                 }
             }
     }
 }
 
-/* m [16][TC][F8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW). */
+/* m [TC][F8/8][NP][8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW). */
 static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, float *m)
 {
     const int F8 = p->F8, OW = p->OW, OH = p->OH, P = p->P;
-    const size_t mt = (size_t)F8 * 16;
     for (int g = 0; 8 * g < F8; g++) {
         const float *dg = dyt + (size_t)g * P * 8;
         int i = 0;
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
-                const int oy = 2 * ty, ox = 2 * tx;
-                const int right = ox + 1 < OW, down = oy + 1 < OH;
+                const int oy = WINO_M * ty, ox = WINO_M * tx;
+                const int rows = OH - oy < WINO_M ? OH - oy : WINO_M, cols = OW - ox < WINO_M ? OW - ox : WINO_M;
                 const float *s = dg + ((size_t)oy * OW + ox) * 8;
-                const __m256 z = _mm256_setzero_ps();
-                __m256 d00 = _mm256_loadu_ps(s), d01 = right ? _mm256_loadu_ps(s + 8) : z;
-                __m256 d10 = down ? _mm256_loadu_ps(s + (size_t)OW * 8) : z;
-                __m256 d11 = down && right ? _mm256_loadu_ps(s + (size_t)OW * 8 + 8) : z;
-                /* rows: e[a] = (A dY)[a]; then columns */
-                __m256 e[4][2] = {{d00, d01},
-                                  {_mm256_add_ps(d00, d10), _mm256_add_ps(d01, d11)},
-                                  {_mm256_sub_ps(d00, d10), _mm256_sub_ps(d01, d11)},
-                                  {_mm256_sub_ps(z, d10), _mm256_sub_ps(z, d11)}};
-                float *o = m + (size_t)i * mt + 128 * g;
+                __m256 r[4][6], y[4], o[6];
 #pragma GCC unroll 4
                 for (int a = 0; a < 4; a++) {
-                    _mm256_storeu_ps(o + 8 * (4 * a + 0), e[a][0]);
-                    _mm256_storeu_ps(o + 8 * (4 * a + 1), _mm256_add_ps(e[a][0], e[a][1]));
-                    _mm256_storeu_ps(o + 8 * (4 * a + 2), _mm256_sub_ps(e[a][0], e[a][1]));
-                    _mm256_storeu_ps(o + 8 * (4 * a + 3), _mm256_sub_ps(z, e[a][1]));
+#pragma GCC unroll 4
+                    for (int b = 0; b < 4; b++)
+                        y[b] = a < rows && b < cols ? _mm256_loadu_ps(s + ((size_t)a * OW + b) * 8) : _mm256_setzero_ps();
+                    a_1d(y, r[a]);
+                }
+                float *out = m + (size_t)i * F8 * WINO_NP + WINO_TS * g;
+#pragma GCC unroll 6
+                for (int b = 0; b < 6; b++) {
+#pragma GCC unroll 4
+                    for (int a = 0; a < 4; a++) y[a] = r[a][b];
+                    a_1d(y, o);
+#pragma GCC unroll 6
+                    for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + b), o[a]);
                 }
             }
     }
 }
 
-/* dxt += B dV B^T of tile rows [ty0, ty0 + nty) at (2ty, 2tx): the 4x4 tiles overlap. */
+/* dxt += B dV B^T of tile rows [ty0, ty0 + nty) at (4ty, 4tx): the 6x6 tiles overlap. */
 static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float *dxt)
 {
     const int C8 = p->C8, W8 = p->Wq8;
-    const size_t vt = (size_t)C8 * 16;
     for (int cg = 0; cg < C8; cg += 8) {
         int i = 0;
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
-                const float *s = v + (size_t)i * vt + cg * 16;
-                __m256 z[4][4], t[4][4];
-#pragma GCC unroll 4
-                for (int a = 0; a < 4; a++)
-#pragma GCC unroll 4
-                    for (int b = 0; b < 4; b++) z[a][b] = _mm256_loadu_ps(s + 8 * (4 * a + b));
-                /* (B z)_0 = z0, _1 = z1 - z2 + z3, _2 = z1 + z2 - z0, _3 = -z3: rows, then columns */
-#pragma GCC unroll 4
-                for (int b = 0; b < 4; b++) {
-                    t[0][b] = z[0][b];
-                    t[1][b] = _mm256_add_ps(_mm256_sub_ps(z[1][b], z[2][b]), z[3][b]);
-                    t[2][b] = _mm256_sub_ps(_mm256_add_ps(z[1][b], z[2][b]), z[0][b]);
-                    t[3][b] = z[3][b]; /* negated below */
+                const float *s = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
+                __m256 r[6][6], z[6], o[6];
+#pragma GCC unroll 6
+                for (int a = 0; a < 6; a++) {
+#pragma GCC unroll 6
+                    for (int b = 0; b < 6; b++) z[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
+                    b_1d(z, r[a]);
                 }
-                float *o = dxt + (((size_t)cg / 8 * p->Hq + 2 * ty) * W8 + 2 * tx) * 8;
-#pragma GCC unroll 4
-                for (int a = 0; a < 4; a++) {
-                    __m256 r[4];
-                    r[0] = t[a][0];
-                    r[1] = _mm256_add_ps(_mm256_sub_ps(t[a][1], t[a][2]), t[a][3]);
-                    r[2] = _mm256_sub_ps(_mm256_add_ps(t[a][1], t[a][2]), t[a][0]);
-                    r[3] = t[a][3];
-                    float *row = o + (size_t)a * W8 * 8;
-#pragma GCC unroll 4
-                    for (int b = 0; b < 4; b++) {
-                        /* row 3 and column 3 are negated; both: positive */
-                        const int neg = (a == 3) ^ (b == 3);
-                        __m256 old = _mm256_loadu_ps(row + 8 * b);
-                        _mm256_storeu_ps(row + 8 * b, neg ? _mm256_sub_ps(old, r[b]) : _mm256_add_ps(old, r[b]));
+                float *out = dxt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
+#pragma GCC unroll 6
+                for (int b = 0; b < 6; b++) {
+#pragma GCC unroll 6
+                    for (int a = 0; a < 6; a++) z[a] = r[a][b];
+                    b_1d(z, o);
+#pragma GCC unroll 6
+                    for (int a = 0; a < 6; a++) {
+                        float *at = out + ((size_t)a * W8 + b) * 8;
+                        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), o[a]));
                     }
                 }
             }
     }
 }
 
-/* ---- the products at the 16 points ---------------------------------------------- */
+/* ---- the products at the 36 points ---------------------------------------------- */
 
 /* A and the output of the point GEMMs are in the tile layout above: element (i, k)
- * at a[i*lda + (k/8)*128 + k%8] (128: a group's 16 points of 8). B (U) is plain
+ * at a[i*lda + (k/8)*WINO_TS + k%8] (a group's 36 points of 8). B (U) is plain
  * [K8][N8] per point. */
 
 /* out[r][g] (=|+=) sum_(k < kc) a(r, k) * B[k][g] for r < rt, g < gb. With fewer than
@@ -444,7 +499,7 @@ static AI void nn_rows(const float *a, int lda, __m256 B[16][2], float *out, int
     for (int r = 0; r < rt; r++)
 #pragma GCC unroll 2
         for (int g = 0; g < gb; g++) {
-            acc[0][r][g] = add ? _mm256_loadu_ps(out + (size_t)r * ldo + 128 * g) : _mm256_setzero_ps();
+            acc[0][r][g] = add ? _mm256_loadu_ps(out + (size_t)r * ldo + WINO_TS * g) : _mm256_setzero_ps();
             acc[1][r][g] = _mm256_setzero_ps();
         }
 #pragma GCC unroll 16
@@ -452,7 +507,7 @@ static AI void nn_rows(const float *a, int lda, __m256 B[16][2], float *out, int
         const int h = split ? (k & 1) : 0;
 #pragma GCC unroll 4
         for (int r = 0; r < rt; r++) {
-            __m256 av = _mm256_set1_ps(a[(size_t)r * lda + (k >> 3) * 128 + (k & 7)]);
+            __m256 av = _mm256_set1_ps(a[(size_t)r * lda + (k >> 3) * WINO_TS + (k & 7)]);
 #pragma GCC unroll 2
             for (int g = 0; g < gb; g++) acc[h][r][g] = _mm256_fmadd_ps(av, B[k][g], acc[h][r][g]);
         }
@@ -461,7 +516,7 @@ static AI void nn_rows(const float *a, int lda, __m256 B[16][2], float *out, int
     for (int r = 0; r < rt; r++)
 #pragma GCC unroll 2
         for (int g = 0; g < gb; g++)
-            _mm256_storeu_ps(out + (size_t)r * ldo + 128 * g, split ? _mm256_add_ps(acc[0][r][g], acc[1][r][g]) : acc[0][r][g]);
+            _mm256_storeu_ps(out + (size_t)r * ldo + WINO_TS * g, split ? _mm256_add_ps(acc[0][r][g], acc[1][r][g]) : acc[0][r][g]);
 }
 
 /* out[nr][gb groups] (=|+=) a[nr][kc] b[kc][8*gb]: b's kc rows held in registers,
@@ -480,7 +535,7 @@ static AI void nn_panel(const float *a, int lda, const float *b, int ldb, float 
     if (nr - r >= 1) nn_rows(a + (size_t)r * lda, lda, B, out + (size_t)r * ldo, ldo, 1, kc, gb, add);
 }
 
-/* For each of the 16 points q: out_q [nr][N8] = a_q [nr][K8] b_q [K8][N8]; a_q = a + 8q,
+/* For each of the 36 points q: out_q [nr][N8] = a_q [nr][K8] b_q [K8][N8]; a_q = a + 8q,
  * out_q = out + 8q (tile layout), b_q = b + q*bs. The shape is chosen once for all points. */
 static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, int ldb, int N8, float *out, int ldo,
                     int nr)
@@ -488,17 +543,17 @@ static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, 
     for (int g = 0; 8 * g < N8; g += 2) {
         const int gb = N8 - 8 * g >= 16 ? 2 : 1;
         for (int k0 = 0; k0 < K8;) {
-            const float *ak = a + (size_t)k0 / 8 * 128, *bk = b + (size_t)k0 * ldb + 8 * g;
-            float *o = out + 128 * g;
+            const float *ak = a + (size_t)k0 / 8 * WINO_TS, *bk = b + (size_t)k0 * ldb + 8 * g;
+            float *o = out + WINO_TS * g;
             const int add = k0 > 0;
             if (gb == 2) {
-                for (int q = 0; q < 16; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 2, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 2, add);
                 k0 += 8;
             } else if (K8 - k0 >= 16) {
-                for (int q = 0; q < 16; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 16, 1, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 16, 1, add);
                 k0 += 16;
             } else {
-                for (int q = 0; q < 16; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 1, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 1, add);
                 k0 += 8;
             }
         }
@@ -518,7 +573,7 @@ static AI void tn_block(const float *a, int lda, const float *b, int ldb, int n,
         const float *ai = a + (size_t)i * lda;
         __m256 bv[2];
 #pragma GCC unroll 2
-        for (int g = 0; g < gb; g++) bv[g] = _mm256_loadu_ps(b + (size_t)i * ldb + 128 * g);
+        for (int g = 0; g < gb; g++) bv[g] = _mm256_loadu_ps(b + (size_t)i * ldb + WINO_TS * g);
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             __m256 av = _mm256_set1_ps(ai[c]);
@@ -539,12 +594,12 @@ static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, in
 {
     for (int c = 0; c < M8; c += 8)
         for (int g = 0; 8 * g < N8; g += 2) {
-            const float *ac = a + (size_t)c * 16, *bg = b + 128 * g;
+            const float *ac = a + (size_t)c * WINO_NP, *bg = b + WINO_TS * g;
             float *o = out + (size_t)c * ldo + 8 * g;
             if (N8 - 8 * g >= 16)
-                for (int q = 0; q < 16; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 2);
+                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 2);
             else
-                for (int q = 0; q < 16; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 1);
+                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 1);
         }
 }
 
@@ -558,7 +613,7 @@ void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, c
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
         input_tf(p, xt, ty0, nty, v);
-        nn_gemm(v, 16 * C8, C8, u, (size_t)C8 * F8, F8, F8, m, 16 * F8, nt);
+        nn_gemm(v, WINO_NP * C8, C8, u, (size_t)C8 * F8, F8, F8, m, WINO_NP * F8, nt);
         output_tf(p, m, bias, ty0, nty, yt);
     }
     from_yt(yt, p->F, p->P, y);
@@ -571,7 +626,7 @@ void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, co
     const int C8 = p->C8, F8 = p->F8, P = p->P;
     to_xt(p, x, xt);
     to_dyt(dy, p->F, P, dyt);
-    float *db = part + (size_t)16 * C8 * F8;
+    float *db = part + (size_t)WINO_NP * C8 * F8;
     for (int g = 0; 8 * g < F8; g++) { /* db: four chains, not one long one */
         const float *r = dyt + (size_t)g * P * 8;
         __m256 b[4] = {_mm256_loadu_ps(db + 8 * g), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -587,10 +642,10 @@ void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, co
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
         input_tf(p, xt, ty0, nty, v);
         dm_tf(p, dyt, ty0, nty, m);
-        tn_gemm(v, 16 * C8, C8, m, 16 * F8, F8, nt, part, (size_t)C8 * F8, F8);
+        tn_gemm(v, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, part, (size_t)C8 * F8, F8);
         if (dx) {
             /* dV overwrites V: dU has used it */
-            nn_gemm(m, 16 * F8, F8, ut, (size_t)F8 * C8, C8, C8, v, 16 * C8, nt);
+            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, v, WINO_NP * C8, nt);
             dx_tf(p, v, ty0, nty, dxt);
         }
     }

@@ -1,4 +1,4 @@
-/* conv2d_winograd.h - conv2d's Winograd F(2x2, 3x3) kernels (internal to ops/conv2d.c).
+/* conv2d_winograd.h - conv2d's Winograd F(4x4, 3x3) kernels (internal to ops/conv2d.c).
  *
  * One sample at a time; conv2d.c owns the node plumbing (threads, scratch, the
  * thread-order sum of the weight-gradient partials). See conv2d_winograd.c.
@@ -16,15 +16,17 @@
 
 #define LP_WINO_HIDDEN __attribute__((visibility("hidden")))
 
+#define LP_WINO_POINTS 36 /* points of an F(4x4, 3x3) tile: 6x6 */
+
 typedef struct lp_wino_plan {
     int C, H, W, F, pt, pl, OH, OW, P;
-    int TH, TW;          /* tiles of 2x2 outputs: ceil(OH/2) x ceil(OW/2) */
+    int TH, TW;          /* tiles of 4x4 outputs: ceil(OH/4) x ceil(OW/4) */
     int Hq, Wq8;         /* channel-last padded input [Hq][Wq8][C8] */
     int C8, F8;          /* channels and filters rounded up to 8 */
     int rpc, TC;         /* tile rows per chunk, tiles per chunk (rpc * TW) */
-    size_t u_size;       /* U [16][C8][F8] or U^T [16][F8][C8] (fixed scratch) */
+    size_t u_size;       /* U [36][C8][F8] or U^T [36][F8][C8] (fixed scratch) */
     size_t xt_at, dxt_at, v_at, m_at, yt_at, part_at; /* offsets in a thread's scratch */
-    size_t part_size;    /* [16][C8][F8] dU, then [F8] db */
+    size_t part_size;    /* [36][C8][F8] dU, then [F8] db */
     size_t thread_size;  /* floats of one thread's scratch */
 } lp_wino_plan;
 
@@ -37,9 +39,9 @@ LP_WINO_HIDDEN extern int lp_wino_mode;
 LP_WINO_HIDDEN int lp_wino_applies(int C, int F, int kh, int kw, int sh, int sw);
 LP_WINO_HIDDEN void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int pl, int OH,
                                       int OW);
-/* u [16][C8][F8] = G g G^T of w [F][C][3][3], zeros past C and F. */
+/* u [36][C8][F8] = G g G^T of w [F][C][3][3], zeros past C and F. */
 LP_WINO_HIDDEN void lp_wino_pack_u(const lp_wino_plan *p, const float *w, float *u);
-/* ut [16][F8][C8], the same transposed (the input gradient's order). */
+/* ut [36][F8][C8], the same transposed (the input gradient's order). */
 LP_WINO_HIDDEN void lp_wino_pack_ut(const lp_wino_plan *p, const float *w, float *ut);
 /* y [F][OH][OW] = conv(x [C][H][W]) + bias (bias may be NULL); ts: a thread's scratch. */
 LP_WINO_HIDDEN void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x,

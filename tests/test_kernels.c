@@ -202,24 +202,26 @@ ParameterizedTest(conv_case *c, kernels, conv_direct)
     run_conv_case(c);
 }
 
-/* Winograd F(2x2, 3x3), forced on every 3x3 stride-1 conv here so that its tails are
- * reached even where the automatic choice keeps the direct path: odd outputs (the
- * last tile row / column half outside), one output row or pixel, channels and
- * filters that are not multiples of 8 (padded groups), more than one group, more
- * than one chunk of tile rows and rows wider than a chunk, padding 0, 1, asymmetric
- * and same, batch 1 and 3 over 1 and 3 threads, dx written and added. */
+/* Winograd F(4x4, 3x3), forced on every 3x3 stride-1 conv here so that its tails are
+ * reached even where the automatic choice keeps the direct path: outputs not a
+ * multiple of 4 (the last tile row / column with 1, 2 or 3 of its 4 inside), one
+ * output row or pixel, channels and filters that are not multiples of 8 (padded
+ * groups), more than one group, more than one chunk of tile rows and rows wider than
+ * a chunk, padding 0, 1, asymmetric and same, batch 1 and 3 over 1 and 3 threads, dx
+ * written and added. */
 ParameterizedTestParameters(kernels, conv_winograd)
 {
     static conv_case cases[] = {
         /* N  C   H   W   F kh kw pt pb pl pr same bias twice threads */
         {1, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},   /* MNIST conv2 (11x11), batch 1 */
         {3, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 1, 3},   /* the same, dx added, 3 threads */
-        {3, 8, 7, 9, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},      /* 5x7 output, F % 8 */
+        {3, 8, 7, 9, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},      /* 5x7 output (1 and 3 of 4), F % 8 */
         {3, 3, 5, 7, 13, 3, 3, 1, 1, 1, 1, 0, 1, 0, 3},     /* 5x7, padding 1, C % 8 */
         {1, 11, 11, 11, 20, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1},  /* 11x11 padded, 2 groups + 1 of F, no bias */
-        {2, 16, 12, 10, 4, 3, 3, 0, 0, 0, 0, 0, 1, 0, 3},   /* even output, 2 channel groups */
+        {2, 16, 12, 10, 4, 3, 3, 0, 0, 0, 0, 0, 1, 0, 3},   /* 10x8 output (2 of 4), 2 channel groups */
         {3, 24, 6, 6, 16, 3, 3, 1, 1, 0, 0, 0, 1, 1, 1},    /* padding [1, 0] */
-        {2, 5, 30, 30, 7, 3, 3, 0, 0, 0, 0, 1, 1, 1, 3},    /* same, 15 tiles a row: 1 row a chunk */
+        {2, 5, 30, 30, 7, 3, 3, 0, 0, 0, 0, 1, 1, 1, 3},    /* same, 8 tiles a row: 2 rows a chunk */
+        {2, 8, 9, 58, 8, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},     /* 14 tiles a row: 1 row a chunk */
         {2, 8, 3, 20, 9, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},     /* one output row */
         {3, 8, 3, 3, 8, 3, 3, 0, 0, 0, 0, 0, 1, 1, 3},      /* one output pixel */
         {2, 9, 4, 4, 3, 3, 3, 2, 2, 2, 2, 0, 1, 1, 1},      /* padding wider than the kernel's reach */
