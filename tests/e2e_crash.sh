@@ -12,9 +12,10 @@ e2e_init e2e_crash
 DB=$T/crash.db
 EPOCHS=8
 KILLS=12
-# 15 batches of 64 per epoch and 500 test images: an epoch is ~0.15 s on one core,
-# so a random kill lands in loading, training, evaluation or a commit.
-set -- configs/mnist_two_conv.yaml --set data.train_limit=960 --set data.test_limit=500 \
+# 50 batches of 64 per epoch and 500 test images: the 8 epochs take ~0.5-1 s on one
+# core (with 960 images a whole run took 176 ms once the kernels got faster), so a
+# random kill lands in loading, training, evaluation or a commit.
+set -- configs/mnist_two_conv.yaml --set data.train_limit=3200 --set data.test_limit=500 \
     --set train.epochs=$EPOCHS --set tracking.checkpoint_every=1 --db "$DB" --threads 1 --quiet
 
 sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
