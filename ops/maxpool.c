@@ -110,7 +110,7 @@ static inline float max4(const float *r0, const float *r1, int o, uint8_t *arg, 
     uint8_t a = 0;
     for (uint8_t k = 1; k < 4; k++)
         if (takes_over(v[k], m)) { m = v[k]; a = k; }
-    *arg = relu && !(m > 0.0f) ? (uint8_t)(a + 4) : a; /* 4..7: ReLU passes no gradient */
+    *arg = relu && !(m > 0.0f) ? 4 : a; /* 4: the ReLU passes no gradient */
     return m;
 }
 
@@ -141,8 +141,10 @@ static inline void take(__m512 *m, __m512i *a, __m512 v, int k)
 /* The windows (v0, v1 | v2, v3) -> their max, and in *at each one's position 0..3 as
  * a byte. relu: the input is max(x, 0) (a ReLU folded in, see lp_node_input_relu),
  * applied here exactly as a separate ReLU would (NaN -> 0); a window whose max is
- * not positive gets position + 4, which backward matches with no input. */
-static inline __m512 window_max(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int relu, __m128i *at)
+ * not positive gets position 4, which backward matches with no input.
+ * Inlined with relu a constant: each caller gets its own loop without the branch. */
+static inline __attribute__((always_inline)) __m512 window_max(__m512 v0, __m512 v1, __m512 v2,
+                                                               __m512 v3, int relu, __m128i *at)
 {
     const __m512 zero = _mm512_setzero_ps();
     if (relu) { /* max(v, +0) returns +0 for NaN and -0 too: exactly v > 0 ? v : 0 */
@@ -150,32 +152,26 @@ static inline __m512 window_max(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int 
         v1 = _mm512_max_ps(v1, zero);
         v2 = _mm512_max_ps(v2, zero);
         v3 = _mm512_max_ps(v3, zero);
-    }
-    __m512 best;
-    if (relu || !(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
-        /* no NaN: the max, then the first position holding it (independent
-         * compares, not a chain of takes), its two bits straight from the masks */
-        __m512 mx = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
-        __mmask16 e0 = _mm512_cmp_ps_mask(v0, mx, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, mx, _CMP_EQ_OQ),
-                  e2 = _mm512_cmp_ps_mask(v2, mx, _CMP_EQ_OQ);
-        __mmask16 odd = (__mmask16)(~e0 & (e1 | ~e2)), second_row = (__mmask16)(~e0 & ~e1);
-        *at = _mm_or_si128(_mm_maskz_mov_epi8(odd, _mm_set1_epi8(1)), _mm_maskz_mov_epi8(second_row, _mm_set1_epi8(2)));
-        if (relu) {
-            best = mx; /* every value is >= +0 here: no -0 to keep */
-        } else {
-            best = _mm512_mask_mov_ps(v3, e2, v2);
-            best = _mm512_mask_mov_ps(best, e1, v1);
-            best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
-        }
-    } else {
-        best = v0;
+    } else if (_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q)) {
+        __m512 best = v0;
         __m512i at32 = _mm512_setzero_si512();
         take(&best, &at32, v1, 1);
         take(&best, &at32, v2, 2);
         take(&best, &at32, v3, 3);
         *at = _mm512_cvtepi32_epi8(at32);
+        return best;
     }
-    if (relu) *at = _mm_mask_add_epi8(*at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), *at, _mm_set1_epi8(4));
+    /* No NaN: each row's winner (the right one only if larger), then the bottom's
+     * only if larger: the first maximum in row-major order. Blends, not max, so the
+     * element itself comes out (-0 stays -0); the masks give the position bits. */
+    const __mmask16 right_top = _mm512_cmp_ps_mask(v1, v0, _CMP_GT_OQ),
+                    right_bottom = _mm512_cmp_ps_mask(v3, v2, _CMP_GT_OQ);
+    const __m512 top = _mm512_mask_blend_ps(right_top, v0, v1), bottom = _mm512_mask_blend_ps(right_bottom, v2, v3);
+    const __mmask16 lower = _mm512_cmp_ps_mask(bottom, top, _CMP_GT_OQ);
+    const __m512 best = _mm512_mask_blend_ps(lower, top, bottom);
+    const __m128i pos_bottom = _mm_mask_blend_epi8(right_bottom, _mm_set1_epi8(2), _mm_set1_epi8(3));
+    *at = _mm_mask_blend_epi8(lower, _mm_maskz_mov_epi8(right_top, _mm_set1_epi8(1)), pos_bottom);
+    if (relu) *at = _mm_mask_mov_epi8(*at, _mm512_cmp_ps_mask(best, zero, _CMP_EQ_OQ), _mm_set1_epi8(4));
     return best;
 }
 
@@ -191,21 +187,37 @@ static inline void store_windows(float *y, uint8_t *arg, __mmask16 m, __m512 bes
 /* The first n lanes. */
 static inline __mmask16 first_lanes(int n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
-/* A group of `rows` output rows of one plane (see pool2_group_plan): top is the
- * group's first input row. */
-static void pool2_group(const pool2_group_plan *g, const float *top, int W, int OW, int rows,
-                        float *y, uint8_t *arg, int relu)
+/* The masks of a group of `rows` output rows (see pool2_group_plan): its inputs'
+ * two 16-float pieces from the group's first row, and its outputs. */
+static inline void group_masks(int W, int OW, int rows, __mmask16 *mlo, __mmask16 *mhi, __mmask16 *mout)
 {
     const int span = 2 * W * (rows - 1) + 2 * OW;
-    const __mmask16 mlo = first_lanes(span), mhi = first_lanes(span - 16);
+    *mlo = first_lanes(span);
+    *mhi = first_lanes(span - 16);
+    *mout = first_lanes(rows * OW);
+}
+
+/* One plane by groups of output rows; masks and tables hoisted, recomputed only for
+ * a short last group. */
+static inline __attribute__((always_inline)) void pool2_plane_groups(const pool2_group_plan *g, const float *x,
+                                                                     int W, int OH, int OW, float *y,
+                                                                     uint8_t *arg, int relu)
+{
     const __m512i left = _mm512_loadu_si512(g->left), right = _mm512_add_epi32(left, _mm512_set1_epi32(1));
-    const float *bottom = top + W;
-    __m512 a0 = _mm512_maskz_loadu_ps(mlo, top), a1 = _mm512_maskz_loadu_ps(mhi, top + 16);
-    __m512 b0 = _mm512_maskz_loadu_ps(mlo, bottom), b1 = _mm512_maskz_loadu_ps(mhi, bottom + 16);
-    __m128i at;
-    __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
-                             _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1), relu, &at);
-    store_windows(y, arg, first_lanes(rows * OW), best, at);
+    int rows = g->rows;
+    __mmask16 mlo, mhi, mout;
+    group_masks(W, OW, rows, &mlo, &mhi, &mout);
+    for (int oy = 0; oy < OH; oy += rows) {
+        if (OH - oy < rows) group_masks(W, OW, rows = OH - oy, &mlo, &mhi, &mout);
+        const float *top = x + 2L * oy * W, *bottom = top + W;
+        __m512 a0 = _mm512_maskz_loadu_ps(mlo, top), a1 = _mm512_maskz_loadu_ps(mhi, top + 16);
+        __m512 b0 = _mm512_maskz_loadu_ps(mlo, bottom), b1 = _mm512_maskz_loadu_ps(mhi, bottom + 16);
+        __m128i at;
+        __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
+                                 _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1),
+                                 relu, &at);
+        store_windows(y + oy * OW, arg + oy * OW, mout, best, at);
+    }
 }
 
 /* Backward of a group: the gradients g of its rows x OW outputs -> its 2 x rows x W
@@ -229,22 +241,40 @@ static void unpool2_group(const pool2_group_plan *gp, const float *g, const uint
 }
 #endif
 
-/* One output row: rows r0, r1 of the input -> y[OW], arg[OW] (relu: see window_max). */
-static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, int OW, int relu)
+/* One plane, an output row at a time (relu: see window_max). With AVX-512, 16
+ * columns of every row, then the next 16: the masks are the same down a plane. */
+static inline __attribute__((always_inline)) void pool2_plane_rows(const float *x, int W, int OH, int OW,
+                                                                   float *y, uint8_t *arg, int relu)
 {
     int o = 0;
 #if POOL_AVX512
     for (; o < OW; o += 16) {
-        int left = OW - o < 16 ? OW - o : 16;
-        __mmask16 mlo = first_lanes(2 * left), mhi = first_lanes(2 * left - 16);
-        __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * o), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * o + 16);
-        __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
-        __m128i at;
-        __m512 best = window_max(evens(a0, a1), odds(a0, a1), evens(b0, b1), odds(b0, b1), relu, &at);
-        store_windows(y + o, arg + o, first_lanes(left), best, at);
+        const int cols = OW - o < 16 ? OW - o : 16;
+        const __mmask16 mlo = first_lanes(2 * cols), mhi = first_lanes(2 * cols - 16), mout = first_lanes(cols);
+        for (int oy = 0; oy < OH; oy++) {
+            const float *r0 = x + 2L * oy * W + 2 * o, *r1 = r0 + W;
+            __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 16);
+            __m128i at;
+            __m512 best = window_max(evens(a0, a1), odds(a0, a1), evens(b0, b1), odds(b0, b1), relu, &at);
+            store_windows(y + oy * OW + o, arg + oy * OW + o, mout, best, at);
+        }
     }
 #endif
-    for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o], relu);
+    for (int oy = 0; oy < OH; oy++)
+        for (int ox = o; ox < OW; ox++) {
+            const float *r0 = x + 2L * oy * W;
+            y[oy * OW + ox] = max4(r0, r0 + W, ox, &arg[oy * OW + ox], relu);
+        }
+}
+
+static inline __attribute__((always_inline)) void pool2_plane(const pool2_group_plan *g, const float *x, int W,
+                                                              int OH, int OW, float *y, uint8_t *arg, int relu)
+{
+#if POOL_AVX512
+    if (g->rows) { pool2_plane_groups(g, x, W, OH, OW, y, arg, relu); return; }
+#endif
+    pool2_plane_rows(x, W, OH, OW, y, arg, relu);
 }
 
 #if POOL_AVX512
@@ -295,20 +325,14 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
     const int relu = lp_node_input_relu(n);
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
-    uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window */
+    uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window, 4: none */
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
-    for (long p = 0; p < planes; p++)
-        for (int oy = 0; oy < OH; oy += g->rows ? g->rows : 1) {
-            const float *r0 = x + (p * H + 2 * oy) * W;
-            const long o = (p * OH + oy) * OW;
-#if POOL_AVX512
-            if (g->rows) {
-                pool2_group(g, r0, W, OW, OH - oy < g->rows ? OH - oy : g->rows, y + o, arg + o, relu);
-                continue;
-            }
-#endif
-            pool2_row(r0, r0 + W, y + o, arg + o, OW, relu);
-        }
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        const long o = p * OH * OW;
+        if (relu) pool2_plane(g, xp, W, OH, OW, y + o, arg + o, 1); /* two copies, relu a constant */
+        else pool2_plane(g, xp, W, OH, OW, y + o, arg + o, 0);
+    }
 }
 
 static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int OH, int OW)
@@ -347,7 +371,7 @@ static void maxpool_forward(lp_node *n)
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     int32_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: index into the H x W plane, -1: none */
-    const int relu = lp_node_input_relu(n); /* see pool2_row */
+    const int relu = lp_node_input_relu(n); /* see window_max */
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
