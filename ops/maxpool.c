@@ -220,23 +220,28 @@ static inline __attribute__((always_inline)) void pool2_plane_groups(const pool2
     }
 }
 
-/* Backward of a group: the gradients g of its rows x OW outputs -> its 2 x rows x W
- * input floats from d (every one written: the gradient, or 0). */
-static void unpool2_group(const pool2_group_plan *gp, const float *g, const uint8_t *arg, float *d,
-                          int W, int OW, int rows, int acc)
+/* Backward of a plane by groups: the gradients g of its OH x OW outputs -> its
+ * 2 x OH x W input floats from d (every one written: the gradient, or 0; the
+ * dropped column too). */
+static inline __attribute__((always_inline)) void unpool2_plane_groups(const pool2_group_plan *gp, const float *g,
+                                                                       const uint8_t *arg, float *d, int W,
+                                                                       int OH, int OW, int acc)
 {
-    const __mmask16 m = first_lanes(rows * OW);
-    const __m512 gv = _mm512_maskz_loadu_ps(m, g);
-    const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg));
-    const int len = 2 * rows * W;
-    for (int q = 0; q * 16 < len; q++) {
-        const __mmask16 mq = first_lanes(len - 16 * q);
-        const __m512i lane = _mm512_loadu_si512(gp->lane[q]);
-        const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(lane, av),
-                                                      _mm512_loadu_si512(gp->pos[q]));
-        __m512 v = _mm512_maskz_mov_ps(hit, _mm512_permutexvar_ps(lane, gv));
-        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mq, d + 16 * q));
-        _mm512_mask_storeu_ps(d + 16 * q, mq, v);
+    for (int oy = 0; oy < OH; oy += gp->rows) {
+        const int rows = OH - oy < gp->rows ? OH - oy : gp->rows, len = 2 * rows * W;
+        const __mmask16 m = first_lanes(rows * OW);
+        const __m512 gv = _mm512_maskz_loadu_ps(m, g + oy * OW);
+        const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg + oy * OW));
+        float *dg = d + 2L * oy * W;
+        for (int q = 0; q * 16 < len; q++) {
+            const __mmask16 mq = first_lanes(len - 16 * q);
+            const __m512i lane = _mm512_loadu_si512(gp->lane[q]);
+            const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(lane, av),
+                                                          _mm512_loadu_si512(gp->pos[q]));
+            __m512 v = _mm512_maskz_permutexvar_ps(hit, lane, gv);
+            if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mq, dg + 16 * q));
+            _mm512_mask_storeu_ps(dg + 16 * q, mq, v);
+        }
     }
 }
 #endif
@@ -290,33 +295,56 @@ static inline void unpool2_store(float *row, __m512 lo, __m512 hi, __mmask16 mlo
 }
 #endif
 
-/* One output row's gradient g[OW] -> input rows d0, d1 (2*OW columns each). */
-static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1, int OW, int acc)
+/* Backward of a plane, an output row at a time: the gradients g of its OH x OW
+ * outputs -> the inputs of their windows in d (the gradient, or 0). */
+static inline __attribute__((always_inline)) void unpool2_plane_rows(const float *g, const uint8_t *arg, float *d,
+                                                                     int W, int OH, int OW, int acc)
 {
     int o = 0;
 #if POOL_AVX512
     const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (; o < OW; o += 16) {
-        int left = OW - o < 16 ? OW - o : 16;
-        __mmask16 m = first_lanes(left), mlo = first_lanes(2 * left), mhi = first_lanes(2 * left - 16);
-        __m512 gv = _mm512_maskz_loadu_ps(m, g + o);
-        __m128i a = _mm_maskz_loadu_epi8(m, arg + o);
-        /* Named vectors, not an array: gcc keeps an array indexed in a loop on the
-         * stack (measured: half of this function's time in spills). */
-        __m512 v0 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_setzero_si128()), gv);
-        __m512 v1 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(1)), gv);
-        __m512 v2 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(2)), gv);
-        __m512 v3 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(3)), gv);
-        unpool2_store(d0 + 2 * o, _mm512_permutex2var_ps(v0, ilo, v1), _mm512_permutex2var_ps(v0, ihi, v1), mlo, mhi, acc);
-        unpool2_store(d1 + 2 * o, _mm512_permutex2var_ps(v2, ilo, v3), _mm512_permutex2var_ps(v2, ihi, v3), mlo, mhi, acc);
+        const int cols = OW - o < 16 ? OW - o : 16;
+        const __mmask16 m = first_lanes(cols), mlo = first_lanes(2 * cols), mhi = first_lanes(2 * cols - 16);
+        for (int oy = 0; oy < OH; oy++) {
+            float *d0 = d + 2L * oy * W + 2 * o, *d1 = d0 + W;
+            __m512 gv = _mm512_maskz_loadu_ps(m, g + oy * OW + o);
+            __m128i a = _mm_maskz_loadu_epi8(m, arg + oy * OW + o);
+            /* Named vectors, not an array: gcc keeps an array indexed in a loop on the
+             * stack (measured: half of this function's time in spills). */
+            __m512 v0 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_setzero_si128()), gv);
+            __m512 v1 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(1)), gv);
+            __m512 v2 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(2)), gv);
+            __m512 v3 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(3)), gv);
+            unpool2_store(d0, _mm512_permutex2var_ps(v0, ilo, v1), _mm512_permutex2var_ps(v0, ihi, v1), mlo, mhi, acc);
+            unpool2_store(d1, _mm512_permutex2var_ps(v2, ilo, v3), _mm512_permutex2var_ps(v2, ihi, v3), mlo, mhi, acc);
+        }
     }
 #endif
-    for (; o < OW; o++)
-        for (int k = 0; k < 4; k++) {
-            float *d = (k < 2 ? d0 : d1) + 2 * o + (k & 1);
-            lp_grad_put(d, acc, arg[o] == k ? g[o] : 0.0f);
-        }
+    for (int oy = 0; oy < OH; oy++)
+        for (int ox = o; ox < OW; ox++)
+            for (int k = 0; k < 4; k++) {
+                float *dk = d + (2L * oy + k / 2) * W + 2 * ox + (k & 1);
+                lp_grad_put(dk, acc, arg[oy * OW + ox] == k ? g[oy * OW + ox] : 0.0f);
+            }
+}
+
+/* Backward of a plane: every input written (the gradient, or 0) unless acc. */
+static inline __attribute__((always_inline)) void unpool2_plane(const pool2_group_plan *gp, const float *g,
+                                                                const uint8_t *arg, float *d, int H, int W,
+                                                                int OH, int OW, int acc)
+{
+#if POOL_AVX512
+    if (gp->rows) unpool2_plane_groups(gp, g, arg, d, W, OH, OW, acc); /* the dropped column too */
+    else
+#endif
+    {
+        unpool2_plane_rows(g, arg, d, W, OH, OW, acc);
+        if (!acc && W > 2 * OW) /* the dropped column */
+            for (int y = 0; y < 2 * OH; y++) d[(long)y * W + W - 1] = 0.0f;
+    }
+    if (!acc && H > 2 * OH) memset(d + (long)2 * OH * W, 0, (size_t)W * sizeof(float));
 }
 
 static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
@@ -343,20 +371,10 @@ static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int
     const uint8_t *arg = lp_node_scratch(n);
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
+        const long o = p * OH * OW;
         float *dxp = dx + p * H * W;
-        for (int oy = 0; oy < OH; oy += g->rows ? g->rows : 1) {
-            float *d0 = dxp + (long)2 * oy * W;
-            const long o = (p * OH + oy) * OW;
-#if POOL_AVX512
-            if (g->rows) { /* the dropped column too */
-                unpool2_group(g, dy + o, arg + o, d0, W, OW, OH - oy < g->rows ? OH - oy : g->rows, acc);
-                continue;
-            }
-#endif
-            unpool2_row(dy + o, arg + o, d0, d0 + W, OW, acc);
-            if (!acc && W > 2 * OW) d0[W - 1] = d0[2 * W - 1] = 0.0f; /* the dropped column */
-        }
-        if (!acc && H > 2 * OH) memset(dxp + (long)2 * OH * W, 0, (size_t)W * sizeof(float));
+        if (acc) unpool2_plane(g, dy + o, arg + o, dxp, H, W, OH, OW, 1); /* two copies, acc a constant */
+        else unpool2_plane(g, dy + o, arg + o, dxp, H, W, OH, OW, 0);
     }
 }
 
