@@ -8,13 +8,17 @@
  * wins its window (so it propagates instead of hiding).
  *
  * 2x2 windows with stride 2 (every MNIST net) take a fast path: the argmax is one
- * byte (0..3, row-major in the window), 16 outputs per step with AVX-512, and
- * backward writes every input of its windows (the gradient or 0) instead of
- * clearing the plane first, since such windows tile the input exactly. Narrow planes
+ * byte (0..3, row-major in the window; 4: all zero after a folded ReLU), 16 outputs
+ * per step with AVX-512, and backward writes every input of its windows (the
+ * gradient or 0) instead of clearing the plane first, since such windows tile the
+ * input exactly. Narrow planes
  * (conv2's 11 x 11 in the two-conv net: 5 outputs a row) put several output rows in
- * one vector, through index tables built at setup, instead of wasting 11 of 16 lanes.
+ * one vector, through index tables built at setup, instead of wasting 11 of 16 lanes;
+ * the forward takes two-row groups from any two consecutive output rows of the batch.
  */
 #include "loupe_op.h"
+
+#include <omp.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -273,6 +277,46 @@ static inline __attribute__((always_inline)) void pool2_plane_rows(const float *
         }
 }
 
+#if POOL_AVX512
+/* The first input row of output row oy + 1 (oy updated), from that of oy: two rows
+ * down, past the dropped row at the end of a plane. */
+static inline const float *next_top(const float *top, int *oy, int H, int W, int OH)
+{
+    if (++*oy < OH) return top + 2 * W;
+    *oy = 0;
+    return top + (2 + H - 2 * OH) * W;
+}
+
+/* Output rows [from, to) of the whole batch (one run: [N, C, OH] rows of OW), two a
+ * vector, each loading its own inputs: a pair may span two planes. For planes of
+ * two-row groups with an odd OH (conv2's 11 x 11: 5 rows), as groups within a plane
+ * leave every third vector a third full. */
+static inline __attribute__((always_inline)) void pool2_row_pairs(const float *x, long from, long to, int H, int W,
+                                                                  int OH, int OW, float *y, uint8_t *arg, int relu)
+{
+    /* lanes 0..OW-1: the first row's windows (in the first source), then the second's */
+    int32_t pick[16] = {0};
+    for (int j = 0; j < 2 * OW; j++) pick[j] = j < OW ? 2 * j : 16 + 2 * (j - OW);
+    const __m512i left = _mm512_loadu_si512(pick), right = _mm512_add_epi32(left, _mm512_set1_epi32(1));
+    const __mmask16 in_row = first_lanes(2 * OW);
+    int oy = (int)(from % OH);
+    const float *top = x + from / OH * H * W + 2L * oy * W;
+    for (long k = from; k < to; k += 2) {
+        const float *t0 = top;
+        top = next_top(top, &oy, H, W, OH);
+        const float *t1 = k + 1 < to ? top : t0;
+        top = next_top(top, &oy, H, W, OH);
+        __m512 a0 = _mm512_maskz_loadu_ps(in_row, t0), a1 = _mm512_maskz_loadu_ps(in_row, t1);
+        __m512 b0 = _mm512_maskz_loadu_ps(in_row, t0 + W), b1 = _mm512_maskz_loadu_ps(in_row, t1 + W);
+        __m128i at;
+        __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
+                                 _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1),
+                                 relu, &at);
+        store_windows(y + k * OW, arg + k * OW, first_lanes((k + 1 < to ? 2 : 1) * OW), best, at);
+    }
+}
+#endif
+
 static inline __attribute__((always_inline)) void pool2_plane(const pool2_group_plan *g, const float *x, int W,
                                                               int OH, int OW, float *y, uint8_t *arg, int relu)
 {
@@ -354,7 +398,22 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window, 4: none */
-#pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
+    const int threads = lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN ? lp_node_threads(n) : 1;
+#if POOL_AVX512
+    if (g->rows == 2) {
+        const long pairs = (planes * OH + 1) / 2;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const long from = 2 * (pairs * t / nt), to = 2 * (pairs * (t + 1) / nt);
+            const long end = to < planes * OH ? to : planes * OH;
+            if (relu) pool2_row_pairs(x, from, end, H, W, OH, OW, y, arg, 1); /* two copies, relu a constant */
+            else pool2_row_pairs(x, from, end, H, W, OH, OW, y, arg, 0);
+        }
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
         const long o = p * OH * OW;

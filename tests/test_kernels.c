@@ -258,6 +258,9 @@ ParameterizedTestParameters(kernels, maxpool_2x2)
          * short last group; then a narrow row too wide to group (13: 6 outputs) */
         {3, 4, 11, 11, 0, 1}, {2, 3, 8, 8, 0, 2},   {2, 2, 4, 4, 0, 1},
         {1, 3, 5, 5, 1, 1},   {2, 2, 5, 13, 0, 1},
+        /* two-row groups pair rows across planes: an odd count of rows (a last one
+         * alone), and enough outputs (>= 16384) to split over threads */
+        {1, 3, 11, 11, 0, 1}, {41, 17, 11, 11, 1, 3},
         /* the folded ReLU: rows (MNIST pool1), groups with a short last one, odd sizes */
         {2, 3, 26, 26, 0, 1, 1}, {2, 16, 11, 11, 1, 3, 1}, {1, 2, 7, 9, 1, 1, 1}, {2, 2, 40, 70, 1, 1, 1},
     };
