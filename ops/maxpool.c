@@ -11,10 +11,10 @@
  * byte (0..3, row-major in the window; 4: all zero after a folded ReLU), 16 outputs
  * per step with AVX-512, and backward writes every input of its windows (the
  * gradient or 0) instead of clearing the plane first, since such windows tile the
- * input exactly. Narrow planes
- * (conv2's 11 x 11 in the two-conv net: 5 outputs a row) put several output rows in
- * one vector, through index tables built at setup, instead of wasting 11 of 16 lanes;
- * the forward takes two-row groups from any two consecutive output rows of the batch.
+ * input exactly. Narrow planes (conv2's 11 x 11 in the two-conv net: 5 outputs a
+ * row) put several output rows in one vector, through index tables built at setup,
+ * instead of wasting 11 of 16 lanes: the forward two consecutive output rows of the
+ * batch (or more of one plane), the backward a whole plane of up to 128 inputs.
  */
 #include "loupe_op.h"
 
@@ -36,22 +36,33 @@
  * output rows reads input rows 2oy .. 2oy + 2 x rows - 1; the windows' top-left
  * inputs must lie within two vectors (32 floats) of the group's first input row. */
 #define GROUP_SPAN 32
-#define GROUP_CHUNKS 3 /* 16-float pieces of a group's 2 x rows x W inputs (<= 34) */
 
 typedef struct pool2_group_plan {
     int rows;                 /* output rows per vector; 0: one row at a time */
     int32_t left[16];         /* lane j's window's top-left input, from the group's first row */
-    int32_t lane[GROUP_CHUNKS][16]; /* backward: input float 16q + i of the group takes  */
-    int32_t pos[GROUP_CHUNKS][16];  /* lane[q][i]'s gradient if its arg is pos[q][i] (-1: never) */
 } pool2_group_plan;
+
+/* Backward of a small plane (conv2's 11 x 11) as a whole: its outputs fill two
+ * vectors, and each 16 of its inputs take their windows' gradients from them by one
+ * two-source permute. Fewer, fuller vectors than by groups of rows, and the dropped
+ * row and column come out as zeros on the way. */
+#define SMALL_CHUNKS 8 /* inputs: at most 8 x 16; outputs: at most 32 */
+
+typedef struct pool2_small_plan {
+    int chunks;                      /* 16-float pieces of a plane; 0: not small */
+    uint16_t used[SMALL_CHUNKS];     /* the piece's floats within the plane */
+    int32_t lane[SMALL_CHUNKS][16];  /* input 16c + i takes output lane[c][i]'s gradient */
+    int32_t pos[SMALL_CHUNKS][16];   /* when that output's arg is pos[c][i] (-1: never) */
+} pool2_small_plan;
 
 typedef struct maxpool_state {
     int kh, kw, sh, sw;
     int fast;   /* 2x2 stride 2: byte argmax */
     pool2_group_plan group;
+    pool2_small_plan small;
 } maxpool_state;
 
-/* The most output rows r that fit 16 lanes and the two-vector span; tables for them. */
+/* The most output rows r that fit 16 lanes and the two-vector span. */
 static void plan_groups(pool2_group_plan *g, int W, int OW)
 {
     memset(g, 0, sizeof *g);
@@ -60,10 +71,18 @@ static void plan_groups(pool2_group_plan *g, int W, int OW)
     if (r < 2) return;
     g->rows = r;
     for (int j = 0; j < r * OW; j++) g->left[j] = 2 * W * (j / OW) + 2 * (j % OW);
-    for (int p = 0; p < GROUP_CHUNKS * 16; p++) {
-        int row = p / W, col = p % W, in_group = p < 2 * r * W && col < 2 * OW;
-        g->lane[p / 16][p % 16] = in_group ? (row / 2) * OW + col / 2 : 0;
-        g->pos[p / 16][p % 16] = in_group ? (row % 2) * 2 + col % 2 : -1;
+}
+
+static void plan_small(pool2_small_plan *sp, int H, int W, int OH, int OW)
+{
+    memset(sp, 0, sizeof *sp);
+    if (H * W > 16 * SMALL_CHUNKS || OH * OW > 32) return;
+    sp->chunks = (H * W + 15) / 16;
+    for (int q = 0; q < 16 * sp->chunks; q++) {
+        const int row = q / W, col = q % W, in = row < 2 * OH && col < 2 * OW;
+        sp->lane[q / 16][q % 16] = in ? (row / 2) * OW + col / 2 : 0;
+        sp->pos[q / 16][q % 16] = in ? (row % 2) * 2 + col % 2 : -1;
+        if (q < H * W) sp->used[q / 16] |= (uint16_t)(1u << (q % 16));
     }
 }
 
@@ -89,11 +108,14 @@ static lp_status maxpool_setup(lp_node *n)
     maxpool_state *st = lp_node_alloc_state(n, sizeof *st);
     if (!st) return LP_ERR_NOMEM;
     int fast = size[0] == 2 && size[1] == 2 && stride[0] == 2 && stride[1] == 2;
-    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast, {0}};
+    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast, {0}, {0}};
     lp_shape out = {3, {in.dims[0], (in.dims[1] - size[0]) / stride[0] + 1,
                         (in.dims[2] - size[1]) / stride[1] + 1}};
     size_t outs = (size_t)out.dims[0] * out.dims[1] * out.dims[2];
-    if (fast && POOL_AVX512) plan_groups(&st->group, in.dims[2], out.dims[2]);
+    if (fast && POOL_AVX512) {
+        plan_groups(&st->group, in.dims[2], out.dims[2]);
+        plan_small(&st->small, in.dims[1], in.dims[2], out.dims[1], out.dims[2]);
+    }
     lp_node_set_scratch(n, outs * (fast ? 1 : sizeof(int32_t)), 0);
     return lp_node_set_out_shape(n, out);
 }
@@ -224,28 +246,23 @@ static inline __attribute__((always_inline)) void pool2_plane_groups(const pool2
     }
 }
 
-/* Backward of a plane by groups: the gradients g of its OH x OW outputs -> its
- * 2 x OH x W input floats from d (every one written: the gradient, or 0; the
- * dropped column too). */
-static inline __attribute__((always_inline)) void unpool2_plane_groups(const pool2_group_plan *gp, const float *g,
-                                                                       const uint8_t *arg, float *d, int W,
-                                                                       int OH, int OW, int acc)
+/* Backward of a small plane (see pool2_small_plan): the gradients g of its outs
+ * outputs -> all its inputs d (the gradient, or 0). */
+static inline __attribute__((always_inline)) void unpool2_small(const pool2_small_plan *sp, const float *g,
+                                                                const uint8_t *arg, float *d, int outs, int acc)
 {
-    for (int oy = 0; oy < OH; oy += gp->rows) {
-        const int rows = OH - oy < gp->rows ? OH - oy : gp->rows, len = 2 * rows * W;
-        const __mmask16 m = first_lanes(rows * OW);
-        const __m512 gv = _mm512_maskz_loadu_ps(m, g + oy * OW);
-        const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg + oy * OW));
-        float *dg = d + 2L * oy * W;
-        for (int q = 0; q * 16 < len; q++) {
-            const __mmask16 mq = first_lanes(len - 16 * q);
-            const __m512i lane = _mm512_loadu_si512(gp->lane[q]);
-            const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(lane, av),
-                                                          _mm512_loadu_si512(gp->pos[q]));
-            __m512 v = _mm512_maskz_permutexvar_ps(hit, lane, gv);
-            if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mq, dg + 16 * q));
-            _mm512_mask_storeu_ps(dg + 16 * q, mq, v);
-        }
+    const __mmask16 mlo = first_lanes(outs), mhi = first_lanes(outs - 16);
+    const __m512 g0 = _mm512_maskz_loadu_ps(mlo, g), g1 = _mm512_maskz_loadu_ps(mhi, g + 16);
+    const __m512i a0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mlo, arg));
+    const __m512i a1 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mhi, arg + 16));
+    for (int c = 0; c < sp->chunks; c++) {
+        const __mmask16 used = sp->used[c];
+        const __m512i lane = _mm512_loadu_si512(sp->lane[c]);
+        const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutex2var_epi32(a0, lane, a1),
+                                                      _mm512_loadu_si512(sp->pos[c]));
+        __m512 v = _mm512_maskz_permutex2var_ps(hit, g0, lane, g1);
+        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(used, d + 16 * c));
+        _mm512_mask_storeu_ps(d + 16 * c, used, v);
     }
 }
 #endif
@@ -375,19 +392,16 @@ static inline __attribute__((always_inline)) void unpool2_plane_rows(const float
 }
 
 /* Backward of a plane: every input written (the gradient, or 0) unless acc. */
-static inline __attribute__((always_inline)) void unpool2_plane(const pool2_group_plan *gp, const float *g,
+static inline __attribute__((always_inline)) void unpool2_plane(const pool2_small_plan *sp, const float *g,
                                                                 const uint8_t *arg, float *d, int H, int W,
                                                                 int OH, int OW, int acc)
 {
 #if POOL_AVX512
-    if (gp->rows) unpool2_plane_groups(gp, g, arg, d, W, OH, OW, acc); /* the dropped column too */
-    else
+    if (sp->chunks) { unpool2_small(sp, g, arg, d, OH * OW, acc); return; }
 #endif
-    {
-        unpool2_plane_rows(g, arg, d, W, OH, OW, acc);
-        if (!acc && W > 2 * OW) /* the dropped column */
-            for (int y = 0; y < 2 * OH; y++) d[(long)y * W + W - 1] = 0.0f;
-    }
+    unpool2_plane_rows(g, arg, d, W, OH, OW, acc);
+    if (!acc && W > 2 * OW) /* the dropped column */
+        for (int y = 0; y < 2 * OH; y++) d[(long)y * W + W - 1] = 0.0f;
     if (!acc && H > 2 * OH) memset(d + (long)2 * OH * W, 0, (size_t)W * sizeof(float));
 }
 
@@ -424,7 +438,7 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
 
 static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int OH, int OW)
 {
-    const pool2_group_plan *g = &((const maxpool_state *)lp_node_state(n))->group;
+    const pool2_small_plan *sp = &((const maxpool_state *)lp_node_state(n))->small;
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const float *dy = lp_node_out_grad(n);
     const uint8_t *arg = lp_node_scratch(n);
@@ -432,8 +446,8 @@ static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int
     for (long p = 0; p < planes; p++) {
         const long o = p * OH * OW;
         float *dxp = dx + p * H * W;
-        if (acc) unpool2_plane(g, dy + o, arg + o, dxp, H, W, OH, OW, 1); /* two copies, acc a constant */
-        else unpool2_plane(g, dy + o, arg + o, dxp, H, W, OH, OW, 0);
+        if (acc) unpool2_plane(sp, dy + o, arg + o, dxp, H, W, OH, OW, 1); /* two copies, acc a constant */
+        else unpool2_plane(sp, dy + o, arg + o, dxp, H, W, OH, OW, 0);
     }
 }
 
