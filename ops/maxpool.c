@@ -8,13 +8,17 @@
  * wins its window (so it propagates instead of hiding).
  *
  * 2x2 windows with stride 2 (every MNIST net) take a fast path: the argmax is one
- * byte (0..3, row-major in the window), 16 outputs per step with AVX-512, and
- * backward writes every input of its windows (the gradient or 0) instead of
- * clearing the plane first, since such windows tile the input exactly. Narrow planes
- * (conv2's 11 x 11 in the two-conv net: 5 outputs a row) put several output rows in
- * one vector, through index tables built at setup, instead of wasting 11 of 16 lanes.
+ * byte (0..3, row-major in the window; 4: all zero after a folded ReLU), 16 outputs
+ * per step with AVX-512, and backward writes every input of its windows (the
+ * gradient or 0) instead of clearing the plane first, since such windows tile the
+ * input exactly. Narrow planes (conv2's 11 x 11 in the two-conv net: 5 outputs a
+ * row) put several output rows in one vector, through index tables built at setup,
+ * instead of wasting 11 of 16 lanes: the forward two consecutive output rows of the
+ * batch (or more of one plane), the backward a whole plane of up to 128 inputs.
  */
 #include "loupe_op.h"
+
+#include <omp.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -32,22 +36,33 @@
  * output rows reads input rows 2oy .. 2oy + 2 x rows - 1; the windows' top-left
  * inputs must lie within two vectors (32 floats) of the group's first input row. */
 #define GROUP_SPAN 32
-#define GROUP_CHUNKS 3 /* 16-float pieces of a group's 2 x rows x W inputs (<= 34) */
 
 typedef struct pool2_group_plan {
     int rows;                 /* output rows per vector; 0: one row at a time */
     int32_t left[16];         /* lane j's window's top-left input, from the group's first row */
-    int32_t lane[GROUP_CHUNKS][16]; /* backward: input float 16q + i of the group takes  */
-    int32_t pos[GROUP_CHUNKS][16];  /* lane[q][i]'s gradient if its arg is pos[q][i] (-1: never) */
 } pool2_group_plan;
+
+/* Backward of a small plane (conv2's 11 x 11) as a whole: its outputs fill two
+ * vectors, and each 16 of its inputs take their windows' gradients from them by one
+ * two-source permute. Fewer, fuller vectors than by groups of rows, and the dropped
+ * row and column come out as zeros on the way. */
+#define SMALL_CHUNKS 8 /* inputs: at most 8 x 16; outputs: at most 32 */
+
+typedef struct pool2_small_plan {
+    int chunks;                      /* 16-float pieces of a plane; 0: not small */
+    uint16_t used[SMALL_CHUNKS];     /* the piece's floats within the plane */
+    int32_t lane[SMALL_CHUNKS][16];  /* input 16c + i takes output lane[c][i]'s gradient */
+    int32_t pos[SMALL_CHUNKS][16];   /* when that output's arg is pos[c][i] (-1: never) */
+} pool2_small_plan;
 
 typedef struct maxpool_state {
     int kh, kw, sh, sw;
     int fast;   /* 2x2 stride 2: byte argmax */
     pool2_group_plan group;
+    pool2_small_plan small;
 } maxpool_state;
 
-/* The most output rows r that fit 16 lanes and the two-vector span; tables for them. */
+/* The most output rows r that fit 16 lanes and the two-vector span. */
 static void plan_groups(pool2_group_plan *g, int W, int OW)
 {
     memset(g, 0, sizeof *g);
@@ -56,10 +71,18 @@ static void plan_groups(pool2_group_plan *g, int W, int OW)
     if (r < 2) return;
     g->rows = r;
     for (int j = 0; j < r * OW; j++) g->left[j] = 2 * W * (j / OW) + 2 * (j % OW);
-    for (int p = 0; p < GROUP_CHUNKS * 16; p++) {
-        int row = p / W, col = p % W, in_group = p < 2 * r * W && col < 2 * OW;
-        g->lane[p / 16][p % 16] = in_group ? (row / 2) * OW + col / 2 : 0;
-        g->pos[p / 16][p % 16] = in_group ? (row % 2) * 2 + col % 2 : -1;
+}
+
+static void plan_small(pool2_small_plan *sp, int H, int W, int OH, int OW)
+{
+    memset(sp, 0, sizeof *sp);
+    if (H * W > 16 * SMALL_CHUNKS || OH * OW > 32) return;
+    sp->chunks = (H * W + 15) / 16;
+    for (int q = 0; q < 16 * sp->chunks; q++) {
+        const int row = q / W, col = q % W, in = row < 2 * OH && col < 2 * OW;
+        sp->lane[q / 16][q % 16] = in ? (row / 2) * OW + col / 2 : 0;
+        sp->pos[q / 16][q % 16] = in ? (row % 2) * 2 + col % 2 : -1;
+        if (q < H * W) sp->used[q / 16] |= (uint16_t)(1u << (q % 16));
     }
 }
 
@@ -85,11 +108,14 @@ static lp_status maxpool_setup(lp_node *n)
     maxpool_state *st = lp_node_alloc_state(n, sizeof *st);
     if (!st) return LP_ERR_NOMEM;
     int fast = size[0] == 2 && size[1] == 2 && stride[0] == 2 && stride[1] == 2;
-    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast, {0}};
+    *st = (maxpool_state){size[0], size[1], stride[0], stride[1], fast, {0}, {0}};
     lp_shape out = {3, {in.dims[0], (in.dims[1] - size[0]) / stride[0] + 1,
                         (in.dims[2] - size[1]) / stride[1] + 1}};
     size_t outs = (size_t)out.dims[0] * out.dims[1] * out.dims[2];
-    if (fast && POOL_AVX512) plan_groups(&st->group, in.dims[2], out.dims[2]);
+    if (fast && POOL_AVX512) {
+        plan_groups(&st->group, in.dims[2], out.dims[2]);
+        plan_small(&st->small, in.dims[1], in.dims[2], out.dims[1], out.dims[2]);
+    }
     lp_node_set_scratch(n, outs * (fast ? 1 : sizeof(int32_t)), 0);
     return lp_node_set_out_shape(n, out);
 }
@@ -110,7 +136,7 @@ static inline float max4(const float *r0, const float *r1, int o, uint8_t *arg, 
     uint8_t a = 0;
     for (uint8_t k = 1; k < 4; k++)
         if (takes_over(v[k], m)) { m = v[k]; a = k; }
-    *arg = relu && !(m > 0.0f) ? (uint8_t)(a + 4) : a; /* 4..7: ReLU passes no gradient */
+    *arg = relu && !(m > 0.0f) ? 4 : a; /* 4: the ReLU passes no gradient */
     return m;
 }
 
@@ -141,8 +167,10 @@ static inline void take(__m512 *m, __m512i *a, __m512 v, int k)
 /* The windows (v0, v1 | v2, v3) -> their max, and in *at each one's position 0..3 as
  * a byte. relu: the input is max(x, 0) (a ReLU folded in, see lp_node_input_relu),
  * applied here exactly as a separate ReLU would (NaN -> 0); a window whose max is
- * not positive gets position + 4, which backward matches with no input. */
-static inline __m512 window_max(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int relu, __m128i *at)
+ * not positive gets position 4, which backward matches with no input.
+ * Inlined with relu a constant: each caller gets its own loop without the branch. */
+static inline __attribute__((always_inline)) __m512 window_max(__m512 v0, __m512 v1, __m512 v2,
+                                                               __m512 v3, int relu, __m128i *at)
 {
     const __m512 zero = _mm512_setzero_ps();
     if (relu) { /* max(v, +0) returns +0 for NaN and -0 too: exactly v > 0 ? v : 0 */
@@ -150,32 +178,29 @@ static inline __m512 window_max(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int 
         v1 = _mm512_max_ps(v1, zero);
         v2 = _mm512_max_ps(v2, zero);
         v3 = _mm512_max_ps(v3, zero);
-    }
-    __m512 best;
-    if (relu || !(_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q))) {
-        /* no NaN: the max, then the first position holding it (independent
-         * compares, not a chain of takes), its two bits straight from the masks */
-        __m512 mx = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
-        __mmask16 e0 = _mm512_cmp_ps_mask(v0, mx, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, mx, _CMP_EQ_OQ),
-                  e2 = _mm512_cmp_ps_mask(v2, mx, _CMP_EQ_OQ);
-        __mmask16 odd = (__mmask16)(~e0 & (e1 | ~e2)), second_row = (__mmask16)(~e0 & ~e1);
-        *at = _mm_or_si128(_mm_maskz_mov_epi8(odd, _mm_set1_epi8(1)), _mm_maskz_mov_epi8(second_row, _mm_set1_epi8(2)));
-        if (relu) {
-            best = mx; /* every value is >= +0 here: no -0 to keep */
-        } else {
-            best = _mm512_mask_mov_ps(v3, e2, v2);
-            best = _mm512_mask_mov_ps(best, e1, v1);
-            best = _mm512_mask_mov_ps(best, e0, v0); /* the element itself: -0 stays -0 */
-        }
-    } else {
-        best = v0;
+    } else if (_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q)) {
+        __m512 best = v0;
         __m512i at32 = _mm512_setzero_si512();
         take(&best, &at32, v1, 1);
         take(&best, &at32, v2, 2);
         take(&best, &at32, v3, 3);
         *at = _mm512_cvtepi32_epi8(at32);
+        return best;
     }
-    if (relu) *at = _mm_mask_add_epi8(*at, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), *at, _mm_set1_epi8(4));
+    /* No NaN: each row's winner (the right one only if larger), then the bottom's
+     * only if larger: the first maximum in row-major order; the masks give the
+     * position bits. Blends, so the element itself comes out (-0 stays -0); after
+     * the ReLU there is no -0, and max does not wait for the compares (a shorter
+     * chain per vector: measured, the latency limited the row loop). */
+    const __mmask16 right_top = _mm512_cmp_ps_mask(v1, v0, _CMP_GT_OQ),
+                    right_bottom = _mm512_cmp_ps_mask(v3, v2, _CMP_GT_OQ);
+    const __m512 top = relu ? _mm512_max_ps(v0, v1) : _mm512_mask_blend_ps(right_top, v0, v1),
+                 bottom = relu ? _mm512_max_ps(v2, v3) : _mm512_mask_blend_ps(right_bottom, v2, v3);
+    const __mmask16 lower = _mm512_cmp_ps_mask(bottom, top, _CMP_GT_OQ);
+    const __m512 best = relu ? _mm512_max_ps(top, bottom) : _mm512_mask_blend_ps(lower, top, bottom);
+    const __m128i pos_bottom = _mm_mask_blend_epi8(right_bottom, _mm_set1_epi8(2), _mm_set1_epi8(3));
+    *at = _mm_mask_blend_epi8(lower, _mm_maskz_mov_epi8(right_top, _mm_set1_epi8(1)), pos_bottom);
+    if (relu) *at = _mm_mask_mov_epi8(*at, _mm512_cmp_ps_mask(best, zero, _CMP_EQ_OQ), _mm_set1_epi8(4));
     return best;
 }
 
@@ -191,60 +216,134 @@ static inline void store_windows(float *y, uint8_t *arg, __mmask16 m, __m512 bes
 /* The first n lanes. */
 static inline __mmask16 first_lanes(int n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
-/* A group of `rows` output rows of one plane (see pool2_group_plan): top is the
- * group's first input row. */
-static void pool2_group(const pool2_group_plan *g, const float *top, int W, int OW, int rows,
-                        float *y, uint8_t *arg, int relu)
+/* The masks of a group of `rows` output rows (see pool2_group_plan): its inputs'
+ * two 16-float pieces from the group's first row, and its outputs. */
+static inline void group_masks(int W, int OW, int rows, __mmask16 *mlo, __mmask16 *mhi, __mmask16 *mout)
 {
     const int span = 2 * W * (rows - 1) + 2 * OW;
-    const __mmask16 mlo = first_lanes(span), mhi = first_lanes(span - 16);
-    const __m512i left = _mm512_loadu_si512(g->left), right = _mm512_add_epi32(left, _mm512_set1_epi32(1));
-    const float *bottom = top + W;
-    __m512 a0 = _mm512_maskz_loadu_ps(mlo, top), a1 = _mm512_maskz_loadu_ps(mhi, top + 16);
-    __m512 b0 = _mm512_maskz_loadu_ps(mlo, bottom), b1 = _mm512_maskz_loadu_ps(mhi, bottom + 16);
-    __m128i at;
-    __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
-                             _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1), relu, &at);
-    store_windows(y, arg, first_lanes(rows * OW), best, at);
+    *mlo = first_lanes(span);
+    *mhi = first_lanes(span - 16);
+    *mout = first_lanes(rows * OW);
 }
 
-/* Backward of a group: the gradients g of its rows x OW outputs -> its 2 x rows x W
- * input floats from d (every one written: the gradient, or 0). */
-static void unpool2_group(const pool2_group_plan *gp, const float *g, const uint8_t *arg, float *d,
-                          int W, int OW, int rows, int acc)
+/* One plane by groups of output rows; masks and tables hoisted, recomputed only for
+ * a short last group. */
+static inline __attribute__((always_inline)) void pool2_plane_groups(const pool2_group_plan *g, const float *x,
+                                                                     int W, int OH, int OW, float *y,
+                                                                     uint8_t *arg, int relu)
 {
-    const __mmask16 m = first_lanes(rows * OW);
-    const __m512 gv = _mm512_maskz_loadu_ps(m, g);
-    const __m512i av = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, arg));
-    const int len = 2 * rows * W;
-    for (int q = 0; q * 16 < len; q++) {
-        const __mmask16 mq = first_lanes(len - 16 * q);
-        const __m512i lane = _mm512_loadu_si512(gp->lane[q]);
-        const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(lane, av),
-                                                      _mm512_loadu_si512(gp->pos[q]));
-        __m512 v = _mm512_maskz_mov_ps(hit, _mm512_permutexvar_ps(lane, gv));
-        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mq, d + 16 * q));
-        _mm512_mask_storeu_ps(d + 16 * q, mq, v);
+    const __m512i left = _mm512_loadu_si512(g->left), right = _mm512_add_epi32(left, _mm512_set1_epi32(1));
+    int rows = g->rows;
+    __mmask16 mlo, mhi, mout;
+    group_masks(W, OW, rows, &mlo, &mhi, &mout);
+    for (int oy = 0; oy < OH; oy += rows) {
+        if (OH - oy < rows) group_masks(W, OW, rows = OH - oy, &mlo, &mhi, &mout);
+        const float *top = x + 2L * oy * W, *bottom = top + W;
+        __m512 a0 = _mm512_maskz_loadu_ps(mlo, top), a1 = _mm512_maskz_loadu_ps(mhi, top + 16);
+        __m512 b0 = _mm512_maskz_loadu_ps(mlo, bottom), b1 = _mm512_maskz_loadu_ps(mhi, bottom + 16);
+        __m128i at;
+        __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
+                                 _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1),
+                                 relu, &at);
+        store_windows(y + oy * OW, arg + oy * OW, mout, best, at);
+    }
+}
+
+/* Backward of a small plane (see pool2_small_plan): the gradients g of its outs
+ * outputs -> all its inputs d (the gradient, or 0). */
+static inline __attribute__((always_inline)) void unpool2_small(const pool2_small_plan *sp, const float *g,
+                                                                const uint8_t *arg, float *d, int outs, int acc)
+{
+    const __mmask16 mlo = first_lanes(outs), mhi = first_lanes(outs - 16);
+    const __m512 g0 = _mm512_maskz_loadu_ps(mlo, g), g1 = _mm512_maskz_loadu_ps(mhi, g + 16);
+    const __m512i a0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mlo, arg));
+    const __m512i a1 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mhi, arg + 16));
+    for (int c = 0; c < sp->chunks; c++) {
+        const __mmask16 used = sp->used[c];
+        const __m512i lane = _mm512_loadu_si512(sp->lane[c]);
+        const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutex2var_epi32(a0, lane, a1),
+                                                      _mm512_loadu_si512(sp->pos[c]));
+        __m512 v = _mm512_maskz_permutex2var_ps(hit, g0, lane, g1);
+        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(used, d + 16 * c));
+        _mm512_mask_storeu_ps(d + 16 * c, used, v);
     }
 }
 #endif
 
-/* One output row: rows r0, r1 of the input -> y[OW], arg[OW] (relu: see window_max). */
-static void pool2_row(const float *r0, const float *r1, float *y, uint8_t *arg, int OW, int relu)
+/* One plane, an output row at a time (relu: see window_max). With AVX-512, 16
+ * columns of every row, then the next 16: the masks are the same down a plane. */
+static inline __attribute__((always_inline)) void pool2_plane_rows(const float *x, int W, int OH, int OW,
+                                                                   float *y, uint8_t *arg, int relu)
 {
     int o = 0;
 #if POOL_AVX512
     for (; o < OW; o += 16) {
-        int left = OW - o < 16 ? OW - o : 16;
-        __mmask16 mlo = first_lanes(2 * left), mhi = first_lanes(2 * left - 16);
-        __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * o), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * o + 16);
-        __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * o), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * o + 16);
-        __m128i at;
-        __m512 best = window_max(evens(a0, a1), odds(a0, a1), evens(b0, b1), odds(b0, b1), relu, &at);
-        store_windows(y + o, arg + o, first_lanes(left), best, at);
+        const int cols = OW - o < 16 ? OW - o : 16;
+        const __mmask16 mlo = first_lanes(2 * cols), mhi = first_lanes(2 * cols - 16), mout = first_lanes(cols);
+        for (int oy = 0; oy < OH; oy++) {
+            const float *r0 = x + 2L * oy * W + 2 * o, *r1 = r0 + W;
+            __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 16);
+            __m128i at;
+            __m512 best = window_max(evens(a0, a1), odds(a0, a1), evens(b0, b1), odds(b0, b1), relu, &at);
+            store_windows(y + oy * OW + o, arg + oy * OW + o, mout, best, at);
+        }
     }
 #endif
-    for (; o < OW; o++) y[o] = max4(r0, r1, o, &arg[o], relu);
+    for (int oy = 0; oy < OH; oy++)
+        for (int ox = o; ox < OW; ox++) {
+            const float *r0 = x + 2L * oy * W;
+            y[oy * OW + ox] = max4(r0, r0 + W, ox, &arg[oy * OW + ox], relu);
+        }
+}
+
+#if POOL_AVX512
+/* The first input row of output row oy + 1 (oy updated), from that of oy: two rows
+ * down, past the dropped row at the end of a plane. */
+static inline const float *next_top(const float *top, int *oy, int H, int W, int OH)
+{
+    if (++*oy < OH) return top + 2 * W;
+    *oy = 0;
+    return top + (2 + H - 2 * OH) * W;
+}
+
+/* Output rows [from, to) of the whole batch (one run: [N, C, OH] rows of OW), two a
+ * vector, each loading its own inputs: a pair may span two planes. For planes of
+ * two-row groups with an odd OH (conv2's 11 x 11: 5 rows), as groups within a plane
+ * leave every third vector a third full. */
+static inline __attribute__((always_inline)) void pool2_row_pairs(const float *x, long from, long to, int H, int W,
+                                                                  int OH, int OW, float *y, uint8_t *arg, int relu)
+{
+    /* lanes 0..OW-1: the first row's windows (in the first source), then the second's */
+    int32_t pick[16] = {0};
+    for (int j = 0; j < 2 * OW; j++) pick[j] = j < OW ? 2 * j : 16 + 2 * (j - OW);
+    const __m512i left = _mm512_loadu_si512(pick), right = _mm512_add_epi32(left, _mm512_set1_epi32(1));
+    const __mmask16 in_row = first_lanes(2 * OW);
+    int oy = (int)(from % OH);
+    const float *top = x + from / OH * H * W + 2L * oy * W;
+    for (long k = from; k < to; k += 2) {
+        const float *t0 = top;
+        top = next_top(top, &oy, H, W, OH);
+        const float *t1 = k + 1 < to ? top : t0;
+        top = next_top(top, &oy, H, W, OH);
+        __m512 a0 = _mm512_maskz_loadu_ps(in_row, t0), a1 = _mm512_maskz_loadu_ps(in_row, t1);
+        __m512 b0 = _mm512_maskz_loadu_ps(in_row, t0 + W), b1 = _mm512_maskz_loadu_ps(in_row, t1 + W);
+        __m128i at;
+        __m512 best = window_max(_mm512_permutex2var_ps(a0, left, a1), _mm512_permutex2var_ps(a0, right, a1),
+                                 _mm512_permutex2var_ps(b0, left, b1), _mm512_permutex2var_ps(b0, right, b1),
+                                 relu, &at);
+        store_windows(y + k * OW, arg + k * OW, first_lanes((k + 1 < to ? 2 : 1) * OW), best, at);
+    }
+}
+#endif
+
+static inline __attribute__((always_inline)) void pool2_plane(const pool2_group_plan *g, const float *x, int W,
+                                                              int OH, int OW, float *y, uint8_t *arg, int relu)
+{
+#if POOL_AVX512
+    if (g->rows) { pool2_plane_groups(g, x, W, OH, OW, y, arg, relu); return; }
+#endif
+    pool2_plane_rows(x, W, OH, OW, y, arg, relu);
 }
 
 #if POOL_AVX512
@@ -260,33 +359,53 @@ static inline void unpool2_store(float *row, __m512 lo, __m512 hi, __mmask16 mlo
 }
 #endif
 
-/* One output row's gradient g[OW] -> input rows d0, d1 (2*OW columns each). */
-static void unpool2_row(const float *g, const uint8_t *arg, float *d0, float *d1, int OW, int acc)
+/* Backward of a plane, an output row at a time: the gradients g of its OH x OW
+ * outputs -> the inputs of their windows in d (the gradient, or 0). */
+static inline __attribute__((always_inline)) void unpool2_plane_rows(const float *g, const uint8_t *arg, float *d,
+                                                                     int W, int OH, int OW, int acc)
 {
     int o = 0;
 #if POOL_AVX512
     const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (; o < OW; o += 16) {
-        int left = OW - o < 16 ? OW - o : 16;
-        __mmask16 m = first_lanes(left), mlo = first_lanes(2 * left), mhi = first_lanes(2 * left - 16);
-        __m512 gv = _mm512_maskz_loadu_ps(m, g + o);
-        __m128i a = _mm_maskz_loadu_epi8(m, arg + o);
-        /* Named vectors, not an array: gcc keeps an array indexed in a loop on the
-         * stack (measured: half of this function's time in spills). */
-        __m512 v0 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_setzero_si128()), gv);
-        __m512 v1 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(1)), gv);
-        __m512 v2 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(2)), gv);
-        __m512 v3 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(3)), gv);
-        unpool2_store(d0 + 2 * o, _mm512_permutex2var_ps(v0, ilo, v1), _mm512_permutex2var_ps(v0, ihi, v1), mlo, mhi, acc);
-        unpool2_store(d1 + 2 * o, _mm512_permutex2var_ps(v2, ilo, v3), _mm512_permutex2var_ps(v2, ihi, v3), mlo, mhi, acc);
+        const int cols = OW - o < 16 ? OW - o : 16;
+        const __mmask16 m = first_lanes(cols), mlo = first_lanes(2 * cols), mhi = first_lanes(2 * cols - 16);
+        for (int oy = 0; oy < OH; oy++) {
+            float *d0 = d + 2L * oy * W + 2 * o, *d1 = d0 + W;
+            __m512 gv = _mm512_maskz_loadu_ps(m, g + oy * OW + o);
+            __m128i a = _mm_maskz_loadu_epi8(m, arg + oy * OW + o);
+            /* Named vectors, not an array: gcc keeps an array indexed in a loop on the
+             * stack (measured: half of this function's time in spills). */
+            __m512 v0 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_setzero_si128()), gv);
+            __m512 v1 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(1)), gv);
+            __m512 v2 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(2)), gv);
+            __m512 v3 = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(a, _mm_set1_epi8(3)), gv);
+            unpool2_store(d0, _mm512_permutex2var_ps(v0, ilo, v1), _mm512_permutex2var_ps(v0, ihi, v1), mlo, mhi, acc);
+            unpool2_store(d1, _mm512_permutex2var_ps(v2, ilo, v3), _mm512_permutex2var_ps(v2, ihi, v3), mlo, mhi, acc);
+        }
     }
 #endif
-    for (; o < OW; o++)
-        for (int k = 0; k < 4; k++) {
-            float *d = (k < 2 ? d0 : d1) + 2 * o + (k & 1);
-            lp_grad_put(d, acc, arg[o] == k ? g[o] : 0.0f);
-        }
+    for (int oy = 0; oy < OH; oy++)
+        for (int ox = o; ox < OW; ox++)
+            for (int k = 0; k < 4; k++) {
+                float *dk = d + (2L * oy + k / 2) * W + 2 * ox + (k & 1);
+                lp_grad_put(dk, acc, arg[oy * OW + ox] == k ? g[oy * OW + ox] : 0.0f);
+            }
+}
+
+/* Backward of a plane: every input written (the gradient, or 0) unless acc. */
+static inline __attribute__((always_inline)) void unpool2_plane(const pool2_small_plan *sp, const float *g,
+                                                                const uint8_t *arg, float *d, int H, int W,
+                                                                int OH, int OW, int acc)
+{
+#if POOL_AVX512
+    if (sp->chunks) { unpool2_small(sp, g, arg, d, OH * OW, acc); return; }
+#endif
+    unpool2_plane_rows(g, arg, d, W, OH, OW, acc);
+    if (!acc && W > 2 * OW) /* the dropped column */
+        for (int y = 0; y < 2 * OH; y++) d[(long)y * W + W - 1] = 0.0f;
+    if (!acc && H > 2 * OH) memset(d + (long)2 * OH * W, 0, (size_t)W * sizeof(float));
 }
 
 static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
@@ -295,44 +414,43 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
     const int relu = lp_node_input_relu(n);
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
-    uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window */
-#pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
-    for (long p = 0; p < planes; p++)
-        for (int oy = 0; oy < OH; oy += g->rows ? g->rows : 1) {
-            const float *r0 = x + (p * H + 2 * oy) * W;
-            const long o = (p * OH + oy) * OW;
+    uint8_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: 0..3 in the window, 4: none */
+    const int threads = lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN ? lp_node_threads(n) : 1;
 #if POOL_AVX512
-            if (g->rows) {
-                pool2_group(g, r0, W, OW, OH - oy < g->rows ? OH - oy : g->rows, y + o, arg + o, relu);
-                continue;
-            }
-#endif
-            pool2_row(r0, r0 + W, y + o, arg + o, OW, relu);
+    if (g->rows == 2) {
+        const long pairs = (planes * OH + 1) / 2;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const long from = 2 * (pairs * t / nt), to = 2 * (pairs * (t + 1) / nt);
+            const long end = to < planes * OH ? to : planes * OH;
+            if (relu) pool2_row_pairs(x, from, end, H, W, OH, OW, y, arg, 1); /* two copies, relu a constant */
+            else pool2_row_pairs(x, from, end, H, W, OH, OW, y, arg, 0);
         }
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        const long o = p * OH * OW;
+        if (relu) pool2_plane(g, xp, W, OH, OW, y + o, arg + o, 1); /* two copies, relu a constant */
+        else pool2_plane(g, xp, W, OH, OW, y + o, arg + o, 0);
+    }
 }
 
 static void pool2_backward(lp_node *n, float *dx, long planes, int H, int W, int OH, int OW)
 {
-    const pool2_group_plan *g = &((const maxpool_state *)lp_node_state(n))->group;
+    const pool2_small_plan *sp = &((const maxpool_state *)lp_node_state(n))->small;
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const float *dy = lp_node_out_grad(n);
     const uint8_t *arg = lp_node_scratch(n);
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
+        const long o = p * OH * OW;
         float *dxp = dx + p * H * W;
-        for (int oy = 0; oy < OH; oy += g->rows ? g->rows : 1) {
-            float *d0 = dxp + (long)2 * oy * W;
-            const long o = (p * OH + oy) * OW;
-#if POOL_AVX512
-            if (g->rows) { /* the dropped column too */
-                unpool2_group(g, dy + o, arg + o, d0, W, OW, OH - oy < g->rows ? OH - oy : g->rows, acc);
-                continue;
-            }
-#endif
-            unpool2_row(dy + o, arg + o, d0, d0 + W, OW, acc);
-            if (!acc && W > 2 * OW) d0[W - 1] = d0[2 * W - 1] = 0.0f; /* the dropped column */
-        }
-        if (!acc && H > 2 * OH) memset(dxp + (long)2 * OH * W, 0, (size_t)W * sizeof(float));
+        if (acc) unpool2_plane(sp, dy + o, arg + o, dxp, H, W, OH, OW, 1); /* two copies, acc a constant */
+        else unpool2_plane(sp, dy + o, arg + o, dxp, H, W, OH, OW, 0);
     }
 }
 
@@ -347,7 +465,7 @@ static void maxpool_forward(lp_node *n)
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
     float *y = lp_node_out(n);         /* [N, C, OH, OW] */
     int32_t *arg = lp_node_scratch(n); /* [N, C, OH, OW]: index into the H x W plane, -1: none */
-    const int relu = lp_node_input_relu(n); /* see pool2_row */
+    const int relu = lp_node_input_relu(n); /* see window_max */
 #pragma omp parallel for schedule(static) num_threads(lp_node_threads(n)) if (lp_node_threads(n) > 1 && planes * OH * OW >= POOL_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;

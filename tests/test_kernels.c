@@ -39,16 +39,21 @@ static void attr_i(lp_value *m, const char *key, int v)
 }
 
 /* One op on the input, or two (same attributes) added: the input gradient is then
- * written by one consumer and added by the other. */
-static lp_graph *build(const char *op, lp_value *attrs, lp_shape in, int twice, int batch)
+ * written by one consumer and added by the other. pre: each op reads pre(input)
+ * instead (a ReLU that a max-pool folds in), or NULL. */
+static lp_graph *build_on(const char *pre, const char *op, lp_value *attrs, lp_shape in, int twice, int batch)
 {
     lp_model_spec spec = {.input = in, .input_grad = true};
-    const char *x[1] = {"input"}, *ab[2] = {"a", "b"};
-    cr_assert_eq(lp_model_spec_add(&spec, "a", op, x, 1, attrs ? lp_value_clone(attrs) : NULL), LP_OK);
-    if (twice) {
-        cr_assert_eq(lp_model_spec_add(&spec, "b", op, x, 1, attrs ? lp_value_clone(attrs) : NULL), LP_OK);
-        cr_assert_eq(lp_model_spec_add(&spec, "s", "add", ab, 2, NULL), LP_OK);
+    const char *names[2][2] = {{"a", "b"}, {"pre_a", "pre_b"}}, *ab[2] = {"a", "b"};
+    for (int k = 0; k <= twice; k++) {
+        const char *x[1] = {"input"};
+        if (pre) {
+            cr_assert_eq(lp_model_spec_add(&spec, names[1][k], pre, x, 1, NULL), LP_OK);
+            x[0] = names[1][k];
+        }
+        cr_assert_eq(lp_model_spec_add(&spec, names[0][k], op, x, 1, attrs ? lp_value_clone(attrs) : NULL), LP_OK);
     }
+    if (twice) cr_assert_eq(lp_model_spec_add(&spec, "s", "add", ab, 2, NULL), LP_OK);
     lp_value_free(attrs);
     lp_error err = {0};
     lp_graph *g = NULL;
@@ -56,6 +61,11 @@ static lp_graph *build(const char *op, lp_value *attrs, lp_shape in, int twice, 
     lp_model_spec_free(&spec);
     cr_assert_eq(lp_graph_plan(g, batch, &err), LP_OK, "%s", err.msg);
     return g;
+}
+
+static lp_graph *build(const char *op, lp_value *attrs, lp_shape in, int twice, int batch)
+{
+    return build_on(NULL, op, attrs, in, twice, batch);
 }
 
 static void fill(lp_rng *rng, float *v, long n)
@@ -238,18 +248,23 @@ ParameterizedTest(conv_case *c, kernels, conv_winograd)
 /* ---- maxpool 2x2 stride 2 ------------------------------------------------- */
 
 typedef struct pool_case {
-    int N, C, H, W, twice, threads;
+    int N, C, H, W, twice, threads, relu; /* relu: a ReLU before, folded into the pool */
 } pool_case;
 
 ParameterizedTestParameters(kernels, maxpool_2x2)
 {
     static pool_case cases[] = {
-        {2, 3, 26, 26, 0, 1}, {2, 16, 11, 11, 1, 3}, {1, 2, 7, 9, 1, 1},
-        {2, 2, 40, 70, 1, 3}, {3, 1, 33, 35, 0, 1},  {1, 1, 2, 64, 1, 1},
-        /* several output rows per vector: 2 (11 x 11, 8 x 8), 4 (4 x 4, 5 x 5), a
+        {2, 3, 26, 26, 0, 1, 0}, {2, 16, 11, 11, 1, 3, 0}, {1, 2, 7, 9, 1, 1, 0},
+        {2, 2, 40, 70, 1, 3, 0}, {3, 1, 33, 35, 0, 1, 0},  {1, 1, 2, 64, 1, 1, 0},
+        /* several output rows per vector: 2 (11 x 11, 8 x 8), 4 and 3 (4 x 4, 5 x 5), a
          * short last group; then a narrow row too wide to group (13: 6 outputs) */
-        {3, 4, 11, 11, 0, 1}, {2, 3, 8, 8, 0, 2},   {2, 2, 4, 4, 0, 1},
-        {1, 3, 5, 5, 1, 1},   {2, 2, 5, 13, 0, 1},
+        {3, 4, 11, 11, 0, 1, 0}, {2, 3, 8, 8, 0, 2, 0},   {2, 2, 4, 4, 0, 1, 0},
+        {1, 3, 5, 5, 1, 1, 0},   {2, 2, 5, 13, 0, 1, 0},
+        /* two-row groups pair rows across planes: an odd count of rows (a last one
+         * alone), and enough outputs (>= 16384) to split over threads */
+        {1, 3, 11, 11, 0, 1, 0}, {41, 17, 11, 11, 1, 3, 0},
+        /* the folded ReLU: rows (MNIST pool1), row pairs across planes (11 x 11), odd sizes */
+        {2, 3, 26, 26, 0, 1, 1}, {2, 16, 11, 11, 1, 3, 1}, {1, 2, 7, 9, 1, 1, 1}, {2, 2, 40, 70, 1, 1, 1},
     };
     return cr_make_param_array(pool_case, cases, sizeof cases / sizeof cases[0]);
 }
@@ -261,7 +276,7 @@ ParameterizedTest(pool_case *c, kernels, maxpool_2x2)
     attr_i(a, "size", 2);
     attr_i(a, "stride", 2);
     const int N = c->N, C = c->C, H = c->H, W = c->W, OH = H / 2, OW = W / 2;
-    lp_graph *g = build("maxpool", a, lp_shape3(C, H, W), c->twice, N);
+    lp_graph *g = build_on(c->relu ? "relu" : NULL, "maxpool", a, lp_shape3(C, H, W), c->twice, N);
     const long nx = (long)N * C * H * W, ny = (long)N * C * OH * OW;
     float *x = malloc(nx * sizeof *x), *r = malloc(ny * sizeof *r);
     lp_rng rng;
@@ -270,6 +285,8 @@ ParameterizedTest(pool_case *c, kernels, maxpool_2x2)
     for (long i = 0; i < nx; i++) x[i] = (float)(lp_rng_below(&rng, 4)) - 1.5f;
     for (long i = 0; i < nx; i += 37) x[i] = NAN;
     fill(&rng, r, ny);
+    float *in = malloc(nx * sizeof *in); /* what the pool sees */
+    for (long i = 0; i < nx; i++) in[i] = c->relu && !(x[i] > 0) ? 0.0f : x[i];
     double *y = malloc(ny * sizeof *y), *dx = calloc(nx, sizeof *dx);
     for (long pl = 0; pl < (long)N * C; pl++)
         for (int oy = 0; oy < OH; oy++)
@@ -278,19 +295,23 @@ ParameterizedTest(pool_case *c, kernels, maxpool_2x2)
                 float m = 0;
                 for (int k = 0; k < 4; k++) { /* row-major; first max wins; a NaN wins once */
                     long i = (pl * H + 2 * oy + k / 2) * W + 2 * ox + k % 2;
-                    if (best < 0 || x[i] > m || (isnan(x[i]) && !isnan(m))) { best = i; m = x[i]; }
+                    if (best < 0 || in[i] > m || (isnan(in[i]) && !isnan(m))) { best = i; m = in[i]; }
                 }
                 long o = (pl * OH + oy) * OW + ox;
                 y[o] = (c->twice ? 2.0 : 1.0) * m;
-                dx[best] += (c->twice ? 2.0 : 1.0) * r[o];
+                if (!c->relu || m > 0) dx[best] += (c->twice ? 2.0 : 1.0) * r[o]; /* ReLU' = 0 at 0 */
             }
+    lp_graph_set_profile(g, true);
     lp_graph_forward(g, x, NULL, N, true);
+    double fwd_s, bwd_s;
+    lp_graph_node_times(g, 1, &fwd_s, &bwd_s); /* node 1: the first ReLU */
+    cr_assert(!c->relu || fwd_s == 0.0, "the ReLU ran: the pool did not fold it in");
     const float *got = lp_graph_final(g);
     for (long i = 0; i < ny; i++)
         cr_assert(isnan(y[i]) ? isnan(got[i]) : got[i] == y[i], "y[%ld] = %g, expected %g", i, got[i], y[i]);
     lp_graph_backward(g, r);
     expect_close("dx", lp_graph_input_grad(g), dx, nx, 0.0);
-    free(x); free(r); free(y); free(dx);
+    free(x); free(in); free(r); free(y); free(dx);
     lp_graph_free(g);
 }
 
