@@ -145,6 +145,7 @@ void lp_dataset_gather(const lp_dataset *d, const int *idx, int n, float *x_out,
         if (i + GATHER_AHEAD < n) {
             const char *next = (const char *)(d->pixels + (size_t)idx[i + GATHER_AHEAD] * per);
             for (size_t b = 0; b < per; b += 64) __builtin_prefetch(next + b);
+            __builtin_prefetch(next + per - 1); /* an unaligned image's last line */
         }
         bytes_to_floats(d->pixels + (size_t)k * per, x_out + (size_t)i * per, per, d->scale,
                         d->offset);

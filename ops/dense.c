@@ -1,11 +1,13 @@
 /* dense.c - fully connected layer: y = W x + b.
  *
  * Input [I] per sample, output [units]. Weight [units, I] (PyTorch layout, so a
- * checkpoint maps onto nn.Linear unchanged), bias [units]. The batch is one GEMM:
- * Y[N,U] = X[N,I] * W^T. He init with fan_in = I.
+ * checkpoint maps onto nn.Linear unchanged), bias [units]. He init with fan_in = I.
+ * The batch is one product per pass, Y[N,U] = X[N,I] * W^T, dW += dY^T X, dX = dY W:
+ * for a slice of up to DENSE_ROWS_MAX samples Y and dW are small kernels of ours,
+ * otherwise GEMM calls.
  *
  * Threads: BLAS runs single-threaded (one level of parallelism), so a big enough
- * GEMM is split here: rows of the batch for Y and dX, rows of dW (units) for dW.
+ * product is split here: rows of the batch for Y and dX, rows of dW (units) for dW.
  * Each output element is computed by one thread, whole: no partial sums to add.
  */
 #include "compute.h"
@@ -17,7 +19,7 @@
 #include <omp.h>
 #endif
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define DENSE_AVX512 1
 #else

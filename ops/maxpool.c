@@ -63,21 +63,25 @@ typedef struct maxpool_state {
     pool2_small_plan small;
 } maxpool_state;
 
-/* The most output rows r that fit 16 lanes and the two-vector span. */
+/* Output rows per vector: the most r that fit 16 lanes, where groups of 3 or more
+ * must also keep their windows within the two-vector span; row pairs (r = 2) load
+ * each row by itself, so any 2 OW <= 16 pairs. Tables for groups of 3 or more. */
 static void plan_groups(pool2_group_plan *g, int W, int OW)
 {
     memset(g, 0, sizeof *g);
     int r = 0;
     while ((r + 1) * OW <= 16 && 2 * W * r + 2 * OW <= GROUP_SPAN) r++;
+    if (r < 2 && 2 * OW <= 16) r = 2;
     if (r < 2) return;
     g->rows = r;
-    for (int j = 0; j < r * OW; j++) g->left[j] = 2 * W * (j / OW) + 2 * (j % OW);
+    if (r > 2)
+        for (int j = 0; j < r * OW; j++) g->left[j] = 2 * W * (j / OW) + 2 * (j % OW);
 }
 
 static void plan_small(pool2_small_plan *sp, int H, int W, int OH, int OW)
 {
     memset(sp, 0, sizeof *sp);
-    if (H * W > 16 * SMALL_CHUNKS || OH * OW > 32) return;
+    if (H * W > 16 * SMALL_CHUNKS) return; /* then OH x OW <= 32 too */
     sp->chunks = (H * W + 15) / 16;
     for (int q = 0; q < 16 * sp->chunks; q++) {
         const int row = q / W, col = q % W, in = row < 2 * OH && col < 2 * OW;
@@ -309,9 +313,9 @@ static inline const float *next_top(const float *top, int *oy, int H, int W, int
 }
 
 /* Output rows [from, to) of the whole batch (one run: [N, C, OH] rows of OW), two a
- * vector, each loading its own inputs: a pair may span two planes. For planes of
- * two-row groups with an odd OH (conv2's 11 x 11: 5 rows), as groups within a plane
- * leave every third vector a third full. */
+ * vector, each loading its own inputs: a pair may span two planes. Used whenever two
+ * rows share a vector: with an odd OH (conv2's 11 x 11: 5 rows), groups within a
+ * plane would leave every third vector a third full. */
 static inline __attribute__((always_inline)) void pool2_row_pairs(const float *x, long from, long to, int H, int W,
                                                                   int OH, int OW, float *y, uint8_t *arg, int relu)
 {
@@ -323,10 +327,9 @@ static inline __attribute__((always_inline)) void pool2_row_pairs(const float *x
     int oy = (int)(from % OH);
     const float *top = x + from / OH * H * W + 2L * oy * W;
     for (long k = from; k < to; k += 2) {
-        const float *t0 = top;
-        top = next_top(top, &oy, H, W, OH);
-        const float *t1 = k + 1 < to ? top : t0;
-        top = next_top(top, &oy, H, W, OH);
+        const float *t0 = top, *t1 = t0; /* a last row alone pairs with itself */
+        if (k + 1 < to) t1 = top = next_top(top, &oy, H, W, OH);
+        if (k + 2 < to) top = next_top(top, &oy, H, W, OH); /* never past the batch */
         __m512 a0 = _mm512_maskz_loadu_ps(in_row, t0), a1 = _mm512_maskz_loadu_ps(in_row, t1);
         __m512 b0 = _mm512_maskz_loadu_ps(in_row, t0 + W), b1 = _mm512_maskz_loadu_ps(in_row, t1 + W);
         __m128i at;

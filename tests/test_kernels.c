@@ -256,15 +256,19 @@ ParameterizedTestParameters(kernels, maxpool_2x2)
     static pool_case cases[] = {
         {2, 3, 26, 26, 0, 1, 0}, {2, 16, 11, 11, 1, 3, 0}, {1, 2, 7, 9, 1, 1, 0},
         {2, 2, 40, 70, 1, 3, 0}, {3, 1, 33, 35, 0, 1, 0},  {1, 1, 2, 64, 1, 1, 0},
-        /* several output rows per vector: 2 (11 x 11, 8 x 8), 4 and 3 (4 x 4, 5 x 5), a
-         * short last group; then a narrow row too wide to group (13: 6 outputs) */
+        /* several output rows per vector: 2 (11 x 11, 8 x 8, 13 wide: row pairs), 4 and
+         * 3 (4 x 4, 5 x 5: one short group; 12 x 4, 14 x 5: a full group and a short
+         * one), one output row a plane (pairs across planes only) */
         {3, 4, 11, 11, 0, 1, 0}, {2, 3, 8, 8, 0, 2, 0},   {2, 2, 4, 4, 0, 1, 0},
-        {1, 3, 5, 5, 1, 1, 0},   {2, 2, 5, 13, 0, 1, 0},
+        {1, 3, 5, 5, 1, 1, 0},   {2, 2, 5, 13, 0, 1, 0},  {2, 2, 12, 4, 0, 1, 0},
+        {1, 3, 14, 5, 1, 1, 0},  {2, 3, 2, 11, 0, 1, 0},
         /* two-row groups pair rows across planes: an odd count of rows (a last one
          * alone), and enough outputs (>= 16384) to split over threads */
         {1, 3, 11, 11, 0, 1, 0}, {41, 17, 11, 11, 1, 3, 0},
-        /* the folded ReLU: rows (MNIST pool1), row pairs across planes (11 x 11), odd sizes */
-        {2, 3, 26, 26, 0, 1, 1}, {2, 16, 11, 11, 1, 3, 1}, {1, 2, 7, 9, 1, 1, 1}, {2, 2, 40, 70, 1, 1, 1},
+        /* the folded ReLU: rows (MNIST pool1), row pairs across planes (11 x 11; split
+         * over threads), groups of 4, odd sizes */
+        {2, 3, 26, 26, 0, 1, 1}, {2, 16, 11, 11, 1, 3, 1}, {41, 17, 11, 11, 1, 3, 1},
+        {2, 2, 12, 4, 0, 1, 1},  {1, 2, 7, 9, 1, 1, 1},    {2, 2, 40, 70, 1, 1, 1},
     };
     return cr_make_param_array(pool_case, cases, sizeof cases / sizeof cases[0]);
 }
