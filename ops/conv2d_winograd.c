@@ -17,7 +17,10 @@
  *   xt [C8/8][Hq][Wq8][8]  the padded input, channels of a group last (8x8 transposes)
  *   V  [TC][C8/8][36][8]   input transform of a chunk of tiles: a tile's 36 points
  *                          of 8 channels are 288 consecutive floats, so every offset
- *                          inside a tile is a constant (no address registers)
+ *                          inside a tile is a constant (no address registers). Forward
+ *                          writes a sample's chunks one after another into the node's
+ *                          per-sample scratch, and backward reads them there for dU
+ *                          (recomputing them cost 17% of the conv); dV has its own chunk
  *   M  [TC][F8/8][36][8]   products; in backward dM
  *   U  [36][C8][F8]    transformed weights (U^T [36][F8][C8] for dx)
  *   yt [F8/8][P][8]    outputs of a sample by filter groups of 8 (then transposed
@@ -87,11 +90,11 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
     size_t xt = round16((size_t)p->Hq * p->Wq8 * p->C8);
     size_t v = round16((size_t)WINO_NP * p->TC * p->C8), m = round16((size_t)WINO_NP * p->TC * p->F8);
     size_t yt = round16((size_t)p->F8 * p->P);
+    p->vs_size = round16((size_t)WINO_NP * p->TH * p->TW * p->C8);
     p->part_size = round16((size_t)WINO_NP * p->C8 * p->F8 + p->F8);
-    p->xt_at = 0;
-    p->dxt_at = xt;
-    p->v_at = 2 * xt;
-    p->m_at = p->v_at + v;
+    p->xt_at = p->dxt_at = 0; /* forward's xt, backward's dxt */
+    p->dv_at = xt;
+    p->m_at = p->dv_at + v;
     p->yt_at = p->m_at + m;
     p->part_at = p->yt_at + yt;
     p->thread_size = p->part_at + p->part_size;
@@ -605,13 +608,15 @@ static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, in
 
 /* ---- one sample ------------------------------------------------------------------- */
 
-void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x, float *y, float *ts)
+void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x, float *y, float *vs,
+                     float *ts)
 {
-    float *xt = ts + p->xt_at, *v = ts + p->v_at, *m = ts + p->m_at, *yt = ts + p->yt_at;
+    float *xt = ts + p->xt_at, *m = ts + p->m_at, *yt = ts + p->yt_at;
     const int C8 = p->C8, F8 = p->F8;
     to_xt(p, x, xt);
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
+        float *v = vs + (size_t)ty0 * p->TW * C8 * WINO_NP;
         input_tf(p, xt, ty0, nty, v);
         nn_gemm(v, WINO_NP * C8, C8, u, (size_t)C8 * F8, F8, F8, m, WINO_NP * F8, nt);
         output_tf(p, m, bias, ty0, nty, yt);
@@ -619,12 +624,11 @@ void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, c
     from_yt(yt, p->F, p->P, y);
 }
 
-void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, const float *dy, float *dx, int acc,
+void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *vs, const float *dy, float *dx, int acc,
                       float *part, float *ts)
 {
-    float *xt = ts + p->xt_at, *dxt = ts + p->dxt_at, *v = ts + p->v_at, *m = ts + p->m_at, *dyt = ts + p->yt_at;
+    float *dxt = ts + p->dxt_at, *dv = ts + p->dv_at, *m = ts + p->m_at, *dyt = ts + p->yt_at;
     const int C8 = p->C8, F8 = p->F8, P = p->P;
-    to_xt(p, x, xt);
     to_dyt(dy, p->F, P, dyt);
     float *db = part + (size_t)WINO_NP * C8 * F8;
     for (int g = 0; 8 * g < F8; g++) { /* db: four chains, not one long one */
@@ -640,13 +644,12 @@ void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, co
     if (dx) memset(dxt, 0, (size_t)p->Hq * p->Wq8 * C8 * sizeof(float)); /* tiles add into it */
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
-        input_tf(p, xt, ty0, nty, v);
         dm_tf(p, dyt, ty0, nty, m);
-        tn_gemm(v, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, part, (size_t)C8 * F8, F8);
+        tn_gemm(vs + (size_t)ty0 * p->TW * C8 * WINO_NP, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, part,
+                (size_t)C8 * F8, F8);
         if (dx) {
-            /* dV overwrites V: dU has used it */
-            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, v, WINO_NP * C8, nt);
-            dx_tf(p, v, ty0, nty, dxt);
+            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, dv, WINO_NP * C8, nt);
+            dx_tf(p, dv, ty0, nty, dxt);
         }
     }
     if (dx) from_dxt(p, dxt, dx, acc);
