@@ -254,15 +254,33 @@ static inline __mmask8 lanes(int lo, int hi) /* lanes [lo, hi) of 8 */
     return hi > lo ? (__mmask8)(((1u << (hi - lo)) - 1) << lo) : 0;
 }
 
+/* Column i < ni of the 8x8 block whose rows j < nj are src + j*ss (lanes lm; rows
+ * past nj read 0) stored to dst + i*ds (lanes sm), or added there (add). Callers
+ * pass constants for whole blocks, so those run without a test per row. */
+static AI void transpose_block(const float *src, size_t ss, __mmask8 lm, int nj, float *dst, size_t ds, __mmask8 sm,
+                               int ni, int add)
+{
+    __m256 r[8], o[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) r[j] = j < nj ? _mm256_maskz_loadu_ps(lm, src + (size_t)j * ss) : _mm256_setzero_ps();
+    transpose8(r, o);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        if (i < ni) {
+            float *d = dst + (size_t)i * ds;
+            _mm256_mask_storeu_ps(d, sm, add ? _mm256_add_ps(o[i], _mm256_maskz_loadu_ps(sm, d)) : o[i]);
+        }
+}
+
 /* x [C][H][W] -> xt [Hq][Wq8][C8], padding (and everything outside x) as zeros. */
 static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
 {
     const int C = p->C, H = p->H, W = p->W, C8 = p->C8, W8 = p->Wq8;
+    const size_t gs = (size_t)p->Hq * W8 * 8; /* one channel group */
     for (int q0 = 0; q0 < W8; q0 += 8) {
         const __mmask8 m = lanes(p->pl - q0, p->pl - q0 + W); /* ix = q0 + j - pl in [0, W) */
         for (int r = 0; r < p->Hq; r++) {
             const int iy = r - p->pt;
-            const size_t gs = (size_t)p->Hq * W8 * 8; /* one channel group */
             float *o = xt + ((size_t)r * W8 + q0) * 8;
             if (iy < 0 || iy >= H || !m) {
                 for (int cg = 0; cg < C8; cg += 8)
@@ -271,14 +289,8 @@ static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
             }
             for (int cg = 0; cg < C8; cg += 8) {
                 const float *src = x + ((size_t)cg * H + iy) * W + q0 - p->pl; /* masked lanes never fault */
-                const int live = C - cg;
-                __m256 rows[8], t[8];
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    rows[j] = j < live ? _mm256_maskz_loadu_ps(m, src + (size_t)j * H * W) : _mm256_setzero_ps();
-                transpose8(rows, t);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) _mm256_storeu_ps(o + cg / 8 * gs + 8 * j, t[j]);
+                if (C - cg >= 8) transpose_block(src, (size_t)H * W, m, 8, o + cg / 8 * gs, 8, 0xff, 8, 0);
+                else transpose_block(src, (size_t)H * W, m, C - cg, o + cg / 8 * gs, 8, 0xff, 8, 0);
             }
         }
     }
@@ -287,70 +299,41 @@ static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
 /* dyt [F8/8][P][8] from dy [F][P] (filters past F read 0). */
 static void to_dyt(const float *dy, int F, int P, float *dyt)
 {
-    for (int g = 0; g * 8 < F; g++) {
-        const int live = F - 8 * g;
-        const float *rows[8];
-        for (int j = 0; j < 8; j++) rows[j] = dy + (size_t)(8 * g + (j < live ? j : 0)) * P;
-        float *dst = dyt + (size_t)g * P * 8;
+    for (int g = 0; g * 8 < F; g++)
         for (int p0 = 0; p0 < P; p0 += 8) {
-            const __mmask8 m = lanes(0, P - p0);
-            __m256 r[8], o[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) r[j] = j < live ? _mm256_maskz_loadu_ps(m, rows[j] + p0) : _mm256_setzero_ps();
-            transpose8(r, o);
-            if (P - p0 >= 8) {
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
-            } else
-                for (int i = 0; p0 + i < P; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
+            const float *src = dy + (size_t)8 * g * P + p0;
+            float *dst = dyt + ((size_t)g * P + p0) * 8;
+            if (F - 8 * g >= 8 && P - p0 >= 8) transpose_block(src, P, 0xff, 8, dst, 8, 0xff, 8, 0);
+            else transpose_block(src, P, lanes(0, P - p0), F - 8 * g, dst, 8, 0xff, P - p0, 0);
         }
-    }
 }
 
 /* y [F][P] from yt [F8/8][P][8]. */
 static void from_yt(const float *yt, int F, int P, float *y)
 {
-    for (int g = 0; g * 8 < F; g++) {
-        const int live = F - 8 * g;
-        const float *src = yt + (size_t)g * P * 8;
+    for (int g = 0; g * 8 < F; g++)
         for (int p0 = 0; p0 < P; p0 += 8) {
-            const int n = P - p0;
-            const __mmask8 m = lanes(0, n);
-            __m256 r[8], o[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) r[j] = j < n ? _mm256_loadu_ps(src + 8 * (p0 + j)) : _mm256_setzero_ps();
-            transpose8(r, o);
-#pragma GCC unroll 8
-            for (int f = 0; f < 8; f++)
-                if (f < live) _mm256_mask_storeu_ps(y + (size_t)(8 * g + f) * P + p0, m, o[f]);
+            const float *src = yt + ((size_t)g * P + p0) * 8;
+            float *dst = y + (size_t)8 * g * P + p0;
+            if (F - 8 * g >= 8 && P - p0 >= 8) transpose_block(src, 8, 0xff, 8, dst, P, 0xff, 8, 0);
+            else transpose_block(src, 8, 0xff, P - p0, dst, P, lanes(0, P - p0), F - 8 * g, 0);
         }
-    }
 }
 
 /* dx [C][H][W] (+)= dxt [Hq][Wq8][C8] at rows iy + pt, columns ix + pl. */
 static void from_dxt(const lp_wino_plan *p, const float *dxt, float *dx, int acc)
 {
     const int C = p->C, H = p->H, W = p->W, C8 = p->C8, W8 = p->Wq8;
-    for (int cg = 0; cg < C8; cg += 8) {
-        const int live = C - cg;
-        for (int iy = 0; iy < H; iy++) {
-            const float *src = dxt + (((size_t)cg / 8 * p->Hq + iy + p->pt) * W8 + p->pl) * 8;
+    for (int cg = 0; cg < C8; cg += 8)
+        for (int iy = 0; iy < H; iy++)
             for (int ix0 = 0; ix0 < W; ix0 += 8) {
+                const float *src = dxt + (((size_t)cg / 8 * p->Hq + iy + p->pt) * W8 + p->pl + ix0) * 8;
+                float *dst = dx + ((size_t)cg * H + iy) * W + ix0;
                 const __mmask8 m = lanes(0, W - ix0);
-                __m256 r[8], o[8];
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(src + (size_t)(ix0 + j) * 8);
-                transpose8(r, o);
-#pragma GCC unroll 8
-                for (int c = 0; c < 8; c++)
-                    if (c < live) {
-                        float *d = dx + ((size_t)(cg + c) * H + iy) * W + ix0;
-                        __m256 v = acc ? _mm256_add_ps(o[c], _mm256_maskz_loadu_ps(m, d)) : o[c];
-                        _mm256_mask_storeu_ps(d, m, v);
-                    }
+                if (C - cg >= 8 && !acc) transpose_block(src, 8, 0xff, 8, dst, (size_t)H * W, m, 8, 0);
+                else if (C - cg >= 8) transpose_block(src, 8, 0xff, 8, dst, (size_t)H * W, m, 8, 1);
+                else transpose_block(src, 8, 0xff, 8, dst, (size_t)H * W, m, C - cg, acc);
             }
-        }
-    }
 }
 
 /* ---- the 2-D transforms of a chunk of tiles ----------------------------------- */
