@@ -403,12 +403,14 @@ static void output_tf(const lp_wino_plan *p, const float *m, const float *bias, 
     }
 }
 
-/* m [TC][F8/8][NP][8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW). */
-static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, float *m)
+/* m [TC][F8/8][NP][8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW);
+ * db [F8] += the sum of dY, which is each tile's point (1, 1) (rows 1 of A and A^T are all 1s). */
+static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, float *m, float *db)
 {
     const int F8 = p->F8, OW = p->OW, OH = p->OH, P = p->P;
     for (int g = 0; 8 * g < F8; g++) {
         const float *dg = dyt + (size_t)g * P * 8;
+        __m256 dbg = _mm256_loadu_ps(db + 8 * g);
         int i = 0;
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
@@ -429,14 +431,20 @@ static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, flo
 #pragma GCC unroll 4
                     for (int a = 0; a < 4; a++) y[a] = r[a][b];
                     a_1d(y, o);
+                    if (b == 1) dbg = _mm256_add_ps(dbg, o[1]);
 #pragma GCC unroll 6
                     for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + b), o[a]);
                 }
             }
+        _mm256_storeu_ps(db + 8 * g, dbg);
     }
 }
 
-/* dxt += B dV B^T of tile rows [ty0, ty0 + nty) at (4ty, 4tx): the 6x6 tiles overlap. */
+/* dxt (+)= B dV B^T of tile rows [ty0, ty0 + nty) at (4ty, 4tx). The 6x6 tiles overlap
+ * by two rows and columns: a tile adds into its first two rows (columns) where the
+ * tile above (to the left) wrote them, and stores the rest, so dxt needs no zeroing.
+ * Columns no tile reaches are left as they were (from_dxt only reads them into lanes
+ * it does not store). */
 static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float *dxt)
 {
     const int C8 = p->C8, W8 = p->Wq8;
@@ -453,6 +461,7 @@ static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float
                     b_1d(z, r[a]);
                 }
                 float *out = dxt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
+                const __mmask8 above = ty > 0 ? 0xff : 0, left = tx > 0 ? 0xff : 0; /* lanes to add */
 #pragma GCC unroll 6
                 for (int b = 0; b < 6; b++) {
 #pragma GCC unroll 6
@@ -461,7 +470,11 @@ static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float
 #pragma GCC unroll 6
                     for (int a = 0; a < 6; a++) {
                         float *at = out + ((size_t)a * W8 + b) * 8;
-                        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), o[a]));
+                        if (a >= 2 && b >= 2) _mm256_storeu_ps(at, o[a]);
+                        else {
+                            const __mmask8 k = (a < 2 ? above : 0) | (b < 2 ? left : 0);
+                            _mm256_storeu_ps(at, _mm256_add_ps(_mm256_maskz_loadu_ps(k, at), o[a]));
+                        }
                     }
                 }
             }
@@ -614,20 +627,9 @@ void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *vs, c
     const int C8 = p->C8, F8 = p->F8, P = p->P;
     to_dyt(dy, p->F, P, dyt);
     float *db = part + (size_t)WINO_NP * C8 * F8;
-    for (int g = 0; 8 * g < F8; g++) { /* db: four chains, not one long one */
-        const float *r = dyt + (size_t)g * P * 8;
-        __m256 b[4] = {_mm256_loadu_ps(db + 8 * g), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        int q = 0;
-        for (; q + 4 <= P; q += 4)
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) b[k] = _mm256_add_ps(b[k], _mm256_loadu_ps(r + 8 * (q + k)));
-        for (; q < P; q++) b[0] = _mm256_add_ps(b[0], _mm256_loadu_ps(r + 8 * q));
-        _mm256_storeu_ps(db + 8 * g, _mm256_add_ps(_mm256_add_ps(b[0], b[1]), _mm256_add_ps(b[2], b[3])));
-    }
-    if (dx) memset(dxt, 0, (size_t)p->Hq * p->Wq8 * C8 * sizeof(float)); /* tiles add into it */
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
-        dm_tf(p, dyt, ty0, nty, m);
+        dm_tf(p, dyt, ty0, nty, m, db);
         tn_gemm(vs + (size_t)ty0 * p->TW * C8 * WINO_NP, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, part,
                 (size_t)C8 * F8, F8);
         if (dx) {
