@@ -109,17 +109,28 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
 static AI __m256 vmul(float k, __m256 a) { return _mm256_mul_ps(_mm256_set1_ps(k), a); }
 static AI __m256 vfma(float k, __m256 a, __m256 b) { return _mm256_fmadd_ps(_mm256_set1_ps(k), a, b); }
 
+/* o = rows [3h, 3h + 3) of B^T d: the halves share no terms, and a 2-D transform
+ * that keeps only half of its first pass in registers does not spill. */
+static AI void bt_1d_half(const __m256 d[6], int h, __m256 o[3])
+{
+    if (h == 0) {
+        __m256 a = vfma(-4.0f, d[2], d[4]), b = vfma(-4.0f, d[1], d[3]);
+        o[0] = vfma(-5.0f, d[2], vfma(4.0f, d[0], d[4]));
+        o[1] = _mm256_add_ps(a, b);
+        o[2] = _mm256_sub_ps(a, b);
+    } else {
+        __m256 c = _mm256_sub_ps(d[4], d[2]), e = _mm256_sub_ps(d[3], d[1]);
+        o[0] = vfma(2.0f, e, c);
+        o[1] = vfma(-2.0f, e, c);
+        o[2] = vfma(-5.0f, d[3], vfma(4.0f, d[1], d[5]));
+    }
+}
+
 /* o = B^T d */
 static AI void bt_1d(const __m256 d[6], __m256 o[6])
 {
-    __m256 a = vfma(-4.0f, d[2], d[4]), b = vfma(-4.0f, d[1], d[3]);
-    __m256 c = _mm256_sub_ps(d[4], d[2]), e = _mm256_sub_ps(d[3], d[1]);
-    o[0] = vfma(-5.0f, d[2], vfma(4.0f, d[0], d[4]));
-    o[1] = _mm256_add_ps(a, b);
-    o[2] = _mm256_sub_ps(a, b);
-    o[3] = vfma(2.0f, e, c);
-    o[4] = vfma(-2.0f, e, c);
-    o[5] = vfma(-5.0f, d[3], vfma(4.0f, d[1], d[5]));
+    bt_1d_half(d, 0, o);
+    bt_1d_half(d, 1, o + 3);
 }
 
 /* o = B z (the transpose of bt_1d) */
@@ -144,6 +155,15 @@ static AI void at_1d(const __m256 m[6], __m256 o[4])
     o[1] = vfma(2.0f, d34, d12);
     o[2] = vfma(4.0f, s34, s12);
     o[3] = _mm256_add_ps(vfma(8.0f, d34, d12), m[5]);
+}
+
+/* rows h and h + 2 of A^T m (the even rows take the sums, the odd the differences) */
+static AI void at_1d_half(const __m256 m[6], int h, __m256 o[2])
+{
+    __m256 o4[4];
+    at_1d(m, o4); /* the other half's terms are dead code */
+    o[0] = o4[h];
+    o[1] = o4[h + 2];
 }
 
 /* o = A y (the transpose of at_1d) */
@@ -347,23 +367,49 @@ static void input_tf(const lp_wino_plan *p, const float *xt, int ty0, int nty, f
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = xt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
-                __m256 r[6][6], d[6], o[6];
-#pragma GCC unroll 6
-                for (int a = 0; a < 6; a++) { /* along each row, then down each column */
-#pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
-                    bt_1d(d, r[a]);
-                }
                 float *out = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) { /* columns [3h, 3h + 3) of the result */
+                    __m256 r[6][3], d[6], o[6];
 #pragma GCC unroll 6
-                for (int b = 0; b < 6; b++) {
+                    for (int a = 0; a < 6; a++) { /* along each row, then down each column */
 #pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) d[a] = r[a][b];
-                    bt_1d(d, o);
+                        for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
+                        bt_1d_half(d, h, r[a]);
+                    }
+#pragma GCC unroll 3
+                    for (int j = 0; j < 3; j++) {
 #pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + b), o[a]);
+                        for (int a = 0; a < 6; a++) d[a] = r[a][j];
+                        bt_1d(d, o);
+#pragma GCC unroll 6
+                        for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + 3 * h + j), o[a]);
+                    }
                 }
             }
+    }
+}
+
+/* out [rows][cols] (rows of OW positions of 8) = A^T M A + bv of one tile's M at s;
+ * whole tiles pass constants and run without a test per output. */
+static AI void output_tile(const float *s, __m256 bv, float *out, int OW, int rows, int cols)
+{
+    __m256 r[6][4], d[6], o[4];
+#pragma GCC unroll 6
+    for (int a = 0; a < 6; a++) {
+#pragma GCC unroll 6
+        for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
+        at_1d(d, r[a]);
+    }
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; b++) {
+        if (b >= cols) break;
+#pragma GCC unroll 6
+        for (int a = 0; a < 6; a++) d[a] = r[a][b];
+        at_1d(d, o);
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; a++)
+            if (a < rows) _mm256_storeu_ps(out + ((size_t)a * OW + b) * 8, _mm256_add_ps(o[a], bv));
     }
 }
 
@@ -379,26 +425,11 @@ static void output_tf(const lp_wino_plan *p, const float *m, const float *bias, 
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = m + (size_t)i * F8 * WINO_NP + WINO_TS * g;
-                __m256 r[6][4], d[6], o[4];
-#pragma GCC unroll 6
-                for (int a = 0; a < 6; a++) {
-#pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
-                    at_1d(d, r[a]);
-                }
                 const int oy = WINO_M * ty, ox = WINO_M * tx;
                 const int rows = OH - oy < WINO_M ? OH - oy : WINO_M, cols = OW - ox < WINO_M ? OW - ox : WINO_M;
                 float *out = yg + ((size_t)oy * OW + ox) * 8;
-#pragma GCC unroll 4
-                for (int b = 0; b < 4; b++) {
-                    if (b >= cols) break;
-#pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) d[a] = r[a][b];
-                    at_1d(d, o);
-#pragma GCC unroll 4
-                    for (int a = 0; a < 4; a++)
-                        if (a < rows) _mm256_storeu_ps(out + ((size_t)a * OW + b) * 8, _mm256_add_ps(o[a], bv));
-                }
+                if (rows == WINO_M && cols == WINO_M) output_tile(s, bv, out, OW, WINO_M, WINO_M);
+                else output_tile(s, bv, out, OW, rows, cols);
             }
     }
 }
