@@ -48,6 +48,7 @@ int lp_wino_mode = -1; /* defined without AVX-512 too: tests set it */
 #define WINO_M 4         /* outputs per tile side */
 #define WINO_NP LP_WINO_POINTS /* points of a tile: (WINO_M + 2)^2 */
 #define WINO_TS (8 * WINO_NP) /* floats of a tile's group of 8 channels or filters */
+#define WINO_Q5 (WINO_NP - WINO_M - 2) /* the first point of a tile's last row */
 
 #ifndef WINO_CHUNK
 #define WINO_CHUNK 12
@@ -481,14 +482,15 @@ static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float
     const int C8 = p->C8, W8 = p->Wq8;
     for (int cg = 0; cg < C8; cg += 8) {
         int i = 0;
-        for (int ty = ty0; ty < ty0 + nty; ty++)
+        for (int ty = ty0; ty < ty0 + nty; ty++) {
+            const int row5 = ty < p->TH - 1 || p->OH % WINO_M == 0; /* dV's last row was computed: 0 if not */
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
                 __m256 r[6][6], z[6], o[6];
 #pragma GCC unroll 6
                 for (int a = 0; a < 6; a++) {
 #pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) z[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
+                    for (int b = 0; b < 6; b++) z[b] = a < 5 || row5 ? _mm256_loadu_ps(s + 8 * (6 * a + b)) : _mm256_setzero_ps();
                     b_1d(z, r[a]);
                 }
                 float *out = dxt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
@@ -509,6 +511,7 @@ static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float
                     }
                 }
             }
+        }
     }
 }
 
@@ -566,9 +569,10 @@ static AI void nn_panel(const float *a, int lda, const float *b, int ldb, float 
 }
 
 /* For each of the 36 points q: out_q [nr][N8] = a_q [nr][K8] b_q [K8][N8]; a_q = a + 8q,
- * out_q = out + 8q (tile layout), b_q = b + q*bs. The shape is chosen once for all points. */
+ * out_q = out + 8q (tile layout), b_q = b + q*bs; the last row's points (q >= WINO_Q5) only
+ * for the first nr5 tiles (see tiles_full_rows). The shape is chosen once for all points. */
 static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, int ldb, int N8, float *out, int ldo,
-                    int nr)
+                    int nr, int nr5)
 {
     for (int g = 0; 8 * g < N8; g += 2) {
         const int gb = N8 - 8 * g >= 16 ? 2 : 1;
@@ -577,13 +581,13 @@ static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, 
             float *o = out + WINO_TS * g;
             const int add = k0 > 0;
             if (gb == 2) {
-                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 2, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, q < WINO_Q5 ? nr : nr5, 8, 2, add);
                 k0 += 8;
             } else if (K8 - k0 >= 16) {
-                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 16, 1, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, q < WINO_Q5 ? nr : nr5, 16, 1, add);
                 k0 += 16;
             } else {
-                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 1, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, q < WINO_Q5 ? nr : nr5, 8, 1, add);
                 k0 += 8;
             }
         }
@@ -617,23 +621,33 @@ static AI void tn_block(const float *a, int lda, const float *b, int ldb, int n,
         for (int g = 0; g < gb; g++) _mm256_storeu_ps(out + (size_t)c * ldo + 8 * g, acc[c][g]);
 }
 
-/* For each point q: out_q [M8][N8] += a_q^T b_q over n tiles; a_q = a + 8q, b_q = b + 8q
- * (tile layout), out_q = out + q*os (plain [M8][N8] rows of ldo). */
-static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, int N8, int n, float *out, size_t os,
-                    int ldo)
+/* For each point q: out_q [M8][N8] += a_q^T b_q over n tiles (n5 for q >= WINO_Q5); a_q = a + 8q,
+ * b_q = b + 8q (tile layout), out_q = out + q*os (plain [M8][N8] rows of ldo). */
+static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, int N8, int n, int n5, float *out,
+                    size_t os, int ldo)
 {
     for (int c = 0; c < M8; c += 8)
         for (int g = 0; 8 * g < N8; g += 2) {
             const float *ac = a + (size_t)c * WINO_NP, *bg = b + WINO_TS * g;
             float *o = out + (size_t)c * ldo + 8 * g;
             if (N8 - 8 * g >= 16)
-                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 2);
+                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, q < WINO_Q5 ? n : n5, o + q * os, ldo, 2);
             else
-                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 1);
+                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, q < WINO_Q5 ? n : n5, o + q * os, ldo, 1);
         }
 }
 
 /* ---- one sample ------------------------------------------------------------------- */
+
+/* Tiles of tile rows [ty0, ty0 + nty) whose 4 output rows are all inside: only these
+ * need the points of the last row (q >= WINO_Q5). A^T reads them for its last output
+ * row alone, and where that row is past OH, dY is 0 there and so is A's last row of dM
+ * (and of dV). The partial tile row is the last, so these tiles come first in a chunk. */
+static int tiles_full_rows(const lp_wino_plan *p, int ty0, int nty)
+{
+    const int partial = ty0 + nty == p->TH && p->OH % WINO_M != 0;
+    return (nty - partial) * p->TW;
+}
 
 void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x, float *y, float *vs,
                      float *ts)
@@ -645,7 +659,7 @@ void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, c
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
         float *v = vs + (size_t)ty0 * p->TW * C8 * WINO_NP;
         input_tf(p, xt, ty0, nty, v);
-        nn_gemm(v, WINO_NP * C8, C8, u, (size_t)C8 * F8, F8, F8, m, WINO_NP * F8, nt);
+        nn_gemm(v, WINO_NP * C8, C8, u, (size_t)C8 * F8, F8, F8, m, WINO_NP * F8, nt, tiles_full_rows(p, ty0, nty));
         output_tf(p, m, bias, ty0, nty, yt);
     }
     from_yt(yt, p->F, p->P, y);
@@ -661,10 +675,11 @@ void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *vs, c
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
         dm_tf(p, dyt, ty0, nty, m, db);
-        tn_gemm(vs + (size_t)ty0 * p->TW * C8 * WINO_NP, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, part,
+        const int nt5 = tiles_full_rows(p, ty0, nty);
+        tn_gemm(vs + (size_t)ty0 * p->TW * C8 * WINO_NP, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, nt5, part,
                 (size_t)C8 * F8, F8);
         if (dx) {
-            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, dv, WINO_NP * C8, nt);
+            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, dv, WINO_NP * C8, nt, nt5);
             dx_tf(p, dv, ty0, nty, dxt);
         }
     }
