@@ -134,17 +134,34 @@ static AI void bt_1d(const __m256 d[6], __m256 o[6])
     bt_1d_half(d, 1, o + 3);
 }
 
+/* o = rows h, h + 2, h + 4 of B z: the even rows take sums, the odd differences, so
+ * the halves share no terms (as bt_1d_half). */
+static AI void b_1d_half(const __m256 z[6], int h, __m256 o[3])
+{
+    if (h == 0) {
+        __m256 s12 = _mm256_add_ps(z[1], z[2]), s34 = _mm256_add_ps(z[3], z[4]);
+        o[0] = vmul(4.0f, z[0]);
+        o[1] = _mm256_sub_ps(vfma(-4.0f, s12, vmul(-5.0f, z[0])), s34);
+        o[2] = _mm256_add_ps(_mm256_add_ps(z[0], s12), s34);
+    } else {
+        __m256 d12 = _mm256_sub_ps(z[2], z[1]), d34 = _mm256_sub_ps(z[4], z[3]);
+        o[0] = vfma(4.0f, _mm256_add_ps(d12, z[5]), _mm256_add_ps(d34, d34));
+        o[1] = _mm256_sub_ps(vfma(-2.0f, d34, vmul(-5.0f, z[5])), d12);
+        o[2] = z[5];
+    }
+}
+
 /* o = B z (the transpose of bt_1d) */
 static AI void b_1d(const __m256 z[6], __m256 o[6])
 {
-    __m256 s12 = _mm256_add_ps(z[1], z[2]), d12 = _mm256_sub_ps(z[2], z[1]);
-    __m256 s34 = _mm256_add_ps(z[3], z[4]), d34 = _mm256_sub_ps(z[4], z[3]);
-    o[0] = vmul(4.0f, z[0]);
-    o[1] = vfma(4.0f, _mm256_add_ps(d12, z[5]), _mm256_add_ps(d34, d34));
-    o[2] = _mm256_sub_ps(vfma(-4.0f, s12, vmul(-5.0f, z[0])), s34);
-    o[3] = _mm256_sub_ps(vfma(-2.0f, d34, vmul(-5.0f, z[5])), d12);
-    o[4] = _mm256_add_ps(_mm256_add_ps(z[0], s12), s34);
-    o[5] = z[5];
+    __m256 e[3], d[3];
+    b_1d_half(z, 0, e);
+    b_1d_half(z, 1, d);
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++) {
+        o[2 * j] = e[j];
+        o[2 * j + 1] = d[j];
+    }
 }
 
 /* o = A^T m */
@@ -486,27 +503,32 @@ static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float
             const int row5 = ty < p->TH - 1 || p->OH % WINO_M == 0; /* dV's last row was computed: 0 if not */
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
-                __m256 r[6][6], z[6], o[6];
-#pragma GCC unroll 6
-                for (int a = 0; a < 6; a++) {
-#pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) z[b] = a < 5 || row5 ? _mm256_loadu_ps(s + 8 * (6 * a + b)) : _mm256_setzero_ps();
-                    b_1d(z, r[a]);
-                }
                 float *out = dxt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
                 const __mmask8 above = ty > 0 ? 0xff : 0, left = tx > 0 ? 0xff : 0; /* lanes to add */
-#pragma GCC unroll 6
-                for (int b = 0; b < 6; b++) {
-#pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) z[a] = r[a][b];
-                    b_1d(z, o);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) { /* columns h, h + 2, h + 4: half the first pass live */
+                    __m256 r[6][3], z[6], o[6];
 #pragma GCC unroll 6
                     for (int a = 0; a < 6; a++) {
-                        float *at = out + ((size_t)a * W8 + b) * 8;
-                        if (a >= 2 && b >= 2) _mm256_storeu_ps(at, o[a]);
-                        else {
-                            const __mmask8 k = (a < 2 ? above : 0) | (b < 2 ? left : 0);
-                            _mm256_storeu_ps(at, _mm256_add_ps(_mm256_maskz_loadu_ps(k, at), o[a]));
+#pragma GCC unroll 6
+                        for (int b = 0; b < 6; b++)
+                            z[b] = a < 5 || row5 ? _mm256_loadu_ps(s + 8 * (6 * a + b)) : _mm256_setzero_ps();
+                        b_1d_half(z, h, r[a]);
+                    }
+#pragma GCC unroll 3
+                    for (int j = 0; j < 3; j++) {
+                        const int b = h + 2 * j;
+#pragma GCC unroll 6
+                        for (int a = 0; a < 6; a++) z[a] = r[a][j];
+                        b_1d(z, o);
+#pragma GCC unroll 6
+                        for (int a = 0; a < 6; a++) {
+                            float *at = out + ((size_t)a * W8 + b) * 8;
+                            if (a >= 2 && b >= 2) _mm256_storeu_ps(at, o[a]);
+                            else {
+                                const __mmask8 k = (a < 2 ? above : 0) | (b < 2 ? left : 0);
+                                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_maskz_loadu_ps(k, at), o[a]));
+                            }
                         }
                     }
                 }
