@@ -834,8 +834,9 @@ static lp_status conv_setup(lp_node *n)
     if (bias && lp_node_add_param(n, "bias", lp_shape1(F), LP_INIT_ZERO, 0) < 0) return LP_ERR_SHAPE;
     if (direct) lp_node_set_scratch(n, 0, cs->d.fixed * sizeof(float));
 #if CONV_WINOGRAD
-    else if (wino)
-        lp_node_set_scratch(n, 0, (cs->wp.u_size + (size_t)cs->wino_tmax * cs->wp.thread_size) * sizeof(float));
+    else if (wino) /* U, the threads' regions, then each sample's V (forward's, for backward) */
+        lp_node_set_scratch(n, cs->wp.vs_size * sizeof(float),
+                            (cs->wp.u_size + (size_t)cs->wino_tmax * cs->wp.thread_size) * sizeof(float));
 #endif
     else lp_node_set_scratch(n, slot * sizeof(float), 0);
     return lp_node_set_out_shape(n, lp_shape3(F, OH, OW));
@@ -1088,10 +1089,10 @@ static void direct_backward(lp_node *n, const conv_state *cs)
 #endif
 
 #if CONV_WINOGRAD
-/* Winograd F(2x2, 3x3): the same plumbing as the direct path (contiguous samples per
+/* Winograd F(4x4, 3x3): the same plumbing as the direct path (contiguous samples per
  * thread, per-thread partials summed in thread order), the kernels in
- * conv2d_winograd.c. Fixed scratch: U (or U^T in backward), then one region per
- * thread. */
+ * conv2d_winograd.c. Scratch: U (or U^T in backward), one region per thread, then
+ * per sample its input transform V, written by forward and only read by backward. */
 static void wino_forward(lp_node *n, const conv_state *cs)
 {
     const lp_wino_plan *p = &cs->wp;
@@ -1099,6 +1100,7 @@ static void wino_forward(lp_node *n, const conv_state *cs)
     const float *x = lp_node_in(n, 0);
     const float *b = cs->bias ? lp_node_param(n, 1) : NULL;
     float *y = lp_node_out(n), *scratch = lp_node_scratch(n), *ts0 = scratch + p->u_size;
+    float *vs0 = ts0 + (size_t)cs->wino_tmax * p->thread_size;
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
     lp_wino_pack_u(p, lp_node_param(n, 0), scratch);
     int T = threads_for(n, N);
@@ -1108,7 +1110,8 @@ static void wino_forward(lp_node *n, const conv_state *cs)
         int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
         float *ts = ts0 + (size_t)t * p->thread_size;
         for (int s = s0; s < s1; s++)
-            lp_wino_forward(p, scratch, b, x + (size_t)s * in_sz, y + (size_t)s * F * P, ts);
+            lp_wino_forward(p, scratch, b, x + (size_t)s * in_sz, y + (size_t)s * F * P, vs0 + (size_t)s * p->vs_size,
+                            ts);
     }
 }
 
@@ -1118,10 +1121,11 @@ static void wino_backward(lp_node *n, const conv_state *cs)
     const int N = lp_node_batch(n), F = cs->F, C = cs->C, P = cs->P;
     float *dw = lp_node_param_grad(n, 0);
     float *db = cs->bias ? lp_node_param_grad(n, 1) : NULL;
-    const float *dy = lp_node_out_grad(n), *x = lp_node_in(n, 0);
+    const float *dy = lp_node_out_grad(n);
     float *dx = lp_node_in_grad(n, 0);
     const int acc = lp_node_in_grad_accumulate(n, 0);
     float *scratch = lp_node_scratch(n), *ts0 = scratch + p->u_size;
+    const float *vs0 = ts0 + (size_t)cs->wino_tmax * p->thread_size;
     const size_t in_sz = (size_t)C * cs->H * cs->W, db_at = p->part_at + (size_t)LP_WINO_POINTS * p->C8 * p->F8;
     if (dx) lp_wino_pack_ut(p, lp_node_param(n, 0), scratch);
     int T = threads_for(n, N);
@@ -1132,7 +1136,7 @@ static void wino_backward(lp_node *n, const conv_state *cs)
         float *ts = ts0 + (size_t)t * p->thread_size, *part = ts + p->part_at;
         memset(part, 0, p->part_size * sizeof(float)); /* accumulated over the samples */
         for (int s = s0; s < s1; s++)
-            lp_wino_backward(p, scratch, x + (size_t)s * in_sz, dy + (size_t)s * F * P,
+            lp_wino_backward(p, scratch, vs0 + (size_t)s * p->vs_size, dy + (size_t)s * F * P,
                              dx ? dx + (size_t)s * in_sz : NULL, acc, part, ts);
 #pragma omp barrier
         /* Sum the partials in thread order (fixed for a fixed thread count), then

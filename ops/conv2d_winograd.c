@@ -17,7 +17,10 @@
  *   xt [C8/8][Hq][Wq8][8]  the padded input, channels of a group last (8x8 transposes)
  *   V  [TC][C8/8][36][8]   input transform of a chunk of tiles: a tile's 36 points
  *                          of 8 channels are 288 consecutive floats, so every offset
- *                          inside a tile is a constant (no address registers)
+ *                          inside a tile is a constant (no address registers). Forward
+ *                          writes a sample's chunks one after another into the node's
+ *                          per-sample scratch, and backward reads them there for dU
+ *                          (recomputing them cost 17% of the conv); dV has its own chunk
  *   M  [TC][F8/8][36][8]   products; in backward dM
  *   U  [36][C8][F8]    transformed weights (U^T [36][F8][C8] for dx)
  *   yt [F8/8][P][8]    outputs of a sample by filter groups of 8 (then transposed
@@ -45,6 +48,7 @@ int lp_wino_mode = -1; /* defined without AVX-512 too: tests set it */
 #define WINO_M 4         /* outputs per tile side */
 #define WINO_NP LP_WINO_POINTS /* points of a tile: (WINO_M + 2)^2 */
 #define WINO_TS (8 * WINO_NP) /* floats of a tile's group of 8 channels or filters */
+#define WINO_Q5 (WINO_NP - WINO_M - 2) /* the first point of a tile's last row */
 
 #ifndef WINO_CHUNK
 #define WINO_CHUNK 12
@@ -87,11 +91,11 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
     size_t xt = round16((size_t)p->Hq * p->Wq8 * p->C8);
     size_t v = round16((size_t)WINO_NP * p->TC * p->C8), m = round16((size_t)WINO_NP * p->TC * p->F8);
     size_t yt = round16((size_t)p->F8 * p->P);
+    p->vs_size = round16((size_t)WINO_NP * p->TH * p->TW * p->C8);
     p->part_size = round16((size_t)WINO_NP * p->C8 * p->F8 + p->F8);
-    p->xt_at = 0;
-    p->dxt_at = xt;
-    p->v_at = 2 * xt;
-    p->m_at = p->v_at + v;
+    p->xt_at = p->dxt_at = 0; /* forward's xt, backward's dxt */
+    p->dv_at = xt;
+    p->m_at = p->dv_at + v;
     p->yt_at = p->m_at + m;
     p->part_at = p->yt_at + yt;
     p->thread_size = p->part_at + p->part_size;
@@ -106,30 +110,58 @@ void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int F, int pt, int 
 static AI __m256 vmul(float k, __m256 a) { return _mm256_mul_ps(_mm256_set1_ps(k), a); }
 static AI __m256 vfma(float k, __m256 a, __m256 b) { return _mm256_fmadd_ps(_mm256_set1_ps(k), a, b); }
 
+/* o = rows [3h, 3h + 3) of B^T d: the halves share no terms, and a 2-D transform
+ * that keeps only half of its first pass in registers does not spill. */
+static AI void bt_1d_half(const __m256 d[6], int h, __m256 o[3])
+{
+    if (h == 0) {
+        __m256 a = vfma(-4.0f, d[2], d[4]), b = vfma(-4.0f, d[1], d[3]);
+        o[0] = vfma(-5.0f, d[2], vfma(4.0f, d[0], d[4]));
+        o[1] = _mm256_add_ps(a, b);
+        o[2] = _mm256_sub_ps(a, b);
+    } else {
+        __m256 c = _mm256_sub_ps(d[4], d[2]), e = _mm256_sub_ps(d[3], d[1]);
+        o[0] = vfma(2.0f, e, c);
+        o[1] = vfma(-2.0f, e, c);
+        o[2] = vfma(-5.0f, d[3], vfma(4.0f, d[1], d[5]));
+    }
+}
+
 /* o = B^T d */
 static AI void bt_1d(const __m256 d[6], __m256 o[6])
 {
-    __m256 a = vfma(-4.0f, d[2], d[4]), b = vfma(-4.0f, d[1], d[3]);
-    __m256 c = _mm256_sub_ps(d[4], d[2]), e = _mm256_sub_ps(d[3], d[1]);
-    o[0] = vfma(-5.0f, d[2], vfma(4.0f, d[0], d[4]));
-    o[1] = _mm256_add_ps(a, b);
-    o[2] = _mm256_sub_ps(a, b);
-    o[3] = vfma(2.0f, e, c);
-    o[4] = vfma(-2.0f, e, c);
-    o[5] = vfma(-5.0f, d[3], vfma(4.0f, d[1], d[5]));
+    bt_1d_half(d, 0, o);
+    bt_1d_half(d, 1, o + 3);
+}
+
+/* o = rows h, h + 2, h + 4 of B z: the even rows take sums, the odd differences, so
+ * the halves share no terms (as bt_1d_half). */
+static AI void b_1d_half(const __m256 z[6], int h, __m256 o[3])
+{
+    if (h == 0) {
+        __m256 s12 = _mm256_add_ps(z[1], z[2]), s34 = _mm256_add_ps(z[3], z[4]);
+        o[0] = vmul(4.0f, z[0]);
+        o[1] = _mm256_sub_ps(vfma(-4.0f, s12, vmul(-5.0f, z[0])), s34);
+        o[2] = _mm256_add_ps(_mm256_add_ps(z[0], s12), s34);
+    } else {
+        __m256 d12 = _mm256_sub_ps(z[2], z[1]), d34 = _mm256_sub_ps(z[4], z[3]);
+        o[0] = vfma(4.0f, _mm256_add_ps(d12, z[5]), _mm256_add_ps(d34, d34));
+        o[1] = _mm256_sub_ps(vfma(-2.0f, d34, vmul(-5.0f, z[5])), d12);
+        o[2] = z[5];
+    }
 }
 
 /* o = B z (the transpose of bt_1d) */
 static AI void b_1d(const __m256 z[6], __m256 o[6])
 {
-    __m256 s12 = _mm256_add_ps(z[1], z[2]), d12 = _mm256_sub_ps(z[2], z[1]);
-    __m256 s34 = _mm256_add_ps(z[3], z[4]), d34 = _mm256_sub_ps(z[4], z[3]);
-    o[0] = vmul(4.0f, z[0]);
-    o[1] = vfma(4.0f, _mm256_add_ps(d12, z[5]), _mm256_add_ps(d34, d34));
-    o[2] = _mm256_sub_ps(vfma(-4.0f, s12, vmul(-5.0f, z[0])), s34);
-    o[3] = _mm256_sub_ps(vfma(-2.0f, d34, vmul(-5.0f, z[5])), d12);
-    o[4] = _mm256_add_ps(_mm256_add_ps(z[0], s12), s34);
-    o[5] = z[5];
+    __m256 e[3], d[3];
+    b_1d_half(z, 0, e);
+    b_1d_half(z, 1, d);
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++) {
+        o[2 * j] = e[j];
+        o[2 * j + 1] = d[j];
+    }
 }
 
 /* o = A^T m */
@@ -141,6 +173,15 @@ static AI void at_1d(const __m256 m[6], __m256 o[4])
     o[1] = vfma(2.0f, d34, d12);
     o[2] = vfma(4.0f, s34, s12);
     o[3] = _mm256_add_ps(vfma(8.0f, d34, d12), m[5]);
+}
+
+/* rows h and h + 2 of A^T m (the even rows take the sums, the odd the differences) */
+static AI void at_1d_half(const __m256 m[6], int h, __m256 o[2])
+{
+    __m256 o4[4];
+    at_1d(m, o4); /* the other half's terms are dead code */
+    o[0] = o4[h];
+    o[1] = o4[h + 2];
 }
 
 /* o = A y (the transpose of at_1d) */
@@ -251,15 +292,33 @@ static inline __mmask8 lanes(int lo, int hi) /* lanes [lo, hi) of 8 */
     return hi > lo ? (__mmask8)(((1u << (hi - lo)) - 1) << lo) : 0;
 }
 
+/* Column i < ni of the 8x8 block whose rows j < nj are src + j*ss (lanes lm; rows
+ * past nj read 0) stored to dst + i*ds (lanes sm), or added there (add). Callers
+ * pass constants for whole blocks, so those run without a test per row. */
+static AI void transpose_block(const float *src, size_t ss, __mmask8 lm, int nj, float *dst, size_t ds, __mmask8 sm,
+                               int ni, int add)
+{
+    __m256 r[8], o[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) r[j] = j < nj ? _mm256_maskz_loadu_ps(lm, src + (size_t)j * ss) : _mm256_setzero_ps();
+    transpose8(r, o);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        if (i < ni) {
+            float *d = dst + (size_t)i * ds;
+            _mm256_mask_storeu_ps(d, sm, add ? _mm256_add_ps(o[i], _mm256_maskz_loadu_ps(sm, d)) : o[i]);
+        }
+}
+
 /* x [C][H][W] -> xt [Hq][Wq8][C8], padding (and everything outside x) as zeros. */
 static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
 {
     const int C = p->C, H = p->H, W = p->W, C8 = p->C8, W8 = p->Wq8;
+    const size_t gs = (size_t)p->Hq * W8 * 8; /* one channel group */
     for (int q0 = 0; q0 < W8; q0 += 8) {
         const __mmask8 m = lanes(p->pl - q0, p->pl - q0 + W); /* ix = q0 + j - pl in [0, W) */
         for (int r = 0; r < p->Hq; r++) {
             const int iy = r - p->pt;
-            const size_t gs = (size_t)p->Hq * W8 * 8; /* one channel group */
             float *o = xt + ((size_t)r * W8 + q0) * 8;
             if (iy < 0 || iy >= H || !m) {
                 for (int cg = 0; cg < C8; cg += 8)
@@ -268,14 +327,8 @@ static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
             }
             for (int cg = 0; cg < C8; cg += 8) {
                 const float *src = x + ((size_t)cg * H + iy) * W + q0 - p->pl; /* masked lanes never fault */
-                const int live = C - cg;
-                __m256 rows[8], t[8];
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    rows[j] = j < live ? _mm256_maskz_loadu_ps(m, src + (size_t)j * H * W) : _mm256_setzero_ps();
-                transpose8(rows, t);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) _mm256_storeu_ps(o + cg / 8 * gs + 8 * j, t[j]);
+                if (C - cg >= 8) transpose_block(src, (size_t)H * W, m, 8, o + cg / 8 * gs, 8, 0xff, 8, 0);
+                else transpose_block(src, (size_t)H * W, m, C - cg, o + cg / 8 * gs, 8, 0xff, 8, 0);
             }
         }
     }
@@ -284,70 +337,41 @@ static void to_xt(const lp_wino_plan *p, const float *x, float *xt)
 /* dyt [F8/8][P][8] from dy [F][P] (filters past F read 0). */
 static void to_dyt(const float *dy, int F, int P, float *dyt)
 {
-    for (int g = 0; g * 8 < F; g++) {
-        const int live = F - 8 * g;
-        const float *rows[8];
-        for (int j = 0; j < 8; j++) rows[j] = dy + (size_t)(8 * g + (j < live ? j : 0)) * P;
-        float *dst = dyt + (size_t)g * P * 8;
+    for (int g = 0; g * 8 < F; g++)
         for (int p0 = 0; p0 < P; p0 += 8) {
-            const __mmask8 m = lanes(0, P - p0);
-            __m256 r[8], o[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) r[j] = j < live ? _mm256_maskz_loadu_ps(m, rows[j] + p0) : _mm256_setzero_ps();
-            transpose8(r, o);
-            if (P - p0 >= 8) {
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
-            } else
-                for (int i = 0; p0 + i < P; i++) _mm256_storeu_ps(dst + 8 * (p0 + i), o[i]);
+            const float *src = dy + (size_t)8 * g * P + p0;
+            float *dst = dyt + ((size_t)g * P + p0) * 8;
+            if (F - 8 * g >= 8 && P - p0 >= 8) transpose_block(src, P, 0xff, 8, dst, 8, 0xff, 8, 0);
+            else transpose_block(src, P, lanes(0, P - p0), F - 8 * g, dst, 8, 0xff, P - p0, 0);
         }
-    }
 }
 
 /* y [F][P] from yt [F8/8][P][8]. */
 static void from_yt(const float *yt, int F, int P, float *y)
 {
-    for (int g = 0; g * 8 < F; g++) {
-        const int live = F - 8 * g;
-        const float *src = yt + (size_t)g * P * 8;
+    for (int g = 0; g * 8 < F; g++)
         for (int p0 = 0; p0 < P; p0 += 8) {
-            const int n = P - p0;
-            const __mmask8 m = lanes(0, n);
-            __m256 r[8], o[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) r[j] = j < n ? _mm256_loadu_ps(src + 8 * (p0 + j)) : _mm256_setzero_ps();
-            transpose8(r, o);
-#pragma GCC unroll 8
-            for (int f = 0; f < 8; f++)
-                if (f < live) _mm256_mask_storeu_ps(y + (size_t)(8 * g + f) * P + p0, m, o[f]);
+            const float *src = yt + ((size_t)g * P + p0) * 8;
+            float *dst = y + (size_t)8 * g * P + p0;
+            if (F - 8 * g >= 8 && P - p0 >= 8) transpose_block(src, 8, 0xff, 8, dst, P, 0xff, 8, 0);
+            else transpose_block(src, 8, 0xff, P - p0, dst, P, lanes(0, P - p0), F - 8 * g, 0);
         }
-    }
 }
 
 /* dx [C][H][W] (+)= dxt [Hq][Wq8][C8] at rows iy + pt, columns ix + pl. */
 static void from_dxt(const lp_wino_plan *p, const float *dxt, float *dx, int acc)
 {
     const int C = p->C, H = p->H, W = p->W, C8 = p->C8, W8 = p->Wq8;
-    for (int cg = 0; cg < C8; cg += 8) {
-        const int live = C - cg;
-        for (int iy = 0; iy < H; iy++) {
-            const float *src = dxt + (((size_t)cg / 8 * p->Hq + iy + p->pt) * W8 + p->pl) * 8;
+    for (int cg = 0; cg < C8; cg += 8)
+        for (int iy = 0; iy < H; iy++)
             for (int ix0 = 0; ix0 < W; ix0 += 8) {
+                const float *src = dxt + (((size_t)cg / 8 * p->Hq + iy + p->pt) * W8 + p->pl + ix0) * 8;
+                float *dst = dx + ((size_t)cg * H + iy) * W + ix0;
                 const __mmask8 m = lanes(0, W - ix0);
-                __m256 r[8], o[8];
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(src + (size_t)(ix0 + j) * 8);
-                transpose8(r, o);
-#pragma GCC unroll 8
-                for (int c = 0; c < 8; c++)
-                    if (c < live) {
-                        float *d = dx + ((size_t)(cg + c) * H + iy) * W + ix0;
-                        __m256 v = acc ? _mm256_add_ps(o[c], _mm256_maskz_loadu_ps(m, d)) : o[c];
-                        _mm256_mask_storeu_ps(d, m, v);
-                    }
+                if (C - cg >= 8 && !acc) transpose_block(src, 8, 0xff, 8, dst, (size_t)H * W, m, 8, 0);
+                else if (C - cg >= 8) transpose_block(src, 8, 0xff, 8, dst, (size_t)H * W, m, 8, 1);
+                else transpose_block(src, 8, 0xff, 8, dst, (size_t)H * W, m, C - cg, acc);
             }
-        }
-    }
 }
 
 /* ---- the 2-D transforms of a chunk of tiles ----------------------------------- */
@@ -361,23 +385,49 @@ static void input_tf(const lp_wino_plan *p, const float *xt, int ty0, int nty, f
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = xt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
-                __m256 r[6][6], d[6], o[6];
-#pragma GCC unroll 6
-                for (int a = 0; a < 6; a++) { /* along each row, then down each column */
-#pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
-                    bt_1d(d, r[a]);
-                }
                 float *out = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) { /* columns [3h, 3h + 3) of the result */
+                    __m256 r[6][3], d[6], o[6];
 #pragma GCC unroll 6
-                for (int b = 0; b < 6; b++) {
+                    for (int a = 0; a < 6; a++) { /* along each row, then down each column */
 #pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) d[a] = r[a][b];
-                    bt_1d(d, o);
+                        for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + (size_t)a * W8 * 8 + 8 * b);
+                        bt_1d_half(d, h, r[a]);
+                    }
+#pragma GCC unroll 3
+                    for (int j = 0; j < 3; j++) {
 #pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + b), o[a]);
+                        for (int a = 0; a < 6; a++) d[a] = r[a][j];
+                        bt_1d(d, o);
+#pragma GCC unroll 6
+                        for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + 3 * h + j), o[a]);
+                    }
                 }
             }
+    }
+}
+
+/* out [rows][cols] (rows of OW positions of 8) = A^T M A + bv of one tile's M at s;
+ * whole tiles pass constants and run without a test per output. */
+static AI void output_tile(const float *s, __m256 bv, float *out, int OW, int rows, int cols)
+{
+    __m256 r[6][4], d[6], o[4];
+#pragma GCC unroll 6
+    for (int a = 0; a < 6; a++) {
+#pragma GCC unroll 6
+        for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
+        at_1d(d, r[a]);
+    }
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; b++) {
+        if (b >= cols) break;
+#pragma GCC unroll 6
+        for (int a = 0; a < 6; a++) d[a] = r[a][b];
+        at_1d(d, o);
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; a++)
+            if (a < rows) _mm256_storeu_ps(out + ((size_t)a * OW + b) * 8, _mm256_add_ps(o[a], bv));
     }
 }
 
@@ -393,36 +443,23 @@ static void output_tf(const lp_wino_plan *p, const float *m, const float *bias, 
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = m + (size_t)i * F8 * WINO_NP + WINO_TS * g;
-                __m256 r[6][4], d[6], o[4];
-#pragma GCC unroll 6
-                for (int a = 0; a < 6; a++) {
-#pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) d[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
-                    at_1d(d, r[a]);
-                }
                 const int oy = WINO_M * ty, ox = WINO_M * tx;
                 const int rows = OH - oy < WINO_M ? OH - oy : WINO_M, cols = OW - ox < WINO_M ? OW - ox : WINO_M;
                 float *out = yg + ((size_t)oy * OW + ox) * 8;
-#pragma GCC unroll 4
-                for (int b = 0; b < 4; b++) {
-                    if (b >= cols) break;
-#pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) d[a] = r[a][b];
-                    at_1d(d, o);
-#pragma GCC unroll 4
-                    for (int a = 0; a < 4; a++)
-                        if (a < rows) _mm256_storeu_ps(out + ((size_t)a * OW + b) * 8, _mm256_add_ps(o[a], bv));
-                }
+                if (rows == WINO_M && cols == WINO_M) output_tile(s, bv, out, OW, WINO_M, WINO_M);
+                else output_tile(s, bv, out, OW, rows, cols);
             }
     }
 }
 
-/* m [TC][F8/8][NP][8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW). */
-static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, float *m)
+/* m [TC][F8/8][NP][8] = A dY A^T of tile rows [ty0, ty0 + nty), dY from dyt (0 past OH, OW);
+ * db [F8] += the sum of dY, which is each tile's point (1, 1) (rows 1 of A and A^T are all 1s). */
+static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, float *m, float *db)
 {
     const int F8 = p->F8, OW = p->OW, OH = p->OH, P = p->P;
     for (int g = 0; 8 * g < F8; g++) {
         const float *dg = dyt + (size_t)g * P * 8;
+        __m256 dbg = _mm256_loadu_ps(db + 8 * g);
         int i = 0;
         for (int ty = ty0; ty < ty0 + nty; ty++)
             for (int tx = 0; tx < p->TW; tx++, i++) {
@@ -443,42 +480,60 @@ static void dm_tf(const lp_wino_plan *p, const float *dyt, int ty0, int nty, flo
 #pragma GCC unroll 4
                     for (int a = 0; a < 4; a++) y[a] = r[a][b];
                     a_1d(y, o);
+                    if (b == 1) dbg = _mm256_add_ps(dbg, o[1]);
 #pragma GCC unroll 6
                     for (int a = 0; a < 6; a++) _mm256_storeu_ps(out + 8 * (6 * a + b), o[a]);
                 }
             }
+        _mm256_storeu_ps(db + 8 * g, dbg);
     }
 }
 
-/* dxt += B dV B^T of tile rows [ty0, ty0 + nty) at (4ty, 4tx): the 6x6 tiles overlap. */
+/* dxt (+)= B dV B^T of tile rows [ty0, ty0 + nty) at (4ty, 4tx). The 6x6 tiles overlap
+ * by two rows and columns: a tile adds into its first two rows (columns) where the
+ * tile above (to the left) wrote them, and stores the rest, so dxt needs no zeroing.
+ * Columns no tile reaches are left as they were (from_dxt only reads them into lanes
+ * it does not store). */
 static void dx_tf(const lp_wino_plan *p, const float *v, int ty0, int nty, float *dxt)
 {
     const int C8 = p->C8, W8 = p->Wq8;
     for (int cg = 0; cg < C8; cg += 8) {
         int i = 0;
-        for (int ty = ty0; ty < ty0 + nty; ty++)
+        for (int ty = ty0; ty < ty0 + nty; ty++) {
+            const int row5 = ty < p->TH - 1 || p->OH % WINO_M == 0; /* dV's last row was computed: 0 if not */
             for (int tx = 0; tx < p->TW; tx++, i++) {
                 const float *s = v + (size_t)i * C8 * WINO_NP + cg * WINO_NP;
-                __m256 r[6][6], z[6], o[6];
-#pragma GCC unroll 6
-                for (int a = 0; a < 6; a++) {
-#pragma GCC unroll 6
-                    for (int b = 0; b < 6; b++) z[b] = _mm256_loadu_ps(s + 8 * (6 * a + b));
-                    b_1d(z, r[a]);
-                }
                 float *out = dxt + (((size_t)cg / 8 * p->Hq + WINO_M * ty) * W8 + WINO_M * tx) * 8;
-#pragma GCC unroll 6
-                for (int b = 0; b < 6; b++) {
-#pragma GCC unroll 6
-                    for (int a = 0; a < 6; a++) z[a] = r[a][b];
-                    b_1d(z, o);
+                const __mmask8 above = ty > 0 ? 0xff : 0, left = tx > 0 ? 0xff : 0; /* lanes to add */
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) { /* columns h, h + 2, h + 4: half the first pass live */
+                    __m256 r[6][3], z[6], o[6];
 #pragma GCC unroll 6
                     for (int a = 0; a < 6; a++) {
-                        float *at = out + ((size_t)a * W8 + b) * 8;
-                        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), o[a]));
+#pragma GCC unroll 6
+                        for (int b = 0; b < 6; b++)
+                            z[b] = a < 5 || row5 ? _mm256_loadu_ps(s + 8 * (6 * a + b)) : _mm256_setzero_ps();
+                        b_1d_half(z, h, r[a]);
+                    }
+#pragma GCC unroll 3
+                    for (int j = 0; j < 3; j++) {
+                        const int b = h + 2 * j;
+#pragma GCC unroll 6
+                        for (int a = 0; a < 6; a++) z[a] = r[a][j];
+                        b_1d(z, o);
+#pragma GCC unroll 6
+                        for (int a = 0; a < 6; a++) {
+                            float *at = out + ((size_t)a * W8 + b) * 8;
+                            if (a >= 2 && b >= 2) _mm256_storeu_ps(at, o[a]);
+                            else {
+                                const __mmask8 k = (a < 2 ? above : 0) | (b < 2 ? left : 0);
+                                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_maskz_loadu_ps(k, at), o[a]));
+                            }
+                        }
                     }
                 }
             }
+        }
     }
 }
 
@@ -536,9 +591,10 @@ static AI void nn_panel(const float *a, int lda, const float *b, int ldb, float 
 }
 
 /* For each of the 36 points q: out_q [nr][N8] = a_q [nr][K8] b_q [K8][N8]; a_q = a + 8q,
- * out_q = out + 8q (tile layout), b_q = b + q*bs. The shape is chosen once for all points. */
+ * out_q = out + 8q (tile layout), b_q = b + q*bs; the last row's points (q >= WINO_Q5) only
+ * for the first nr5 tiles (see tiles_full_rows). The shape is chosen once for all points. */
 static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, int ldb, int N8, float *out, int ldo,
-                    int nr)
+                    int nr, int nr5)
 {
     for (int g = 0; 8 * g < N8; g += 2) {
         const int gb = N8 - 8 * g >= 16 ? 2 : 1;
@@ -547,13 +603,13 @@ static void nn_gemm(const float *a, int lda, int K8, const float *b, size_t bs, 
             float *o = out + WINO_TS * g;
             const int add = k0 > 0;
             if (gb == 2) {
-                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 2, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, q < WINO_Q5 ? nr : nr5, 8, 2, add);
                 k0 += 8;
             } else if (K8 - k0 >= 16) {
-                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 16, 1, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, q < WINO_Q5 ? nr : nr5, 16, 1, add);
                 k0 += 16;
             } else {
-                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, nr, 8, 1, add);
+                for (int q = 0; q < WINO_NP; q++) nn_panel(ak + 8 * q, lda, bk + q * bs, ldb, o + 8 * q, ldo, q < WINO_Q5 ? nr : nr5, 8, 1, add);
                 k0 += 8;
             }
         }
@@ -587,66 +643,66 @@ static AI void tn_block(const float *a, int lda, const float *b, int ldb, int n,
         for (int g = 0; g < gb; g++) _mm256_storeu_ps(out + (size_t)c * ldo + 8 * g, acc[c][g]);
 }
 
-/* For each point q: out_q [M8][N8] += a_q^T b_q over n tiles; a_q = a + 8q, b_q = b + 8q
- * (tile layout), out_q = out + q*os (plain [M8][N8] rows of ldo). */
-static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, int N8, int n, float *out, size_t os,
-                    int ldo)
+/* For each point q: out_q [M8][N8] += a_q^T b_q over n tiles (n5 for q >= WINO_Q5); a_q = a + 8q,
+ * b_q = b + 8q (tile layout), out_q = out + q*os (plain [M8][N8] rows of ldo). */
+static void tn_gemm(const float *a, int lda, int M8, const float *b, int ldb, int N8, int n, int n5, float *out,
+                    size_t os, int ldo)
 {
     for (int c = 0; c < M8; c += 8)
         for (int g = 0; 8 * g < N8; g += 2) {
             const float *ac = a + (size_t)c * WINO_NP, *bg = b + WINO_TS * g;
             float *o = out + (size_t)c * ldo + 8 * g;
             if (N8 - 8 * g >= 16)
-                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 2);
+                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, q < WINO_Q5 ? n : n5, o + q * os, ldo, 2);
             else
-                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, n, o + q * os, ldo, 1);
+                for (int q = 0; q < WINO_NP; q++) tn_block(ac + 8 * q, lda, bg + 8 * q, ldb, q < WINO_Q5 ? n : n5, o + q * os, ldo, 1);
         }
 }
 
 /* ---- one sample ------------------------------------------------------------------- */
 
-void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x, float *y, float *ts)
+/* Tiles of tile rows [ty0, ty0 + nty) whose 4 output rows are all inside: only these
+ * need the points of the last row (q >= WINO_Q5). A^T reads them for its last output
+ * row alone, and where that row is past OH, dY is 0 there and so is A's last row of dM
+ * (and of dV). The partial tile row is the last, so these tiles come first in a chunk. */
+static int tiles_full_rows(const lp_wino_plan *p, int ty0, int nty)
 {
-    float *xt = ts + p->xt_at, *v = ts + p->v_at, *m = ts + p->m_at, *yt = ts + p->yt_at;
+    const int partial = ty0 + nty == p->TH && p->OH % WINO_M != 0;
+    return (nty - partial) * p->TW;
+}
+
+void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x, float *y, float *vs,
+                     float *ts)
+{
+    float *xt = ts + p->xt_at, *m = ts + p->m_at, *yt = ts + p->yt_at;
     const int C8 = p->C8, F8 = p->F8;
     to_xt(p, x, xt);
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
+        float *v = vs + (size_t)ty0 * p->TW * C8 * WINO_NP;
         input_tf(p, xt, ty0, nty, v);
-        nn_gemm(v, WINO_NP * C8, C8, u, (size_t)C8 * F8, F8, F8, m, WINO_NP * F8, nt);
+        nn_gemm(v, WINO_NP * C8, C8, u, (size_t)C8 * F8, F8, F8, m, WINO_NP * F8, nt, tiles_full_rows(p, ty0, nty));
         output_tf(p, m, bias, ty0, nty, yt);
     }
     from_yt(yt, p->F, p->P, y);
 }
 
-void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, const float *dy, float *dx, int acc,
+void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *vs, const float *dy, float *dx, int acc,
                       float *part, float *ts)
 {
-    float *xt = ts + p->xt_at, *dxt = ts + p->dxt_at, *v = ts + p->v_at, *m = ts + p->m_at, *dyt = ts + p->yt_at;
+    float *dxt = ts + p->dxt_at, *dv = ts + p->dv_at, *m = ts + p->m_at, *dyt = ts + p->yt_at;
     const int C8 = p->C8, F8 = p->F8, P = p->P;
-    to_xt(p, x, xt);
     to_dyt(dy, p->F, P, dyt);
     float *db = part + (size_t)WINO_NP * C8 * F8;
-    for (int g = 0; 8 * g < F8; g++) { /* db: four chains, not one long one */
-        const float *r = dyt + (size_t)g * P * 8;
-        __m256 b[4] = {_mm256_loadu_ps(db + 8 * g), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        int q = 0;
-        for (; q + 4 <= P; q += 4)
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) b[k] = _mm256_add_ps(b[k], _mm256_loadu_ps(r + 8 * (q + k)));
-        for (; q < P; q++) b[0] = _mm256_add_ps(b[0], _mm256_loadu_ps(r + 8 * q));
-        _mm256_storeu_ps(db + 8 * g, _mm256_add_ps(_mm256_add_ps(b[0], b[1]), _mm256_add_ps(b[2], b[3])));
-    }
-    if (dx) memset(dxt, 0, (size_t)p->Hq * p->Wq8 * C8 * sizeof(float)); /* tiles add into it */
     for (int ty0 = 0; ty0 < p->TH; ty0 += p->rpc) {
         const int nty = p->TH - ty0 < p->rpc ? p->TH - ty0 : p->rpc, nt = nty * p->TW;
-        input_tf(p, xt, ty0, nty, v);
-        dm_tf(p, dyt, ty0, nty, m);
-        tn_gemm(v, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, part, (size_t)C8 * F8, F8);
+        dm_tf(p, dyt, ty0, nty, m, db);
+        const int nt5 = tiles_full_rows(p, ty0, nty);
+        tn_gemm(vs + (size_t)ty0 * p->TW * C8 * WINO_NP, WINO_NP * C8, C8, m, WINO_NP * F8, F8, nt, nt5, part,
+                (size_t)C8 * F8, F8);
         if (dx) {
-            /* dV overwrites V: dU has used it */
-            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, v, WINO_NP * C8, nt);
-            dx_tf(p, v, ty0, nty, dxt);
+            nn_gemm(m, WINO_NP * F8, F8, ut, (size_t)F8 * C8, C8, C8, dv, WINO_NP * C8, nt, nt5);
+            dx_tf(p, dv, ty0, nty, dxt);
         }
     }
     if (dx) from_dxt(p, dxt, dx, acc);

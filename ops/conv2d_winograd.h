@@ -25,7 +25,8 @@ typedef struct lp_wino_plan {
     int C8, F8;          /* channels and filters rounded up to 8 */
     int rpc, TC;         /* tile rows per chunk, tiles per chunk (rpc * TW) */
     size_t u_size;       /* U [36][C8][F8] or U^T [36][F8][C8] (fixed scratch) */
-    size_t xt_at, dxt_at, v_at, m_at, yt_at, part_at; /* offsets in a thread's scratch */
+    size_t vs_size;      /* V of a whole sample [TH*TW][C8/8][36][8], kept from forward for dU */
+    size_t xt_at, dxt_at, dv_at, m_at, yt_at, part_at; /* offsets in a thread's scratch */
     size_t part_size;    /* [36][C8][F8] dU, then [F8] db */
     size_t thread_size;  /* floats of one thread's scratch */
 } lp_wino_plan;
@@ -43,12 +44,13 @@ LP_WINO_HIDDEN void lp_wino_plan_init(lp_wino_plan *p, int C, int H, int W, int 
 LP_WINO_HIDDEN void lp_wino_pack_u(const lp_wino_plan *p, const float *w, float *u);
 /* ut [36][F8][C8], the same transposed (the input gradient's order). */
 LP_WINO_HIDDEN void lp_wino_pack_ut(const lp_wino_plan *p, const float *w, float *ut);
-/* y [F][OH][OW] = conv(x [C][H][W]) + bias (bias may be NULL); ts: a thread's scratch. */
+/* y [F][OH][OW] = conv(x [C][H][W]) + bias (bias may be NULL); vs (vs_size floats)
+ * receives the sample's input transform V for backward; ts: a thread's scratch. */
 LP_WINO_HIDDEN void lp_wino_forward(const lp_wino_plan *p, const float *u, const float *bias, const float *x,
-                                    float *y, float *ts);
-/* part (dU and db of this thread, see part_size) += this sample's; dx (when not NULL)
- * written (acc 0) or added to (acc 1) through ut. */
-LP_WINO_HIDDEN void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *x, const float *dy,
+                                    float *y, float *vs, float *ts);
+/* part (dU and db of this thread, see part_size) += this sample's, from vs as forward
+ * left it; dx (when not NULL) written (acc 0) or added to (acc 1) through ut. */
+LP_WINO_HIDDEN void lp_wino_backward(const lp_wino_plan *p, const float *ut, const float *vs, const float *dy,
                                      float *dx, int acc, float *part, float *ts);
 /* dw [F][C][3][3] += G^T dU G for filters [f0, f0 + 8) (f0 a multiple of 8) and
  * channel c, dU the sum of the nt thread partials part0 + u * stride in thread order. */
