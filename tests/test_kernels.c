@@ -218,12 +218,14 @@ ParameterizedTest(conv_case *c, kernels, conv_direct)
  * output row or pixel, channels and filters that are not multiples of 8 (padded
  * groups), more than one group, more than one chunk of tile rows and rows wider than
  * a chunk, padding 0, 1, asymmetric and same, batch 1 and 3 over 1 and 3 threads, dx
- * written and added. */
+ * written and added; and batch 64, where F(4x4)'s float32 error in the weight gradient
+ * (summed over the batch) comes closest to the tolerance. */
 ParameterizedTestParameters(kernels, conv_winograd)
 {
     static conv_case cases[] = {
         /* N  C   H   W   F kh kw pt pb pl pr same bias twice threads */
         {1, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},   /* MNIST conv2 (11x11), batch 1 */
+        {64, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 0, 1},  /* batch 64: dW sums 64 samples' errors */
         {3, 8, 13, 13, 16, 3, 3, 0, 0, 0, 0, 0, 1, 1, 3},   /* the same, dx added, 3 threads */
         {3, 8, 7, 9, 5, 3, 3, 0, 0, 0, 0, 0, 1, 1, 1},      /* 5x7 output (1 and 3 of 4), F % 8 */
         {3, 3, 5, 7, 13, 3, 3, 1, 1, 1, 1, 0, 1, 0, 3},     /* 5x7, padding 1, C % 8 */
