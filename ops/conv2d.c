@@ -33,6 +33,7 @@
 #include "conv2d_winograd.h"
 #include "loupe_op.h"
 #include "shape.h"
+#include "simd.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -122,8 +123,6 @@ typedef struct conv_state {
 #if CONV_DIRECT
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
-static inline __mmask16 tail_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
-
 /* Vectors of a plane and the most row pieces one vector can hold. */
 static int plane_vecs(size_t plane) { return (int)((plane + 15) / 16); }
 static int row_pieces(int width) { return 16 / width + 2; }
@@ -165,7 +164,7 @@ static void rowmap_apply(const row_seg *seg, int nvec, int smax, size_t plane, c
         for (int j = 1; j < smax; j++)
             r = _mm512_or_ps(r, _mm512_maskz_loadu_ps((__mmask16)seg[j].mask, src + seg[j].off));
         seg += smax;
-        _mm512_mask_storeu_ps(dst + 16 * v, tail_mask((int)(plane - 16 * (size_t)v)), r);
+        _mm512_mask_storeu_ps(dst + 16 * v, first_lanes((int)(plane - 16 * (size_t)v)), r);
     }
 }
 
@@ -223,7 +222,7 @@ static void direct_copy_input(const conv_state *cs, const float *x, float *xk)
                 float *dst = xk + (size_t)(c * cs->kw + kx) * d->xk_plane;
                 for (int r = 0; r < d->Hp; r++, src += cs->W, dst += OW)
                     for (int i = 0; i < OW; i += 16) {
-                        __mmask16 m = tail_mask(OW - i);
+                        __mmask16 m = first_lanes(OW - i);
                         _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
                     }
             }
@@ -246,10 +245,10 @@ static void direct_pad_dy(const conv_state *cs, const float *dy, float *pad)
     for (int f = 0; f < cs->F; f++) {
         float *o = pad + (size_t)f * d->pad_plane;
         const float *src = dy + (size_t)f * P;
-        for (int i = 0; i < z; i += 16) _mm512_mask_storeu_ps(o + i, tail_mask(z - i), zero);
+        for (int i = 0; i < z; i += 16) _mm512_mask_storeu_ps(o + i, first_lanes(z - i), zero);
         for (int i = 0; i < P; i += 16)
-            _mm512_mask_storeu_ps(o + z + i, tail_mask(P - i), _mm512_maskz_loadu_ps(tail_mask(P - i), src + i));
-        for (int i = 0; i < z; i += 16) _mm512_mask_storeu_ps(o + z + P + i, tail_mask(z - i), zero);
+            _mm512_mask_storeu_ps(o + z + i, first_lanes(P - i), _mm512_maskz_loadu_ps(first_lanes(P - i), src + i));
+        for (int i = 0; i < z; i += 16) _mm512_mask_storeu_ps(o + z + P + i, first_lanes(z - i), zero);
     }
     _mm512_storeu_ps(pad + (size_t)cs->F * d->pad_plane, zero);
 }
@@ -263,7 +262,7 @@ static void direct_reduce_g(const conv_state *cs, const float *g, float *dx, int
     const direct_plan *d = &cs->d;
     const int H = cs->H, W = cs->W, OW = cs->OW, kw = cs->kw, rows = cs->C * H;
     for (int i = 0; i < W; i += 16) {
-        const __mmask16 out = tail_mask(W - i);
+        const __mmask16 out = first_lanes(W - i);
         for (int k0 = 0; k0 < kw; k0 += 8) {
             const int nk = kw - k0 < 8 ? kw - k0 : 8, add = acc || k0 > 0;
             __mmask16 m[8];
@@ -348,7 +347,7 @@ static inline __attribute__((always_inline)) void direct_tile(const float *in, c
     }
     __mmask16 m[TILE_V];
 #pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) m[v] = tail_mask(P - p0 - 16 * v);
+    for (int v = 0; v < nv; v++) m[v] = first_lanes(P - p0 - 16 * v);
 #pragma GCC unroll 8
     for (int j = 0; j < TILE_F; j++)
         if (full || j < rows) /* full: constant indices, the accumulators stay in registers */
@@ -620,7 +619,7 @@ static void rows_weight_grad(const conv_state *cs, const float *x, const float *
         for (int t = 0; t < 9; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
         for (int s = s0; s < s1; s++)
             for (int h = 0; h < 2; h++) {
-                const __mmask16 m = tail_mask(OW - 16 * h);
+                const __mmask16 m = first_lanes(OW - 16 * h);
                 const float *xs = x + (size_t)s * in_sz + 16 * h;
                 const float *da = dy + ((size_t)s * F + f0) * P + 16 * h, *const dys[2] = {da, two ? da + P : da};
                 __m512 d[2][3];

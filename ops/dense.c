@@ -13,6 +13,7 @@
 #include "compute.h"
 #include "loupe_op.h"
 #include "shape.h"
+#include "simd.h"
 
 #include <string.h>
 #ifdef _OPENMP
@@ -85,11 +86,6 @@ static void share(int count, int *lo, int *hi)
 }
 
 #if DENSE_AVX512
-static inline __mmask16 lanes_left(int left)
-{
-    return left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-}
-
 /* Lane k of the result: the sum of v[k]'s 16 lanes. A transpose-and-add tree: 45
  * shuffles and adds for 16 sums, where 16 separate reductions take ~130. */
 static inline __attribute__((always_inline)) __m512 sum16(const __m512 v[16])
@@ -117,7 +113,7 @@ static inline __attribute__((always_inline)) __m512 sum16(const __m512 v[16])
 static void dense_forward_rows(const float *x, const float *w, const float *b, float *y, int U, int I,
                                int s0, int s1)
 {
-    const __mmask16 tail = lanes_left(I % 16);
+    const __mmask16 tail = first_lanes(I % 16);
     const int body = I - I % 16;
     for (int s = s0; s < s1; s += 4) {
         const int ns = s1 - s < 4 ? s1 - s : 4;
@@ -194,7 +190,7 @@ static void dense_dw_rows(const float *dy, const float *x, float *dw, int N, int
             __m512 acc[4][4];
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++) {
-                m[v] = lanes_left(I - i - 16 * v);
+                m[v] = first_lanes(I - i - 16 * v);
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) acc[j][v] = _mm512_setzero_ps();
             }

@@ -17,6 +17,7 @@
  * batch (or more of one plane), the backward a whole plane of up to 128 inputs.
  */
 #include "loupe_op.h"
+#include "simd.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -217,9 +218,6 @@ static inline void store_windows(float *y, uint8_t *arg, __mmask16 m, __m512 bes
     _mm512_mask_storeu_ps(y, m, best);
     _mm_mask_storeu_epi8(arg, m, at);
 }
-
-/* The first n lanes. */
-static inline __mmask16 first_lanes(int n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
 /* The masks of a group of `rows` output rows (see pool2_group_plan): its inputs'
  * two 16-float pieces from the group's first row, and its outputs. */
