@@ -40,6 +40,19 @@ int lp_threads_init(int n)
 
 int lp_threads(void) { return threads_in_force; }
 
+int lp_thread_share(long count, int *nt, long *lo, long *hi)
+{
+    int t = 0;
+    *nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    *nt = omp_get_num_threads();
+#endif
+    *lo = count * t / *nt;
+    *hi = count * (t + 1) / *nt;
+    return t;
+}
+
 double lp_seconds(void)
 {
     struct timespec ts;

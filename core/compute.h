@@ -23,6 +23,12 @@ int lp_threads_init(int n);
 /* Threads in force. */
 int lp_threads(void);
 
+/* Inside an OpenMP parallel region: this thread's number (0 outside one), the team's
+ * size in *nt (1 outside), and the thread's contiguous share [*lo, *hi) of count
+ * items. Which thread takes which items is fixed for a team size, so per-thread
+ * partial sums add up the same way every time. */
+int lp_thread_share(long count, int *nt, long *lo, long *hi);
+
 /* Monotonic wall-clock time in seconds (profiles, progress, benchmarks). */
 double lp_seconds(void);
 

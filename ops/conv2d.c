@@ -901,22 +901,6 @@ static void col2im_add(const conv_state *cs, const float *dcol, int c0, int nc, 
             }
 }
 
-/* This thread's number and count inside a parallel region (0 and 1 outside one),
- * and its contiguous share [*s0, *s1) of N samples: which thread adds which sample
- * is fixed for a thread count. */
-static int thread_share(int N, int *nt, int *s0, int *s1)
-{
-    int t = 0;
-    *nt = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    *nt = omp_get_num_threads();
-#endif
-    *s0 = (int)((long)N * t / *nt);
-    *s1 = (int)((long)N * (t + 1) / *nt);
-    return t;
-}
-
 static int threads_for(const lp_node *n, int N)
 {
     int t = lp_node_threads(n);
@@ -961,7 +945,9 @@ static void im2col_backward(lp_node *n, const conv_state *cs)
     int T = threads_for(n, N);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
+        int nt;
+        long s0, s1;
+        const int t = lp_thread_share(N, &nt, &s0, &s1);
         float *pw = scratch + (size_t)t * cs->slot + part_off; /* [F, K] */
         float *pb = pw + (size_t)F * K;                          /* [F] */
         float *dcol = scratch + (size_t)t * cs->slot + cs->dcol_off;
@@ -1021,7 +1007,9 @@ static void direct_forward(lp_node *n, const conv_state *cs)
     T = T < d->tmax ? T : d->tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
+        int nt;
+        long s0, s1;
+        const int t = lp_thread_share(N, &nt, &s0, &s1);
         float *xk = aux0 + (size_t)t * d->aux + xk_at;
         for (int s = s0; s < s1; s++) {
             if (d->rows) {
@@ -1053,7 +1041,9 @@ static void direct_backward(lp_node *n, const conv_state *cs)
     T = T < d->tmax ? T : d->tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
+        int nt;
+        long s0, s1;
+        const int t = lp_thread_share(N, &nt, &s0, &s1);
         float *pad = aux0 + (size_t)t * d->aux, *g = pad + d->pad_size, *part = aux0 + (size_t)t * d->aux + part_at;
         float *dyt = part + d->part_size;
         if (dx) {
@@ -1106,7 +1096,9 @@ static void wino_forward(lp_node *n, const conv_state *cs)
     T = T < cs->wino_tmax ? T : cs->wino_tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
+        int nt;
+        long s0, s1;
+        const int t = lp_thread_share(N, &nt, &s0, &s1);
         float *ts = ts0 + (size_t)t * p->thread_size;
         for (int s = s0; s < s1; s++)
             lp_wino_forward(p, scratch, b, x + (size_t)s * in_sz, y + (size_t)s * F * P, vs0 + (size_t)s * p->vs_size,
@@ -1131,7 +1123,9 @@ static void wino_backward(lp_node *n, const conv_state *cs)
     T = T < cs->wino_tmax ? T : cs->wino_tmax;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt, s0, s1, t = thread_share(N, &nt, &s0, &s1);
+        int nt;
+        long s0, s1;
+        const int t = lp_thread_share(N, &nt, &s0, &s1);
         float *ts = ts0 + (size_t)t * p->thread_size, *part = ts + p->part_at;
         memset(part, 0, p->part_size * sizeof(float)); /* accumulated over the samples */
         for (int s = s0; s < s1; s++)

@@ -16,9 +16,6 @@
 #include "simd.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -71,18 +68,6 @@ static int threads_for(const lp_node *n, int N, int U, int I)
     int t = lp_node_threads(n);
     if ((long)N * U * I < DENSE_PARALLEL_MIN || t < 1) return 1;
     return t < N ? t : N;
-}
-
-/* This thread's contiguous share [*lo, *hi) of count rows. */
-static void share(int count, int *lo, int *hi)
-{
-    int t = 0, nt = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    nt = omp_get_num_threads();
-#endif
-    *lo = (int)((long)count * t / nt);
-    *hi = (int)((long)count * (t + 1) / nt);
 }
 
 #if DENSE_AVX512
@@ -166,8 +151,9 @@ static void dense_forward(lp_node *n)
     const int T = threads_for(n, N, U, I);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int r0, r1;
-        share(N, &r0, &r1);
+        int nt;
+        long r0, r1;
+        lp_thread_share(N, &nt, &r0, &r1);
 #if DENSE_AVX512
         if (own) dense_forward_rows(x, w, b, y, U, I, r0, r1);
         else
@@ -237,9 +223,10 @@ static void dense_backward(lp_node *n)
     const int T = threads_for(n, N, U, I);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int u0, u1, r0, r1;
-        share(U, &u0, &u1);
-        share(N, &r0, &r1);
+        int nt;
+        long u0, u1, r0, r1;
+        lp_thread_share(U, &nt, &u0, &u1);
+        lp_thread_share(N, &nt, &r0, &r1);
         /* dW[U,I] += dY^T[U,N] X[N,I], units u0..u1 */
 #if DENSE_AVX512
         if (u1 > u0 && N <= DENSE_ROWS_MAX) dense_dw_rows(dy, x, dw, N, U, I, u0, u1);

@@ -16,14 +16,12 @@
  * instead of wasting 11 of 16 lanes: the forward two consecutive output rows of the
  * batch (or more of one plane), the backward a whole plane of up to 128 inputs.
  */
+#include "compute.h"
 #include "loupe_op.h"
 #include "simd.h"
 
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define POOL_AVX512 1
@@ -423,13 +421,10 @@ static void pool2_forward(lp_node *n, long planes, int H, int W, int OH, int OW)
         const long pairs = (planes * OH + 1) / 2;
 #pragma omp parallel num_threads(threads) if (threads > 1)
         {
-#ifdef _OPENMP
-            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-            const int t = 0, nt = 1;
-#endif
-            const long from = 2 * (pairs * t / nt), to = 2 * (pairs * (t + 1) / nt);
-            const long end = to < planes * OH ? to : planes * OH;
+            int nt;
+            long p0, p1;
+            lp_thread_share(pairs, &nt, &p0, &p1);
+            const long from = 2 * p0, end = 2 * p1 < planes * OH ? 2 * p1 : planes * OH;
             if (relu) pool2_row_pairs(x, from, end, H, W, OH, OW, y, arg, 1); /* two copies, relu a constant */
             else pool2_row_pairs(x, from, end, H, W, OH, OW, y, arg, 0);
         }
