@@ -901,9 +901,12 @@ static void col2im_add(const conv_state *cs, const float *dcol, int c0, int nc, 
             }
 }
 
-static int threads_for(const lp_node *n, int N)
+/* Threads for N samples: at most one a sample, and at most `held`, the threads the
+ * path's per-thread scratch was planned for. */
+static int threads_for(const lp_node *n, int N, int held)
 {
     int t = lp_node_threads(n);
+    t = t > held ? held : t;
     return t < 1 ? 1 : t > N ? N : t;
 }
 
@@ -916,7 +919,7 @@ static void im2col_forward(lp_node *n, const conv_state *cs)
     float *y = lp_node_out(n);            /* [N, F, P] */
     float *scratch = lp_node_scratch(n);
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
-    int T = threads_for(n, N);
+    const int T = threads_for(n, N, N); /* scratch per sample */
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
     for (int s = 0; s < N; s++) {
         float *col = scratch + (size_t)s * cs->slot;
@@ -942,7 +945,7 @@ static void im2col_backward(lp_node *n, const conv_state *cs)
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
     const size_t part_off = cs->part_off;
     const int khw = cs->kh * cs->kw;
-    int T = threads_for(n, N);
+    const int T = threads_for(n, N, N); /* scratch per sample */
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int nt;
@@ -1003,8 +1006,7 @@ static void direct_forward(lp_node *n, const conv_state *cs)
     float *wf = scratch, *aux0 = scratch + d->wf_size + d->wb_size;
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W, xk_at = d->aux - d->xk_size;
     if (!d->rows) direct_pack_forward(cs, w, wf); /* the row kernels read w as it is */
-    int T = threads_for(n, N);
-    T = T < d->tmax ? T : d->tmax;
+    const int T = threads_for(n, N, d->tmax);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int nt;
@@ -1037,8 +1039,7 @@ static void direct_backward(lp_node *n, const conv_state *cs)
     const float *x = lp_node_in(n, 0);     /* [N, C, H, W] */
     const size_t part_at = d->pad_size + d->g_size;
     if (dx) direct_pack_backward(cs, w, wb);
-    int T = threads_for(n, N);
-    T = T < d->tmax ? T : d->tmax;
+    const int T = threads_for(n, N, d->tmax);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int nt;
@@ -1092,8 +1093,7 @@ static void wino_forward(lp_node *n, const conv_state *cs)
     float *vs0 = ts0 + (size_t)cs->wino_tmax * p->thread_size;
     const size_t in_sz = (size_t)cs->C * cs->H * cs->W;
     lp_wino_pack_u(p, lp_node_param(n, 0), scratch);
-    int T = threads_for(n, N);
-    T = T < cs->wino_tmax ? T : cs->wino_tmax;
+    const int T = threads_for(n, N, cs->wino_tmax);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int nt;
@@ -1119,8 +1119,7 @@ static void wino_backward(lp_node *n, const conv_state *cs)
     const float *vs0 = ts0 + (size_t)cs->wino_tmax * p->thread_size;
     const size_t in_sz = (size_t)C * cs->H * cs->W, db_at = p->part_at + (size_t)LP_WINO_POINTS * p->C8 * p->F8;
     if (dx) lp_wino_pack_ut(p, lp_node_param(n, 0), scratch);
-    int T = threads_for(n, N);
-    T = T < cs->wino_tmax ? T : cs->wino_tmax;
+    const int T = threads_for(n, N, cs->wino_tmax);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int nt;
