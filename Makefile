@@ -14,8 +14,13 @@ PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(PKG_CF
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 
 OPT      ?= -O2 -march=native
+# experiments/ is a folder per room (cli, runner, data, store, ...): each is on the
+# include path, and every .c under it is in the library except the CLI's.
+EXP_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard experiments/*/*.c experiments/*/*.h))))
+INCLUDES := -Icore -Iops -Igraph $(EXP_DIRS:%=-I%)
+HEADERS  := $(wildcard core/*.h ops/*.h graph/*.h experiments/*/*.h)
 CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter \
-            -g $(OPT) -fopenmp -fPIC -Icore -Iops -Igraph -Iexperiments \
+            -g $(OPT) -fopenmp -fPIC $(INCLUDES) \
             $(PKG_CFLAGS)
 LDLIBS   = $(PKG_LIBS) -ldl -lm
 LDFLAGS  := -fopenmp -rdynamic
@@ -28,8 +33,8 @@ ifeq ($(SANITIZE),1)
   override BIN := $(BUILD)/bin
 endif
 
-CLI_SRC  := experiments/main.c $(wildcard experiments/cli_*.c)
-LIB_SRC  := $(wildcard core/*.c ops/*.c graph/*.c) $(filter-out $(CLI_SRC),$(wildcard experiments/*.c))
+CLI_SRC  := $(wildcard experiments/cli/*.c)
+LIB_SRC  := $(wildcard core/*.c ops/*.c graph/*.c) $(filter-out $(CLI_SRC),$(wildcard experiments/*/*.c))
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -43,7 +48,7 @@ all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 deps:
 	@sh scripts/deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h ops/*.h graph/*.h experiments/*.h)
+$(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -136,7 +141,7 @@ FUZZ_TARGETS := config idx checkpoint safetensors
 FUZZ_BUILD   := build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -march=native -fopenmp -fno-omit-frame-pointer \
-                -fno-sanitize-recover=undefined -Icore -Iops -Igraph -Iexperiments -Itests/fuzz \
+                -fno-sanitize-recover=undefined $(INCLUDES) -Itests/fuzz \
                 $(PKG_CFLAGS)
 FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
@@ -146,7 +151,7 @@ FUZZ_ENV     := ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 FUZZ_FLAGS   := -malloc_limit_mb=1024 -rss_limit_mb=3072 -timeout=20 -print_final_stats=1
 
-$(FUZZ_BUILD)/%.o: %.c $(wildcard core/*.h ops/*.h graph/*.h experiments/*.h)
+$(FUZZ_BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
 

@@ -1,7 +1,7 @@
 /* convbench.c - one conv2d node's forward and backward, timed in process CPU time
  * through the public graph API (not built by make; see docs/performance.md):
  *
- *   gcc -O2 -march=native -fopenmp -Icore -Iops -Igraph -Iexperiments bench/convbench.c \
+ *   gcc -O2 -march=native -fopenmp -Icore -Iops -Igraph -Iexperiments/runner -Iexperiments/data bench/convbench.c \
  *       -Wl,--whole-archive build/libloupe.a -Wl,--no-whole-archive \
  *       $(pkg-config --libs yaml-0.1 sqlite3 zlib openblas) -ldl -lm -o /tmp/convbench
  *   /tmp/convbench [C H W F pad N steps reps threads input_grad]
