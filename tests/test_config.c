@@ -302,6 +302,20 @@ static const bad_case bad_cases[] = {
      "bad.yaml:9:27: train.optimizer.momentum: ", "does not apply when train.optimizer.type is 'adam'"},
     {MODEL "train:\n  schedule: {type: step}\n", LP_ERR_CONFIG, "bad.yaml:9:13: train.schedule: ",
      "needs step_size"},
+    {MODEL "train:\n  optimizer: {type: sgd, momentum: 0, nesterov: true}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:39: train.optimizer.nesterov: ", "needs momentum > 0"},
+    {MODEL "train:\n  optimizer: {type: rmsprop, nesterov: true}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:30: train.optimizer.nesterov: ", "does not apply when train.optimizer.type is 'rmsprop'"},
+    {MODEL "train:\n  optimizer: {type: sgd, alpha: 0.9}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:26: train.optimizer.alpha: ", "does not apply when train.optimizer.type is 'sgd'"},
+    {MODEL "train:\n  optimizer: {type: rmsprop, alpha: 1}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:37: train.optimizer.alpha: ", ""},
+    {MODEL "train:\n  optimizer: {type: rmsprop, momentum: -0.5}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:40: train.optimizer.momentum: ", ""},
+    {MODEL "train:\n  optimizer: {type: adamw, eps: -1}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:33: train.optimizer.eps: ", ""},
+    {MODEL "train:\n  schedule: {type: exponential}\n", LP_ERR_CONFIG, "bad.yaml:9:13: train.schedule: ",
+     "needs gamma"},
     {MODEL "train:\n  epochs: 5\n  schedule: {type: cosine, warmup_epochs: 6}\n", LP_ERR_CONFIG,
      "bad.yaml:10:43: train.schedule.warmup_epochs: ", "[0, 5]"},
     {MODEL "data: {normalize: [0.1]}\n", LP_ERR_CONFIG, "bad.yaml:8:19: data.normalize: ",
@@ -432,6 +446,29 @@ Test(config, shipped_two_conv)
     cr_assert(cfg.data.normalize);
     cr_assert_float_eq(cfg.data.mean, 0.1307f, 1e-7);
     cr_assert_float_eq(cfg.data.std, 0.3081f, 1e-7);
+    lp_config_free(&cfg);
+}
+
+Test(config, rmsprop_nesterov_adamw_and_exponential_schedule)
+{
+    lp_experiment_config cfg;
+    load_config(MODEL "train:\n  optimizer: {type: rmsprop, momentum: 0.5}\n"
+                      "  schedule: {type: exponential, gamma: 0.8}\n", NULL, 0, &cfg);
+    cr_assert_eq(cfg.train.optim.type, LP_OPTIM_RMSPROP);
+    cr_assert_float_eq(cfg.train.optim.lr, 0.01f, 1e-9);
+    cr_assert_float_eq(cfg.train.optim.alpha, 0.99f, 1e-9);
+    cr_assert_float_eq(cfg.train.optim.eps, 1e-8f, 1e-12);
+    cr_assert_float_eq(cfg.train.optim.momentum, 0.5f, 1e-9);
+    cr_assert_eq(cfg.train.schedule.type, LP_SCHEDULE_EXPONENTIAL);
+    cr_assert_float_eq(lp_schedule_lr(&cfg.train.schedule, 1.0f, 2.5, 10), 0.64f, 1e-6);
+    lp_config_free(&cfg);
+    load_config(MODEL "train:\n  optimizer: {type: sgd, nesterov: true}\n", NULL, 0, &cfg);
+    cr_assert(cfg.train.optim.nesterov);
+    cr_assert_float_eq(cfg.train.optim.momentum, 0.9f, 1e-9);
+    lp_config_free(&cfg);
+    load_config(MODEL "train:\n  optimizer: {type: adamw}\n", NULL, 0, &cfg);
+    cr_assert_eq(cfg.train.optim.type, LP_OPTIM_ADAMW);
+    cr_assert_float_eq(cfg.train.optim.weight_decay, 0.01f, 1e-9);   /* PyTorch's AdamW default */
     lp_config_free(&cfg);
 }
 

@@ -229,32 +229,55 @@ static lp_status read_data(lp_value *root, lp_data_config *d, lp_error *err)
     return s;
 }
 
+/* The keys each optimizer reads; any other key of train.optimizer is refused
+ * with "does not apply when train.optimizer.type is ...". Defaults are PyTorch's. */
 static lp_status read_optimizer(lp_value *train, lp_optim_config *o, lp_error *err)
 {
-    static const char *const keys[] = {"type", "lr", "momentum", "weight_decay", "beta1", "beta2",
-                                       "eps", NULL};
-    static const char *const types[] = {"sgd", "adam", NULL};
+    static const char *const keys[] = {"type", "lr", "momentum", "nesterov", "weight_decay", "beta1",
+                                       "beta2", "alpha", "eps", NULL};
+    static const char *const types[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+    static const lp_optim_type type_of[] = {LP_OPTIM_SGD, LP_OPTIM_ADAM, LP_OPTIM_ADAMW, LP_OPTIM_RMSPROP};
+    /* keys[2..8] read by each type, in the order of types[] */
+    static const char *const reads[][7] = {
+        {"momentum", "nesterov"}, {"beta1", "beta2", "eps"}, {"beta1", "beta2", "eps"},
+        {"momentum", "alpha", "eps"}};
     const char *p = "train.optimizer";
     lp_value *m;
     lp_status s = section(train, "optimizer", p, &m, err);
     if (!s) s = check_keys(m, p, keys, err);
     int type = 0;
     if (!s) s = read_enum(m, p, "type", types, 0, &type, err);
+    for (int k = 2; !s && keys[k]; k++) {
+        if (strcmp(keys[k], "weight_decay") == 0) continue;
+        bool applies = false;
+        for (int j = 0; j < 7 && reads[type][j]; j++) applies |= strcmp(reads[type][j], keys[k]) == 0;
+        if (!applies) s = not_for(m, p, keys[k], "train.optimizer.type", types[type], err);
+    }
     if (s) return s;
     memset(o, 0, sizeof *o);
-    o->type = type == 0 ? LP_OPTIM_SGD : LP_OPTIM_ADAM;
-    if (o->type == LP_OPTIM_SGD) {
-        for (int i = 4; !s && i < 7; i++) s = not_for(m, p, keys[i], "train.optimizer.type", "sgd", err);
-        if (!s) s = read_num(m, p, "lr", 0, INFINITY, OPEN_LO, 0.01, &o->lr, err);
-        if (!s) s = read_num(m, p, "momentum", 0, 1, OPEN_HI, 0.9, &o->momentum, err);
-    } else {
-        s = not_for(m, p, "momentum", "train.optimizer.type", "adam", err);
-        if (!s) s = read_num(m, p, "lr", 0, INFINITY, OPEN_LO, 0.001, &o->lr, err);
-        if (!s) s = read_num(m, p, "beta1", 0, 1, OPEN_HI, 0.9, &o->beta1, err);
-        if (!s) s = read_num(m, p, "beta2", 0, 1, OPEN_HI, 0.999, &o->beta2, err);
-        if (!s) s = read_num(m, p, "eps", 0, INFINITY, OPEN_LO, 1e-8, &o->eps, err);
+    o->type = type_of[type];
+    const bool adam = o->type == LP_OPTIM_ADAM || o->type == LP_OPTIM_ADAMW;
+    s = read_num(m, p, "lr", 0, INFINITY, OPEN_LO, adam ? 0.001 : 0.01, &o->lr, err);
+    if (!s && o->type == LP_OPTIM_SGD) {
+        s = read_num(m, p, "momentum", 0, 1, OPEN_HI, 0.9, &o->momentum, err);
+        if (!s) s = read_bool(m, p, "nesterov", false, &o->nesterov, err);
+        if (!s && o->nesterov && o->momentum == 0)
+            return lp_error_at(err, LP_ERR_CONFIG, m->key_locs[lp_value_find(m, "nesterov")],
+                               "train.optimizer.nesterov: needs momentum > 0");
     }
-    if (!s) s = read_num(m, p, "weight_decay", 0, INFINITY, 0, 0.0, &o->weight_decay, err);
+    if (!s && o->type == LP_OPTIM_RMSPROP) {
+        s = read_num(m, p, "momentum", 0, 1, OPEN_HI, 0.0, &o->momentum, err);
+        if (!s) s = read_num(m, p, "alpha", 0, 1, OPEN_HI, 0.99, &o->alpha, err);
+    }
+    if (!s && adam) {
+        s = read_num(m, p, "beta1", 0, 1, OPEN_HI, 0.9, &o->beta1, err);
+        if (!s) s = read_num(m, p, "beta2", 0, 1, OPEN_HI, 0.999, &o->beta2, err);
+    }
+    if (!s && (adam || o->type == LP_OPTIM_RMSPROP))
+        s = read_num(m, p, "eps", 0, INFINITY, OPEN_LO, 1e-8, &o->eps, err);
+    if (!s)
+        s = read_num(m, p, "weight_decay", 0, INFINITY, 0, o->type == LP_OPTIM_ADAMW ? 0.01 : 0.0,
+                     &o->weight_decay, err);
     return s;
 }
 
@@ -262,7 +285,9 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
                                lp_error *err)
 {
     static const char *const keys[] = {"type", "step_size", "gamma", "min_lr", "warmup_epochs", NULL};
-    static const char *const types[] = {"constant", "step", "cosine", NULL};
+    static const char *const types[] = {"constant", "step", "cosine", "exponential", NULL};
+    static const lp_schedule_type type_of[] = {LP_SCHEDULE_CONSTANT, LP_SCHEDULE_STEP, LP_SCHEDULE_COSINE,
+                                               LP_SCHEDULE_EXPONENTIAL};
     const char *p = "train.schedule";
     const char *tk = "train.schedule.type";
     lp_value *m;
@@ -272,12 +297,11 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
     if (!s) s = read_enum(m, p, "type", types, 0, &type, err);
     if (s) return s;
     memset(sc, 0, sizeof *sc);
-    sc->type = type == 0 ? LP_SCHEDULE_CONSTANT : type == 1 ? LP_SCHEDULE_STEP : LP_SCHEDULE_COSINE;
+    sc->type = type_of[type];
     sc->gamma = 1.0f;
-    if (sc->type != LP_SCHEDULE_STEP) {
-        s = not_for(m, p, "step_size", tk, types[type], err);
-        if (!s) s = not_for(m, p, "gamma", tk, types[type], err);
-    }
+    if (sc->type != LP_SCHEDULE_STEP) s = not_for(m, p, "step_size", tk, types[type], err);
+    if (!s && sc->type != LP_SCHEDULE_STEP && sc->type != LP_SCHEDULE_EXPONENTIAL)
+        s = not_for(m, p, "gamma", tk, types[type], err);
     if (!s && sc->type != LP_SCHEDULE_COSINE) s = not_for(m, p, "min_lr", tk, types[type], err);
     if (!s && sc->type == LP_SCHEDULE_STEP) {
         if (!lp_value_get(m, "step_size"))
@@ -285,6 +309,12 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
                                "train.schedule: type 'step' needs step_size (epochs between decays)");
         s = read_int32(m, p, "step_size", 1, CFG_MAX_EPOCHS, 1, &sc->step_size, err);
         if (!s) s = read_num(m, p, "gamma", 0, 1, OPEN_LO, 0.1, &sc->gamma, err);
+    }
+    if (!s && sc->type == LP_SCHEDULE_EXPONENTIAL) {
+        if (!lp_value_get(m, "gamma"))
+            return lp_error_at(err, LP_ERR_CONFIG, m->loc,
+                               "train.schedule: type 'exponential' needs gamma (factor per epoch)");
+        s = read_num(m, p, "gamma", 0, 1, OPEN_LO, 0.9, &sc->gamma, err);
     }
     if (!s && sc->type == LP_SCHEDULE_COSINE) {
         s = read_num(m, p, "min_lr", 0, INFINITY, 0, 0.0, &sc->min_lr, err);
@@ -669,21 +699,22 @@ lp_status lp_config_flatten(const lp_experiment_config *cfg, lp_config_kvs *out,
     if (!s) s = kvs_int(out, "train.batch_size", t->batch_size, err);
     if (!s) s = kvs_int(out, "train.seed", (long long)t->seed, err);
     if (!s) s = kvs_int(out, "train.threads", t->threads, err);
-    if (!s) s = kvs_add(out, "train.optimizer.type", o->type == LP_OPTIM_SGD ? "sgd" : "adam", err);
+    const bool adam = o->type == LP_OPTIM_ADAM || o->type == LP_OPTIM_ADAMW;
+    if (!s) s = kvs_add(out, "train.optimizer.type", lp_optim_type_name(o->type), err);
     if (!s) s = kvs_float(out, "train.optimizer.lr", o->lr, err);
-    if (!s && o->type == LP_OPTIM_SGD) s = kvs_float(out, "train.optimizer.momentum", o->momentum, err);
-    if (!s && o->type == LP_OPTIM_ADAM) {
+    if (!s && !adam) s = kvs_float(out, "train.optimizer.momentum", o->momentum, err);
+    if (!s && o->type == LP_OPTIM_SGD) s = kvs_add(out, "train.optimizer.nesterov", o->nesterov ? "true" : "false", err);
+    if (!s && o->type == LP_OPTIM_RMSPROP) s = kvs_float(out, "train.optimizer.alpha", o->alpha, err);
+    if (!s && adam) {
         s = kvs_float(out, "train.optimizer.beta1", o->beta1, err);
         if (!s) s = kvs_float(out, "train.optimizer.beta2", o->beta2, err);
-        if (!s) s = kvs_float(out, "train.optimizer.eps", o->eps, err);
     }
+    if (!s && o->type != LP_OPTIM_SGD) s = kvs_float(out, "train.optimizer.eps", o->eps, err);
     if (!s) s = kvs_float(out, "train.optimizer.weight_decay", o->weight_decay, err);
-    static const char *const sched_names[] = {"constant", "step", "cosine"};
-    if (!s) s = kvs_add(out, "train.schedule.type", sched_names[sc->type], err);
-    if (!s && sc->type == LP_SCHEDULE_STEP) {
-        s = kvs_int(out, "train.schedule.step_size", sc->step_size, err);
-        if (!s) s = kvs_float(out, "train.schedule.gamma", sc->gamma, err);
-    }
+    if (!s) s = kvs_add(out, "train.schedule.type", lp_schedule_type_name(sc->type), err);
+    if (!s && sc->type == LP_SCHEDULE_STEP) s = kvs_int(out, "train.schedule.step_size", sc->step_size, err);
+    if (!s && (sc->type == LP_SCHEDULE_STEP || sc->type == LP_SCHEDULE_EXPONENTIAL))
+        s = kvs_float(out, "train.schedule.gamma", sc->gamma, err);
     if (!s && sc->type == LP_SCHEDULE_COSINE) s = kvs_float(out, "train.schedule.min_lr", sc->min_lr, err);
     if (!s) s = kvs_float(out, "train.schedule.warmup_epochs", sc->warmup_epochs, err);
     if (!s) s = kvs_add(out, "tracking.db", cfg->tracking.db, err);
