@@ -132,7 +132,8 @@ expect_rc 0 "resume of the interrupted run $R"
 check_eq "interrupted run $R completed all epochs" \
     "$(sq "SELECT status || ' ' || epochs_done FROM runs WHERE id = $R")" "completed $EPOCHS"
 
-# ---- Ctrl-C in the first epoch: nothing committed, resume starts over ----
+# ---- SIGTERM (as a scheduler or `kill` sends) in the first epoch: handled as Ctrl-C,
+# nothing committed, resume starts over ----
 "$L" train configs/mnist_two_conv.yaml --set data.test_limit=500 \
     --set train.epochs=1 --db "$DB" --threads 1 --quiet >"$T/out" 2>"$T/err" &
 P=$!
@@ -140,11 +141,11 @@ E2E_PIDS="$E2E_PIDS $P"
 R=$((R + 1))
 if wait_for "id = $R" 600; then ok "run $R started"; else bad "run $R never started"; fi
 sleep 0.2   # past the signal handler's installation, well inside epoch 1 (938 batches: ~1 s even at 60k images/s)
-kill -INT "$P"
+kill -TERM "$P"
 wait "$P"
 RC=$?
-expect_rc 130 "SIGINT in the first epoch of run $R"
-expect_err "interrupted in epoch 1" "SIGINT names the epoch"
+expect_rc 130 "SIGTERM in the first epoch of run $R"
+expect_err "interrupted in epoch 1" "SIGTERM names the epoch"
 check_eq "run $R interrupted with nothing committed" \
     "$(sq "SELECT status || ' ' || epochs_done || ' ' || (SELECT count(*) FROM checkpoints WHERE run_id = $R) FROM runs WHERE id = $R")" \
     "interrupted 0 0"

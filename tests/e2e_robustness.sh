@@ -136,6 +136,16 @@ RC=$?
 expect_rc 1 "an arena that cannot be allocated"
 expect_err "out of memory: cannot allocate" "says how much it wanted"
 expect_err "MB of activations for slices of 8 samples (batch 500, 1 thread)" "and for which slices (batch: the larger of training and evaluation)"
+# A model input that does not fit the images: a config error at model.input, in
+# train, bench and eval alike (line 3, column 10 of the file below).
+printf 'name: wrong_input\nmodel:\n  input: [3, 28, 28]\n  layers:\n    - {op: flatten}\n    - {op: dense, units: 10}\n  loss: softmax_cross_entropy\n' >"$T/wrong_input.yaml"
+for cmd in train bench; do
+    run "$L" $cmd "$T/wrong_input.yaml" $SMALL --db "$T/wrong_input.db"
+    expect_rc 2 "$cmd: model.input [3, 28, 28] for MNIST"
+    expect_err "$T/wrong_input.yaml:3:10: model.input: [3, 28, 28] is 2352 values per image, but mnist images are 1 x 28 x 28" \
+        "$cmd: the error names file:line:col of model.input and both sizes"
+done
+
 # Address-space limits from too small to enough: every one ends with a result or
 # "out of memory", never a hang (exit 137 would be the KILL of the 60 s timeout).
 # Known limitation, left out on purpose: between ~300 and ~600 MB OpenBLAS itself can

@@ -7,6 +7,7 @@
 #define LP_CLI_H
 
 #include "config.h"
+#include "dataset.h"
 #include "error.h"
 #include "graph.h"
 #include <stdbool.h>
@@ -27,6 +28,11 @@ int cli_fail(const lp_error *err);
 /* Print a usage error and a pointer to --help; returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool cli_is_help(const char *arg);
+
+/* The config's data: the test set, and the training set too when train is not NULL,
+ * normalised as configured. A model.input that does not fit the images is a config
+ * error at model.input's file:line:col. On failure nothing is left loaded. */
+lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_dataset *test, lp_error *err);
 /* Parse a whole decimal integer in [lo, hi]; false if it is not one. */
 bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 

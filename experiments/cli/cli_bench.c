@@ -133,13 +133,7 @@ int cli_bench(int argc, char **argv)
     }
     if (!s) lp_threads_init(a.c.threads ? a.c.threads : cfg.train.threads);
     if (!s) s = cli_build_from_config(&cfg, &g, &err);
-    const lp_data_config *dc = &cfg.data;
-    if (!s) s = lp_dataset_load(dc->dataset, dc->dir, true, (int)dc->train_limit, &train, &err);
-    if (!s) s = lp_dataset_load(dc->dataset, dc->dir, false, (int)dc->test_limit, &test, &err);
-    if (!s && dc->normalize) {
-        lp_dataset_normalize(&train, dc->mean, dc->std);
-        lp_dataset_normalize(&test, dc->mean, dc->std);
-    }
+    if (!s) s = cli_load_data(&cfg, &train, &test, &err);
     int batch = a.batch ? (int)a.batch : cfg.train.batch_size;
     if (!s) {
         lp_graph_init_params(g, cfg.train.seed);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "registry.h"
+#include "shape.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -87,6 +88,38 @@ lp_status cli_load_plugins(const cli_common *c, lp_error *err)
     for (int i = 0; i < c->n_plugins; i++) {
         lp_status s = lp_plugin_load(c->plugins[i], err);
         if (s) return s;
+    }
+    return LP_OK;
+}
+
+static lp_status check_input_fits(const lp_experiment_config *cfg, const lp_dataset *d, lp_error *err)
+{
+    long long want = lp_shape_numel(cfg->model.input), have = (long long)d->c * d->h * d->w;
+    if (want == have) return LP_OK;
+    char shape[64];
+    lp_shape_str(cfg->model.input, shape, sizeof shape);
+    return lp_error_at(err, LP_ERR_CONFIG, cfg->model.input_loc,
+                       "model.input: %s is %lld values per image, but %s images are %d x %d x %d (%lld values)",
+                       shape, want, cfg->data.dataset, d->c, d->h, d->w, have);
+}
+
+lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_dataset *test, lp_error *err)
+{
+    const lp_data_config *dc = &cfg->data;
+    memset(test, 0, sizeof *test);
+    lp_status s = LP_OK;
+    if (train) s = lp_dataset_load(dc->dataset, dc->dir, true, (int)dc->train_limit, train, err);
+    if (!s && train) s = check_input_fits(cfg, train, err);
+    if (!s) s = lp_dataset_load(dc->dataset, dc->dir, false, (int)dc->test_limit, test, err);
+    if (!s && !train) s = check_input_fits(cfg, test, err);
+    if (s) {
+        if (train) lp_dataset_free(train);
+        lp_dataset_free(test);
+        return s;
+    }
+    if (dc->normalize) {
+        if (train) lp_dataset_normalize(train, dc->mean, dc->std);
+        lp_dataset_normalize(test, dc->mean, dc->std);
     }
     return LP_OK;
 }

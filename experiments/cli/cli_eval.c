@@ -123,14 +123,6 @@ static void free_model(model *m)
     if (m->cfg_loaded) lp_config_free(&m->cfg);
 }
 
-static lp_status load_test_set(model *m, lp_dataset *test, lp_error *err)
-{
-    const lp_data_config *dc = &m->cfg.data;
-    lp_status s = lp_dataset_load(dc->dataset, dc->dir, false, (int)dc->test_limit, test, err);
-    if (!s && dc->normalize) lp_dataset_normalize(test, dc->mean, dc->std);
-    return s;
-}
-
 static void eval_usage(void)
 {
     printf("usage: loupe eval --run RUN [--checkpoint best|last|EPOCH] [--db PATH] [--json]\n"
@@ -147,7 +139,7 @@ int cli_eval(int argc, char **argv)
     lp_error err = {0};
     lp_dataset test = {0};
     lp_status s = load_model(&a, &m, &err);
-    if (!s) s = load_test_set(&m, &test, &err);
+    if (!s) s = cli_load_data(&m.cfg, NULL, &test, &err);
     if (!s) s = lp_graph_plan_lanes(m.graph, 500, lp_threads(), &err);
     if (s) {
         free_model(&m);
@@ -231,7 +223,7 @@ int cli_predict(int argc, char **argv)
         if (!s && m.cfg.data.normalize)
             for (long long i = 0; i < per; i++) x[i] = (x[i] - m.cfg.data.mean) / m.cfg.data.std;
     } else if (!s) {
-        s = load_test_set(&m, &test, &err);
+        s = cli_load_data(&m.cfg, NULL, &test, &err);
         if (!s && a.index >= test.n) s = lp_error_set(&err, LP_ERR_ARG, "--index %lld: the test set has %d images", a.index, test.n);
         if (!s) {
             int idx = (int)a.index;

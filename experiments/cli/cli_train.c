@@ -235,18 +235,6 @@ static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *
     return s;
 }
 
-static lp_status load_data(train_session *t, lp_error *err)
-{
-    const lp_data_config *dc = &t->cfg.data;
-    lp_status s = lp_dataset_load(dc->dataset, dc->dir, true, (int)dc->train_limit, &t->train, err);
-    if (!s) s = lp_dataset_load(dc->dataset, dc->dir, false, (int)dc->test_limit, &t->test, err);
-    if (!s && dc->normalize) {
-        lp_dataset_normalize(&t->train, dc->mean, dc->std);
-        lp_dataset_normalize(&t->test, dc->mean, dc->std);
-    }
-    return s;
-}
-
 static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
 {
     lp_status s = lp_runsdb_open(a->c.db ? a->c.db : t->cfg.tracking.db, &t->db, err);
@@ -330,7 +318,7 @@ int cli_train(int argc, char **argv)
     if (!s) lp_threads_init(a.c.threads ? a.c.threads : t.cfg.train.threads);
     if (!s) s = lp_compute_reserve(&err);
     if (!s) s = cli_build_from_config(&t.cfg, &t.graph, &err);
-    if (!s) s = load_data(&t, &err);
+    if (!s) s = cli_load_data(&t.cfg, &t.train, &t.test, &err);
     if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
     if (!s && a.init_weights) {
         lp_snapshot snap;
