@@ -237,8 +237,8 @@ static lp_status read_optimizer(lp_value *train, lp_optim_config *o, lp_error *e
                                        "beta2", "alpha", "eps", NULL};
     static const char *const types[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
     static const lp_optim_type type_of[] = {LP_OPTIM_SGD, LP_OPTIM_ADAM, LP_OPTIM_ADAMW, LP_OPTIM_RMSPROP};
-    /* keys[2..8] read by each type, in the order of types[] */
-    static const char *const reads[][7] = {
+    /* the keys besides type, lr and weight_decay that each of types[] reads */
+    static const char *const reads[][4] = {
         {"momentum", "nesterov"}, {"beta1", "beta2", "eps"}, {"beta1", "beta2", "eps"},
         {"momentum", "alpha", "eps"}};
     const char *p = "train.optimizer";
@@ -250,7 +250,7 @@ static lp_status read_optimizer(lp_value *train, lp_optim_config *o, lp_error *e
     for (int k = 2; !s && keys[k]; k++) {
         if (strcmp(keys[k], "weight_decay") == 0) continue;
         bool applies = false;
-        for (int j = 0; j < 7 && reads[type][j]; j++) applies |= strcmp(reads[type][j], keys[k]) == 0;
+        for (int j = 0; j < 4 && reads[type][j]; j++) applies |= strcmp(reads[type][j], keys[k]) == 0;
         if (!applies) s = not_for(m, p, keys[k], "train.optimizer.type", types[type], err);
     }
     if (s) return s;
