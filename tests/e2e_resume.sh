@@ -2,8 +2,8 @@
 # e2e_resume.sh - resume equivalence: a run stopped after epoch 2 and resumed ends
 # with exactly the weights and metrics of the same run trained without a stop
 # (each epoch's shuffle/augmentation is seeded from (seed, epoch), and the
-# optimizer state and step count travel in the checkpoint). Checked twice: SGD with
-# momentum stopped by Ctrl-C, and Adam killed with SIGKILL.
+# optimizer state and step count travel in the checkpoint). Checked three times: SGD with
+# momentum stopped by Ctrl-C, Adam and RMSprop with momentum killed with SIGKILL.
 #
 #   LOUPE_BIN=bin/loupe LOUPE_BUILD=build sh tests/e2e_resume.sh
 . "$(dirname "$0")/lib_e2e.sh"
@@ -117,8 +117,24 @@ run "$L" train --resume 4 --db "$DB" --threads 1 --quiet
 expect_rc 0 "adam: resume run 4"
 compare_runs adam 3 4
 
+# ---- RMSprop with momentum (square_avg and momentum buffers): SIGKILL after epoch 2 ----
+RMS="train.optimizer={type: rmsprop, lr: 0.0005, momentum: 0.5}"
+# shellcheck disable=SC2086
+run "$L" train $BASE --set "$RMS"
+expect_rc 0 "rmsprop: run 5 trains 4 epochs without a stop"
+# shellcheck disable=SC2086
+"$L" train $BASE --set "$RMS" >"$T/out" 2>"$T/err" &
+P=$!
+E2E_PIDS="$E2E_PIDS $P"
+if wait_epochs 6 2; then ok "rmsprop: run 6 committed epoch 2"; else bad "rmsprop: run 6 never reached epoch 2"; fi
+kill -9 "$P"
+wait "$P" 2>/dev/null
+run "$L" train --resume 6 --db "$DB" --threads 1 --quiet
+expect_rc 0 "rmsprop: resume run 6"
+compare_runs rmsprop 5 6
+
 # A resumed run is not the same as a different run: the check above can fail.
-check_eq "sgd and adam end with different weights (the comparison is not vacuous)" \
-    "$(sq 'SELECT count(DISTINCT weights) FROM checkpoints WHERE epoch = 4')" 2
+check_eq "sgd, adam and rmsprop end with different weights (the comparison is not vacuous)" \
+    "$(sq 'SELECT count(DISTINCT weights) FROM checkpoints WHERE epoch = 4')" 3
 
 e2e_finish
