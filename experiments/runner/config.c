@@ -281,13 +281,39 @@ static lp_status read_optimizer(lp_value *train, lp_optim_config *o, lp_error *e
     return s;
 }
 
+/* multistep's milestones: a list of increasing epochs in 1..train.epochs. */
+static lp_status read_milestones(lp_value *m, int epochs, lp_schedule_config *sc, lp_error *err)
+{
+    lp_value *v = lp_value_get(m, "milestones");
+    if (!v)
+        return lp_error_at(err, LP_ERR_CONFIG, m->loc,
+                           "train.schedule: type 'multistep' needs milestones (epochs at which lr *= gamma)");
+    if (v->kind != LP_VALUE_LIST || v->count < 1 || v->count > LP_SCHEDULE_MAX_MILESTONES)
+        return lp_error_at(err, LP_ERR_CONFIG, v->loc,
+                           "train.schedule.milestones: expected a list of 1 to %d epochs, e.g. [5, 10]",
+                           LP_SCHEDULE_MAX_MILESTONES);
+    for (int i = 0; i < v->count; i++) {
+        long long e;
+        if (lp_value_as_int(v->items[i], "train.schedule.milestones", &e, err)) return LP_ERR_CONFIG;
+        if (e < 1 || e > epochs || (i > 0 && e <= sc->milestones[i - 1]))
+            return lp_error_at(err, LP_ERR_CONFIG, v->items[i]->loc,
+                               "train.schedule.milestones: expected increasing epochs from 1 to %d (train.epochs), "
+                               "found %lld",
+                               epochs, e);
+        sc->milestones[i] = (int)e;
+    }
+    sc->n_milestones = v->count;
+    return LP_OK;
+}
+
 static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_schedule_config *sc,
                                lp_error *err)
 {
-    static const char *const keys[] = {"type", "step_size", "gamma", "min_lr", "warmup_epochs", NULL};
-    static const char *const types[] = {"constant", "step", "cosine", "exponential", NULL};
+    static const char *const keys[] = {"type", "step_size", "gamma", "min_lr", "warmup_epochs",
+                                       "milestones", NULL};
+    static const char *const types[] = {"constant", "step", "cosine", "exponential", "multistep", NULL};
     static const lp_schedule_type type_of[] = {LP_SCHEDULE_CONSTANT, LP_SCHEDULE_STEP, LP_SCHEDULE_COSINE,
-                                               LP_SCHEDULE_EXPONENTIAL};
+                                               LP_SCHEDULE_EXPONENTIAL, LP_SCHEDULE_MULTISTEP};
     const char *p = "train.schedule";
     const char *tk = "train.schedule.type";
     lp_value *m;
@@ -300,14 +326,20 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
     sc->type = type_of[type];
     sc->gamma = 1.0f;
     if (sc->type != LP_SCHEDULE_STEP) s = not_for(m, p, "step_size", tk, types[type], err);
-    if (!s && sc->type != LP_SCHEDULE_STEP && sc->type != LP_SCHEDULE_EXPONENTIAL)
-        s = not_for(m, p, "gamma", tk, types[type], err);
+    const bool decays = sc->type == LP_SCHEDULE_STEP || sc->type == LP_SCHEDULE_EXPONENTIAL ||
+                        sc->type == LP_SCHEDULE_MULTISTEP;
+    if (!s && !decays) s = not_for(m, p, "gamma", tk, types[type], err);
+    if (!s && sc->type != LP_SCHEDULE_MULTISTEP) s = not_for(m, p, "milestones", tk, types[type], err);
     if (!s && sc->type != LP_SCHEDULE_COSINE) s = not_for(m, p, "min_lr", tk, types[type], err);
     if (!s && sc->type == LP_SCHEDULE_STEP) {
         if (!lp_value_get(m, "step_size"))
             return lp_error_at(err, LP_ERR_CONFIG, m->loc,
                                "train.schedule: type 'step' needs step_size (epochs between decays)");
         s = read_int32(m, p, "step_size", 1, CFG_MAX_EPOCHS, 1, &sc->step_size, err);
+        if (!s) s = read_num(m, p, "gamma", 0, 1, OPEN_LO, 0.1, &sc->gamma, err);
+    }
+    if (!s && sc->type == LP_SCHEDULE_MULTISTEP) {
+        s = read_milestones(m, t->epochs, sc, err);
         if (!s) s = read_num(m, p, "gamma", 0, 1, OPEN_LO, 0.1, &sc->gamma, err);
     }
     if (!s && sc->type == LP_SCHEDULE_EXPONENTIAL) {
@@ -713,8 +745,16 @@ lp_status lp_config_flatten(const lp_experiment_config *cfg, lp_config_kvs *out,
     if (!s) s = kvs_float(out, "train.optimizer.weight_decay", o->weight_decay, err);
     if (!s) s = kvs_add(out, "train.schedule.type", lp_schedule_type_name(sc->type), err);
     if (!s && sc->type == LP_SCHEDULE_STEP) s = kvs_int(out, "train.schedule.step_size", sc->step_size, err);
-    if (!s && (sc->type == LP_SCHEDULE_STEP || sc->type == LP_SCHEDULE_EXPONENTIAL))
+    if (!s && sc->type != LP_SCHEDULE_CONSTANT && sc->type != LP_SCHEDULE_COSINE)
         s = kvs_float(out, "train.schedule.gamma", sc->gamma, err);
+    if (!s && sc->type == LP_SCHEDULE_MULTISTEP) {
+        char list[LP_SCHEDULE_MAX_MILESTONES * 8 + 4];   /* epochs <= 100000: 6 digits + ", " */
+        int len = snprintf(list, sizeof list, "[");
+        for (int i = 0; i < sc->n_milestones; i++)
+            len += snprintf(list + len, sizeof list - (size_t)len, "%s%d", i ? ", " : "", sc->milestones[i]);
+        snprintf(list + len, sizeof list - (size_t)len, "]");
+        s = kvs_add(out, "train.schedule.milestones", list, err);
+    }
     if (!s && sc->type == LP_SCHEDULE_COSINE) s = kvs_float(out, "train.schedule.min_lr", sc->min_lr, err);
     if (!s) s = kvs_float(out, "train.schedule.warmup_epochs", sc->warmup_epochs, err);
     if (!s) s = kvs_add(out, "tracking.db", cfg->tracking.db, err);

@@ -147,6 +147,11 @@ float lp_schedule_lr(const lp_schedule_config *s, float base_lr, double progress
         int decays = s->step_size > 0 ? (int)(progress / s->step_size) : 0;
         return base_lr * powf(s->gamma, (float)decays);
     }
+    case LP_SCHEDULE_MULTISTEP: {
+        int decays = 0;
+        for (int i = 0; i < s->n_milestones; i++) decays += s->milestones[i] <= (int)progress;
+        return base_lr * powf(s->gamma, (float)decays);
+    }
     case LP_SCHEDULE_EXPONENTIAL:
         return base_lr * powf(s->gamma, (float)(int)progress);   /* at epoch boundaries, as PyTorch */
     case LP_SCHEDULE_COSINE: {
@@ -167,6 +172,6 @@ const char *lp_optim_type_name(lp_optim_type t)
 
 const char *lp_schedule_type_name(lp_schedule_type t)
 {
-    static const char *const names[] = {"constant", "step", "cosine", "exponential"};
+    static const char *const names[] = {"constant", "step", "cosine", "exponential", "multistep"};
     return names[t];
 }

@@ -32,13 +32,18 @@ typedef enum lp_schedule_type {
     LP_SCHEDULE_CONSTANT,
     LP_SCHEDULE_STEP,
     LP_SCHEDULE_COSINE,
-    LP_SCHEDULE_EXPONENTIAL
+    LP_SCHEDULE_EXPONENTIAL,
+    LP_SCHEDULE_MULTISTEP
 } lp_schedule_type;
+
+#define LP_SCHEDULE_MAX_MILESTONES 32
 
 typedef struct lp_schedule_config {
     lp_schedule_type type;
     int step_size;        /* step: epochs between decays */
-    float gamma;          /* step, exponential: factor per decay */
+    float gamma;          /* step, exponential, multistep: factor per decay */
+    int milestones[LP_SCHEDULE_MAX_MILESTONES];   /* multistep: epochs, increasing */
+    int n_milestones;
     float warmup_epochs;  /* linear warm-up from ~0 over this many epochs (0 = none) */
     float min_lr;         /* cosine: floor */
 } lp_schedule_config;
