@@ -97,41 +97,34 @@ expect_rc 0 "sgd: resume run 2"
 expect_err "resuming run 2 after epoch $STOPPED of 4" "sgd: resume starts after the last commit"
 compare_runs sgd 1 2
 
-# ---- Adam (two moment buffers and a step count): SIGKILL after epoch 2 ----
-# shellcheck disable=SC2086
-run "$L" train $BASE --set "train.optimizer={type: adam, lr: 0.002}"
-expect_rc 0 "adam: run 3 trains 4 epochs without a stop"
-# shellcheck disable=SC2086
-"$L" train $BASE --set "train.optimizer={type: adam, lr: 0.002}" >"$T/out" 2>"$T/err" &
-P=$!
-E2E_PIDS="$E2E_PIDS $P"
-if wait_epochs 4 2; then ok "adam: run 4 committed epoch 2"; else bad "adam: run 4 never reached epoch 2"; fi
-kill -9 "$P"
-wait "$P" 2>/dev/null
-RC=$?
-expect_rc 137 "adam: kill -9 run 4"
-STOPPED=$(sq "SELECT epochs_done FROM runs WHERE id = 4")
-check "adam: run 4 died with 2 or 3 epochs committed" test "$STOPPED" -eq 2 -o "$STOPPED" -eq 3
-check_eq "adam: run 4 is still marked running" "$(sq "SELECT status FROM runs WHERE id = 4")" running
-run "$L" train --resume 4 --db "$DB" --threads 1 --quiet
-expect_rc 0 "adam: resume run 4"
-compare_runs adam 3 4
+# kill9_and_compare LABEL OPTIMIZER A: run A uninterrupted, run A+1 killed with
+# SIGKILL after epoch 2 and resumed; both must end alike.
+kill9_and_compare() {
+    B=$(($3 + 1))
+    # shellcheck disable=SC2086
+    run "$L" train $BASE --set "train.optimizer=$2"
+    expect_rc 0 "$1: run $3 trains 4 epochs without a stop"
+    # shellcheck disable=SC2086
+    "$L" train $BASE --set "train.optimizer=$2" >"$T/out" 2>"$T/err" &
+    P=$!
+    E2E_PIDS="$E2E_PIDS $P"
+    if wait_epochs $B 2; then ok "$1: run $B committed epoch 2"; else bad "$1: run $B never reached epoch 2"; fi
+    kill -9 "$P"
+    wait "$P" 2>/dev/null
+    RC=$?
+    expect_rc 137 "$1: kill -9 run $B"
+    STOPPED=$(sq "SELECT epochs_done FROM runs WHERE id = $B")
+    check "$1: run $B died with 2 or 3 epochs committed" test "$STOPPED" -eq 2 -o "$STOPPED" -eq 3
+    check_eq "$1: run $B is still marked running" "$(sq "SELECT status FROM runs WHERE id = $B")" running
+    run "$L" train --resume $B --db "$DB" --threads 1 --quiet
+    expect_rc 0 "$1: resume run $B"
+    compare_runs "$1" "$3" $B
+}
 
-# ---- RMSprop with momentum (square_avg and momentum buffers): SIGKILL after epoch 2 ----
-RMS="train.optimizer={type: rmsprop, lr: 0.0005, momentum: 0.5}"
-# shellcheck disable=SC2086
-run "$L" train $BASE --set "$RMS"
-expect_rc 0 "rmsprop: run 5 trains 4 epochs without a stop"
-# shellcheck disable=SC2086
-"$L" train $BASE --set "$RMS" >"$T/out" 2>"$T/err" &
-P=$!
-E2E_PIDS="$E2E_PIDS $P"
-if wait_epochs 6 2; then ok "rmsprop: run 6 committed epoch 2"; else bad "rmsprop: run 6 never reached epoch 2"; fi
-kill -9 "$P"
-wait "$P" 2>/dev/null
-run "$L" train --resume 6 --db "$DB" --threads 1 --quiet
-expect_rc 0 "rmsprop: resume run 6"
-compare_runs rmsprop 5 6
+# Adam: two moment buffers and a step count.
+kill9_and_compare adam "{type: adam, lr: 0.002}" 3
+# RMSprop with momentum: square_avg and momentum buffers.
+kill9_and_compare rmsprop "{type: rmsprop, lr: 0.0005, momentum: 0.5}" 5
 
 # A resumed run is not the same as a different run: the check above can fail.
 check_eq "sgd, adam and rmsprop end with different weights (the comparison is not vacuous)" \
