@@ -145,6 +145,23 @@ for cmd in train bench; do
     expect_err "$T/wrong_input.yaml:3:10: model.input: [3, 28, 28] is 2352 values per image, but mnist images are 1 x 28 x 28" \
         "$cmd: the error names file:line:col of model.input and both sizes"
 done
+# The same 784 values in another shape would read the pixels in another order.
+sed 's/\[3, 28, 28\]/[4, 14, 14]/' "$T/wrong_input.yaml" >"$T/reshaped.yaml"
+run "$L" train "$T/reshaped.yaml" $SMALL --db "$T/wrong_input.db"
+expect_rc 2 "train: model.input [4, 14, 14] (784 values, not MNIST's shape)"
+expect_err "$T/reshaped.yaml:3:10: model.input: [4, 14, 14] has the 784 values of a mnist image but not its shape: write [1, 28, 28]" \
+    "the error names model.input and the shapes that would fit"
+# Other keys whose value makes a run fail are named at their file:line:col too.
+printf 'name: keyed\nmodel:\n  input: [784]\n  layers: [{op: dense, units: 10}]\n  loss: softmax_cross_entropy\ndata: {dir: %s/none}\ntracking: {db: %s/none/r.db}\n' \
+    "$T" "$T" >"$T/keyed.yaml"
+run "$L" train "$T/keyed.yaml" --set data.train_limit=64 --threads 1
+expect_rc 3 "train: a data.dir without the files"
+expect_err "$T/keyed.yaml:6:13: data.dir: MNIST not found" "the error names file:line:col of data.dir"
+sed "s|{dir: $T/none}|{dir: $MNIST}|" "$T/keyed.yaml" >"$T/keyed_db.yaml"
+run "$L" train "$T/keyed_db.yaml" $SMALL
+expect_rc 4 "train: a tracking.db in a missing directory"
+expect_err "$T/keyed_db.yaml:7:16: tracking.db: runs database '$T/none/r.db': cannot open" \
+    "the error names file:line:col of tracking.db"
 
 # Address-space limits from too small to enough: every one ends with a result or
 # "out of memory", never a hang (exit 137 would be the KILL of the 60 s timeout).

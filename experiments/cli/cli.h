@@ -33,6 +33,10 @@ bool cli_is_help(const char *arg);
  * normalised as configured. A model.input that does not fit the images is a config
  * error at model.input's file:line:col. On failure nothing is left loaded. */
 lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_dataset *test, lp_error *err);
+/* If err holds an error and the config file sets `dotted` (e.g. "data.dir"), prefix
+ * the message with that value's file:line:col and the key: the failure was caused by
+ * what is written there. Returns err's status (LP_OK when there is none). */
+lp_status cli_blame_key(const lp_experiment_config *cfg, const char *dotted, lp_error *err);
 /* Parse a whole decimal integer in [lo, hi]; false if it is not one. */
 bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 

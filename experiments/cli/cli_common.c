@@ -92,15 +92,54 @@ lp_status cli_load_plugins(const cli_common *c, lp_error *err)
     return LP_OK;
 }
 
+/* model.input must be the images' own [C, H, W] ([H, W] when C is 1), or their flat
+ * size [C*H*W] (a dense model). An equal count in another shape ([28, 28, 1], [4, 14, 14]) would silently
+ * read the pixels in a different order, so it is refused too. */
 static lp_status check_input_fits(const lp_experiment_config *cfg, const lp_dataset *d, lp_error *err)
 {
-    long long want = lp_shape_numel(cfg->model.input), have = (long long)d->c * d->h * d->w;
-    if (want == have) return LP_OK;
+    const lp_shape *in = &cfg->model.input;
+    long long want = lp_shape_numel(*in), have = (long long)d->c * d->h * d->w;
+    bool same = (in->ndim == 3 && in->dims[0] == d->c && in->dims[1] == d->h && in->dims[2] == d->w) ||
+                (in->ndim == 2 && d->c == 1 && in->dims[0] == d->h && in->dims[1] == d->w);
+    if (same || (in->ndim == 1 && want == have)) return LP_OK;
     char shape[64];
-    lp_shape_str(cfg->model.input, shape, sizeof shape);
+    lp_shape_str(*in, shape, sizeof shape);
+    if (want != have)
+        return lp_error_at(err, LP_ERR_CONFIG, cfg->model.input_loc,
+                           "model.input: %s is %lld values per image, but %s images are %d x %d x %d "
+                           "(%lld values)", shape, want, cfg->data.dataset, d->c, d->h, d->w, have);
     return lp_error_at(err, LP_ERR_CONFIG, cfg->model.input_loc,
-                       "model.input: %s is %lld values per image, but %s images are %d x %d x %d (%lld values)",
+                       "model.input: %s has the %lld values of a %s image but not its shape: write "
+                       "[%d, %d, %d] (C, H, W) or [%lld] (flat, for dense layers)",
                        shape, want, cfg->data.dataset, d->c, d->h, d->w, have);
+}
+
+/* The value at a dotted path of the config as written (NULL if absent); marks nothing. */
+static const lp_value *config_value(const lp_experiment_config *cfg, const char *dotted)
+{
+    const lp_value *v = cfg->root;
+    char key[128];
+    for (const char *p = dotted; v && *p;) {
+        size_t n = strcspn(p, ".");
+        if (n >= sizeof key || v->kind != LP_VALUE_MAP) return NULL;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        int i = lp_value_find(v, key);
+        v = i < 0 ? NULL : v->items[i];
+        p += n + (p[n] == '.');
+    }
+    return v;
+}
+
+lp_status cli_blame_key(const lp_experiment_config *cfg, const char *dotted, lp_error *err)
+{
+    const lp_value *v = config_value(cfg, dotted);
+    if (!err || !err->status || !v) return err ? err->status : LP_OK;
+    lp_status s = err->status;
+    char msg[LP_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    lp_error_clear(err);
+    return lp_error_at(err, s, v->loc, "%s: %s", dotted, msg);
 }
 
 lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_dataset *test, lp_error *err)
@@ -111,6 +150,8 @@ lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_d
     if (train) s = lp_dataset_load(dc->dataset, dc->dir, true, (int)dc->train_limit, train, err);
     if (!s && train) s = check_input_fits(cfg, train, err);
     if (!s) s = lp_dataset_load(dc->dataset, dc->dir, false, (int)dc->test_limit, test, err);
+    /* Missing or corrupt files in a data.dir the config names: point at it. */
+    if (s && s != LP_ERR_CONFIG) s = cli_blame_key(cfg, "data.dir", err);
     if (!s && !train) s = check_input_fits(cfg, test, err);
     if (s) {
         if (train) lp_dataset_free(train);

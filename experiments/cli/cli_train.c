@@ -238,7 +238,7 @@ static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *
 static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
 {
     lp_status s = lp_runsdb_open(a->c.db ? a->c.db : t->cfg.tracking.db, &t->db, err);
-    if (s) return s;
+    if (s) return a->c.db ? s : cli_blame_key(&t->cfg, "tracking.db", err);
     lp_config_kvs kvs = {0};
     s = lp_config_flatten(&t->cfg, &kvs, err);
     char *yaml = s ? NULL : effective_yaml(&t->cfg);
