@@ -85,7 +85,8 @@ check_eq "round 1's runs have ids 1..3, each its own model" \
     "$(sq "SELECT group_concat(name || ':' || param_count) FROM (SELECT name, param_count FROM runs WHERE id <= 3 ORDER BY name)")" \
     "mnist_dense:109386,mnist_one_conv:87322,mnist_two_conv:27562"
 check_eq "integrity_check" "$(sq 'PRAGMA integrity_check')" ok
-check_eq "schema version" "$(sq 'PRAGMA user_version')" 1
+check_eq "schema version" "$(sq 'PRAGMA user_version')" \
+    "$(sed -n 's/^#define LP_RUNSDB_SCHEMA_VERSION \([0-9]*\).*/\1/p' experiments/store/runsdb.h)"
 check_eq "journal mode" "$(sq 'PRAGMA journal_mode')" wal
 
 e2e_finish

@@ -1,8 +1,10 @@
 /* The runs database: schema creation and refusals (newer schema, not SQLite,
  * foreign tables, read-only), exact read-back of metrics (NaN included) and
  * checkpoints, atomic epoch commits, corruption detection, queries and exports,
- * and several processes writing one file at once. */
+ * several processes writing one file at once, the upgrade of a version 1 file, and
+ * the run lifecycle (heartbeats, crashed runs, resumes refused while alive). */
 #include "checkpoint.h"
+#include "lifecycle.h"
 #include "runsdb.h"
 
 #include <criterion/criterion.h>
@@ -747,5 +749,186 @@ Test(runsdb, a_file_size_limit_is_reported_and_leaves_the_db_consistent, .timeou
     cr_assert(WIFEXITED(status), "status %d", status);
     cr_assert_eq(WEXITSTATUS(status), 0, "child exit %d (3: wrong message, 4: never failed)", WEXITSTATUS(status));
     check_epochs_paired(path);
+    rm_db(path);
+}
+
+/* ---- schema upgrades and the run lifecycle (lifecycle.h) ---- */
+
+/* A database made by loupe at schema version 1 (tests/fixtures/runs_v1.sql: run 1
+ * completed, run 2 left 'running' by a kill) opens, upgrades in place and keeps
+ * every row: runs, settings, metrics, checkpoints that still load, cascades. */
+Test(runsdb, a_version_1_database_upgrades_and_keeps_everything)
+{
+    setenv("LOUPE_STALE_REMOTE_SECONDS", "600", 1);
+    char *path = tmp_db();
+    size_t n;
+    char *sql = (char *)slurp("tests/fixtures/runs_v1.sql", &n);
+    sql[n] = '\0';
+    q_exec(path, sql);
+    free(sql);
+    cr_assert_eq(q_int(path, "PRAGMA user_version"), 1);
+    long long params = q_int(path, "SELECT count(*) FROM run_params"),
+              metrics = q_int(path, "SELECT count(*) FROM metrics");
+    lp_runsdb *db = open_ok(path);
+    cr_assert_eq(q_int(path, "PRAGMA user_version"), LP_RUNSDB_SCHEMA_VERSION);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM runs"), 2);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM run_params"), params);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM metrics"), metrics);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM checkpoints"), 4);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM run_summary WHERE pid IS NULL"), 2, "the view was rebuilt");
+    /* Run 2 has no pid (schema 1) and its start is long past: the open marked it. */
+    lp_run_details d;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_show(db, 2, &d, &err), LP_OK, "%s", err.msg);
+    cr_assert_str_eq(d.run.status, "crashed");
+    cr_assert_not_null(strstr(d.run.error, "its unrecorded process"), "%s", d.run.error);
+    cr_assert_eq(d.pid, -1);
+    lp_run_details_free(&d);
+    void *blob;
+    size_t size;
+    int epoch;
+    cr_assert_eq(lp_runsdb_load_checkpoint(db, 1, "last", &blob, &size, &epoch, NULL, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(epoch, 2);
+    free(blob);
+    cr_assert_eq(lp_runsdb_delete_run(db, 1, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM metrics WHERE run_id = 1"), 0, "foreign keys still cascade");
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM checkpoints WHERE run_id = 1"), 0);
+    int64_t id = new_run(db, "new", "0.1");
+    cr_assert_eq(id, 3);
+    lp_runsdb_close(db);
+    rm_db(path);
+}
+
+/* The pid of a child that has exited (reaped unless zombie is true). */
+static pid_t dead_child(bool zombie)
+{
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    if (zombie) {
+        usleep(100000);
+        return pid;
+    }
+    waitpid(pid, NULL, 0);
+    return pid;
+}
+
+Test(runsdb, process_identity_sees_exits_zombies_and_reused_pids)
+{
+    long me = (long)getpid();
+    long long start = lp_proc_start_time(me);
+    cr_assert_gt(start, 0);
+    cr_assert(lp_proc_alive(me, start));
+    cr_assert(lp_proc_alive(me, -1));
+    cr_assert_not(lp_proc_alive(me, start + 1), "same pid, another start time: a reused pid");
+    pid_t z = dead_child(true);
+    cr_assert_not(lp_proc_alive(z, -1), "a zombie is dead");
+    waitpid(z, NULL, 0);
+    cr_assert_not(lp_proc_alive(z, -1), "a reaped child is dead");
+    cr_assert_not(lp_proc_alive(0, -1));
+}
+
+static void set_run(const char *path, int64_t id, const char *assignments)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE runs SET %s WHERE id = %lld", assignments, (long long)id);
+    q_exec(path, sql);
+}
+
+static const char *status_of(const char *path, int64_t id)
+{
+    static char out[32];
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(h, "SELECT status FROM runs WHERE id = ?", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, id);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return out;
+}
+
+/* The sweep's rules: this host by pid and heartbeat together, other hosts by the
+ * heartbeat alone, against a longer threshold. */
+Test(runsdb, stale_runs_become_crashed_and_live_ones_never)
+{
+    setenv("LOUPE_STALE_SECONDS", "30", 1);
+    setenv("LOUPE_STALE_REMOTE_SECONDS", "600", 1);
+    char *path = tmp_db();
+    lp_runsdb *db = open_ok(path);
+    int64_t alive = new_run(db, "alive", "0.1"), gone = new_run(db, "gone", "0.1"),
+            fresh = new_run(db, "fresh", "0.1"), remote = new_run(db, "remote", "0.1"),
+            remote_old = new_run(db, "remote_old", "0.1");
+    char sql[256];
+    const char *old = "heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 seconds')";
+    set_run(path, alive, old);                       /* our own pid: alive whatever the heartbeat */
+    snprintf(sql, sizeof sql, "pid = %d, %s", (int)dead_child(false), old);
+    set_run(path, gone, sql);
+    snprintf(sql, sizeof sql, "pid = %d", (int)dead_child(false));
+    set_run(path, fresh, sql);                       /* dead, but it beat just now */
+    set_run(path, remote, "host = 'elsewhere', heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-300 seconds')");
+    set_run(path, remote_old, "host = 'elsewhere', heartbeat_at = '2020-01-01T00:00:00.000Z'");
+    cr_assert_eq(lp_runsdb_count_stale(db), 2);
+    int marked = -1;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_sweep_stale(db, &marked, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(marked, 2);
+    cr_assert_str_eq(status_of(path, alive), "running");
+    cr_assert_str_eq(status_of(path, gone), "crashed");
+    cr_assert_str_eq(status_of(path, fresh), "running");
+    cr_assert_str_eq(status_of(path, remote), "running");
+    cr_assert_str_eq(status_of(path, remote_old), "crashed");
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM runs WHERE status = 'crashed' AND finished_at = heartbeat_at"), 2,
+                 "finished_at is the last sign of life");
+    lp_run_details d;
+    cr_assert_eq(lp_runsdb_show(db, gone, &d, &err), LP_OK);
+    cr_assert_not_null(strstr(d.run.error, "is gone (last heartbeat"), "%s", d.run.error);
+    lp_run_details_free(&d);
+    cr_assert_eq(lp_runsdb_sweep_stale(db, &marked, &err), LP_OK);
+    cr_assert_eq(marked, 0, "a second sweep finds nothing");
+    /* A crashed run resumes under this process; a live one does not. */
+    cr_assert_eq(lp_runsdb_resume_run(db, gone, 0, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(q_int(path, "SELECT pid FROM runs WHERE status = 'running' AND name = 'gone'"), getpid());
+    cr_assert_eq(lp_runsdb_resume_run(db, alive, 0, &err), LP_ERR_ARG);
+    cr_assert_not_null(strstr(err.msg, "still being trained by process"), "%s", err.msg);
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_resume_run(db, remote, 0, &err), LP_ERR_ARG);
+    cr_assert_not_null(strstr(err.msg, "is running on host elsewhere"), "%s", err.msg);
+    lp_runsdb_close(db);
+    /* The readers' open marks a stale run too (the file is writable). */
+    set_run(path, fresh, old);
+    lp_runsdb *ro;
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_open_readonly(path, &ro, &err), LP_OK, "%s", err.msg);
+    cr_assert_str_eq(status_of(path, fresh), "crashed");
+    lp_runsdb_close(ro);
+    rm_db(path);
+}
+
+Test(runsdb, the_heartbeat_thread_beats_until_stopped, .timeout = 30)
+{
+    setenv("LOUPE_HEARTBEAT_SECONDS", "0.05", 1);
+    char *path = tmp_db();
+    lp_runsdb *db = open_ok(path);
+    int64_t id = new_run(db, "beating", "0.1");
+    set_run(path, id, "heartbeat_at = '2020-01-01T00:00:00.000Z'");
+    lp_heartbeat *hb;
+    lp_error err = {0};
+    cr_assert_eq(lp_heartbeat_start(path, id, &hb, &err), LP_OK, "%s", err.msg);
+    for (int i = 0; i < 200 && lp_heartbeat_beats(hb) < 3; i++) usleep(10000);
+    long long beats = lp_heartbeat_beats(hb);
+    lp_heartbeat_stop(hb);
+    cr_assert_geq(beats, 3);
+    cr_assert_eq(q_int(path, "SELECT heartbeat_at > '2026' FROM runs"), 1, "the beat reached the file");
+    /* Only a running run of this process beats. */
+    cr_assert_eq(lp_runsdb_finish_run(db, id, LP_RUN_COMPLETED, NULL, &err), LP_OK);
+    set_run(path, id, "heartbeat_at = '2020-01-01T00:00:00.000Z'");
+    cr_assert_eq(lp_runsdb_heartbeat(db, id, &err), LP_OK);
+    cr_assert_eq(q_int(path, "SELECT heartbeat_at = '2020-01-01T00:00:00.000Z' FROM runs"), 1);
+    lp_runsdb_close(db);
+    unsetenv("LOUPE_HEARTBEAT_SECONDS");
     rm_db(path);
 }

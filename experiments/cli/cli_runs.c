@@ -18,7 +18,7 @@ static void usage(void)
            "       loupe runs export RUN (--csv | --json) [--db PATH]\n"
            "       loupe runs delete RUN [--db PATH]\n\n"
            "list: newest first. PATTERN is an SQL LIKE pattern (mnist%%); S is running,\n"
-           "completed, failed or interrupted; --param keeps runs whose setting equals\n"
+           "completed, failed, interrupted or crashed; --param keeps runs whose setting equals\n"
            "VALUE (e.g. train.optimizer.lr=0.05); FIELD is id, name, started, duration,\n"
            "best_test_acc, final_test_acc or SPLIT/METRIC (test/loss).\n"
            "show: config, settings, per-epoch metrics and checkpoints of one run.\n"
@@ -150,6 +150,14 @@ static int runs_show(int argc, char **argv)
     printf("  final test accuracy %s, best %s, config sha256 %.16s...\n", pct(r->final_test_acc, b1, sizeof b1),
            pct(r->best_test_acc, b2, sizeof b2), r->config_hash ? r->config_hash : "");
     if (r->error) printf("  error: %s\n", r->error);
+    if (d.pid >= 0) printf("  process %lld on %s, last heartbeat %s\n", d.pid, r->host ? r->host : "-",
+                           d.heartbeat_at ? d.heartbeat_at : "-");
+    if (d.data_sha256)
+        printf("  data: %lld training + %lld test images of %s, sha256 %s\n", d.data_train_count,
+               d.data_test_count, d.data_shape ? d.data_shape : "?", d.data_sha256);
+    if (d.loupe_version || d.loupe_commit)
+        printf("  built: loupe %s (commit %s), %s, %s\n", d.loupe_version ? d.loupe_version : "?",
+               d.loupe_commit ? d.loupe_commit : "?", d.compiler ? d.compiler : "?", d.cflags ? d.cflags : "?");
     printf("\nsettings:\n");
     for (int i = 0; i < d.n_params; i++) printf("  %-32s %s\n", d.keys[i], d.values[i]);
     printf("\n%6s %10s %10s %10s %10s %10s %8s\n", "epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds");

@@ -4,6 +4,7 @@
 
 #include "compute.h"
 #include "dataset.h"
+#include "lifecycle.h"
 #include "runsdb.h"
 #include "safetensors.h"
 #include "snapshot.h"
@@ -379,7 +380,14 @@ int cli_train(int argc, char **argv)
                 lp_threads(), lp_runsdb_path(t.db));
     lp_graph_set_profile(t.graph, a.profile);
     lp_epoch_result last = {0};
+    /* The heartbeat says the run is alive (lifecycle.h); without it the run still
+     * trains, and a later command judges it by its process alone. */
+    lp_heartbeat *hb = NULL;
+    lp_error hb_err = {0};
+    if (lp_heartbeat_start(lp_runsdb_path(t.db), t.run_id, &hb, &hb_err) != LP_OK)
+        fprintf(stderr, "loupe: warning: no heartbeat for run %lld: %s\n", (long long)t.run_id, hb_err.msg);
     s = lp_trainer_run(&t.trainer, record_epoch, &rec, &last, &err);
+    lp_heartbeat_stop(hb);
     lp_run_status status = s == LP_OK ? LP_RUN_COMPLETED
                            : s == LP_ERR_INTERRUPTED ? LP_RUN_INTERRUPTED : LP_RUN_FAILED;
     lp_error finish_err = {0};

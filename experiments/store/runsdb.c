@@ -2,6 +2,8 @@
  * commits, and the queries behind `loupe runs`. See docs/runs-db.md. */
 #include "runsdb.h"
 #include "checkpoint.h"   /* lp_crc32, lp_checkpoint_peek_version */
+#include "lifecycle.h"
+#include "runsdb_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -16,13 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-struct lp_runsdb {
-    sqlite3 *h;
-    char *path;
-    bool readonly;
-};
-
-#define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+#define NOW_SQL LP_RUNSDB_NOW_SQL
 
 /* ---------------- schema and migrations ---------------- */
 
@@ -102,6 +98,65 @@ static const char SCHEMA_V1[] =
     "  MAX(is_nan) AS any_nan\n"
     "FROM metrics GROUP BY run_id, epoch;\n";
 
+/* Version 2: a run's process and heartbeat (lifecycle.h), the status 'crashed',
+ * and its provenance (data fingerprint, loupe version and commit, compiler and
+ * flags). SQLite cannot alter a CHECK constraint, so runs is rebuilt (the 12 steps
+ * of sqlite.org/lang_altertable.html; foreign keys are off while migrating, so
+ * dropping the old table cascades nothing), and run_summary with it. */
+static const char SCHEMA_V2[] =
+    "DROP VIEW run_summary;\n"
+    "CREATE TABLE runs_v2 (\n"
+    "  id             INTEGER PRIMARY KEY,\n"
+    "  name           TEXT NOT NULL,\n"
+    "  status         TEXT NOT NULL DEFAULT 'running'\n"
+    "                 CHECK (status IN ('running','completed','failed','interrupted','crashed')),\n"
+    "  config_yaml    TEXT NOT NULL,\n"
+    "  config_hash    TEXT NOT NULL,\n"
+    "  seed           INTEGER NOT NULL,\n"
+    "  param_count    INTEGER NOT NULL,\n"
+    "  host           TEXT,\n"
+    "  threads        INTEGER,\n"
+    "  started_at     TEXT NOT NULL,\n"
+    "  finished_at    TEXT,\n"
+    "  error          TEXT,\n"
+    "  final_test_acc REAL,\n"
+    "  best_test_acc  REAL,\n"
+    "  epochs_done    INTEGER NOT NULL DEFAULT 0,\n"
+    "  pid            INTEGER,\n"
+    "  proc_start     INTEGER,\n"
+    "  heartbeat_at   TEXT,\n"
+    "  data_sha256    TEXT,\n"
+    "  data_train_count INTEGER,\n"
+    "  data_test_count  INTEGER,\n"
+    "  data_shape     TEXT,\n"
+    "  loupe_version  TEXT,\n"
+    "  loupe_commit   TEXT,\n"
+    "  compiler       TEXT,\n"
+    "  cflags         TEXT\n"
+    ");\n"
+    "INSERT INTO runs_v2 (id, name, status, config_yaml, config_hash, seed, param_count, host, threads,\n"
+    "  started_at, finished_at, error, final_test_acc, best_test_acc, epochs_done)\n"
+    "SELECT id, name, status, config_yaml, config_hash, seed, param_count, host, threads,\n"
+    "  started_at, finished_at, error, final_test_acc, best_test_acc, epochs_done FROM runs;\n"
+    "DROP TABLE runs;\n"
+    "ALTER TABLE runs_v2 RENAME TO runs;\n"
+    "CREATE INDEX runs_name ON runs(name);\n"
+    "CREATE INDEX runs_status ON runs(status);\n"
+    "CREATE VIEW run_summary AS\n"
+    "SELECT r.id, r.name, r.status, r.epochs_done AS epochs,\n"
+    "  r.best_test_acc, r.final_test_acc,\n"
+    "  (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.split = 'test' AND m.name = 'loss'\n"
+    "    ORDER BY m.epoch DESC, m.step DESC LIMIT 1) AS final_test_loss,\n"
+    "  ROUND((julianday(COALESCE(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0, 3)\n"
+    "    AS duration_s,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.optimizer.type') AS optimizer,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.optimizer.lr') AS lr,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.batch_size') AS batch_size,\n"
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.epochs') AS epochs_planned,\n"
+    "  r.seed, r.param_count, r.threads, r.host, r.started_at, r.finished_at, r.config_hash, r.error,\n"
+    "  r.pid, r.heartbeat_at, r.data_sha256, r.loupe_version, r.loupe_commit\n"
+    "FROM runs r;\n";
+
 typedef struct migration {
     int version;          /* user_version after this step */
     const char *what;
@@ -110,6 +165,7 @@ typedef struct migration {
 
 static const migration migrations[] = {
     {1, "initial schema", SCHEMA_V1},
+    {2, "process, heartbeat, 'crashed' and provenance of runs", SCHEMA_V2},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == LP_RUNSDB_SCHEMA_VERSION,
@@ -226,6 +282,16 @@ static lp_status tx_abort(lp_runsdb *db, lp_status s)
     return s;
 }
 
+/* For the store's other files (runsdb_internal.h). */
+lp_status lp_rdb_fail(lp_runsdb *db, lp_error *err, const char *what) { return db_fail(db, err, what); }
+lp_status lp_rdb_prepare(lp_runsdb *db, const char *sql, sqlite3_stmt **st, const char *what, lp_error *err)
+{
+    return prepare(db, sql, st, what, err);
+}
+lp_status lp_rdb_tx_begin(lp_runsdb *db, const char *what, lp_error *err) { return tx_begin(db, what, err); }
+lp_status lp_rdb_tx_commit(lp_runsdb *db, const char *what, lp_error *err) { return tx_commit(db, what, err); }
+lp_status lp_rdb_tx_abort(lp_runsdb *db, lp_status s) { return tx_abort(db, s); }
+
 /* ---------------- open / close ---------------- */
 
 static lp_status read_int(lp_runsdb *db, const char *sql, long long *out, lp_error *err)
@@ -274,7 +340,10 @@ static lp_status check_header(lp_runsdb *db, const db_header *h, lp_error *err)
 
 static lp_status migrate(lp_runsdb *db, lp_error *err)
 {
-    lp_status s = tx_begin(db, "cannot create the schema", err);
+    /* A step may rebuild a table: with foreign keys on, dropping the old one would
+     * delete every row that refers to it. (A no-op inside a transaction: before it.) */
+    lp_status s = exec(db, "PRAGMA foreign_keys=OFF", "cannot prepare the migration", err);
+    if (!s) s = tx_begin(db, "cannot create the schema", err);
     if (s) return s;
     /* Read again under the write lock: another process may have migrated meanwhile. */
     db_header h;
@@ -360,6 +429,10 @@ lp_status lp_runsdb_open(const char *path, lp_runsdb **out, lp_error *err)
     }
     s = exec(db, "PRAGMA foreign_keys=ON", "cannot enable foreign keys", err);
     if (s) return open_fail(db, s);
+    /* Runs whose process died unannounced become 'crashed' (lifecycle.h). Best
+     * effort: a database that cannot take the write (full disk) still opens. */
+    lp_error ignored = {0};
+    lp_runsdb_sweep_stale(db, NULL, &ignored);
     *out = db;
     return LP_OK;
 }
@@ -397,6 +470,7 @@ lp_status lp_runsdb_open_readonly(const char *path, lp_runsdb **out, lp_error *e
     if (statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_RDONLY) && !(uri = immutable_uri(path)))
         return open_fail(db, lp_error_set(err, LP_ERR_NOMEM, "out of memory opening %s", path));
     int rc = sqlite3_open_v2(uri ? uri : path, &db->h, SQLITE_OPEN_READONLY | (uri ? SQLITE_OPEN_URI : 0), NULL);
+    db->immutable = uri != NULL;
     free(uri);
     if (rc != SQLITE_OK) {
         if (!db->h) return open_fail(db, lp_error_set(err, LP_ERR_NOMEM, "out of memory opening %s", path));
@@ -412,6 +486,13 @@ lp_status lp_runsdb_open_readonly(const char *path, lp_runsdb **out, lp_error *e
                          h.version == 0 ? "has no loupe schema yet (no run was recorded in it)"
                                         : "has an older schema; open it for training once to migrate it");
     if (s) return open_fail(db, s);
+    /* A reader must not show a dead run as running: if one is stale and the file
+     * can be written, a read-write open (which sweeps) marks it first. */
+    if (!db->immutable && access(path, W_OK) == 0 && lp_runsdb_count_stale(db) > 0) {
+        lp_runsdb *rw;
+        lp_error ignored = {0};
+        if (lp_runsdb_open(path, &rw, &ignored) == LP_OK) lp_runsdb_close(rw);
+    }
     *out = db;
     return LP_OK;
 }
@@ -428,23 +509,25 @@ const char *lp_runsdb_path(const lp_runsdb *db) { return db->path; }
 
 /* ---------------- statuses ---------------- */
 
-static const char *const status_names[] = {"running", "completed", "failed", "interrupted"};
+static const char *const status_names[] = {"running", "completed", "failed", "interrupted", "crashed"};
+#define N_STATUSES ((int)(sizeof status_names / sizeof status_names[0]))
+_Static_assert(sizeof status_names / sizeof status_names[0] == LP_RUN_CRASHED + 1, "a name per status");
 
 const char *lp_run_status_name(lp_run_status s)
 {
-    assert((unsigned)s < 4);
+    assert((unsigned)s < (unsigned)N_STATUSES);
     return status_names[s];
 }
 
 lp_status lp_run_status_parse(const char *name, lp_run_status *out, lp_error *err)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_STATUSES; i++)
         if (name && strcmp(name, status_names[i]) == 0) {
             *out = (lp_run_status)i;
             return LP_OK;
         }
-    return lp_error_set(err, LP_ERR_ARG, "unknown run status '%s' (expected running, completed, failed or "
-                        "interrupted)", name ? name : "(null)");
+    return lp_error_set(err, LP_ERR_ARG, "unknown run status '%s' (expected running, completed, failed, "
+                        "interrupted or crashed)", name ? name : "(null)");
 }
 
 /* ---------------- recording ---------------- */
@@ -494,7 +577,9 @@ lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run
     sqlite3_stmt *st = NULL;
     s = prepare(db,
                 "INSERT INTO runs (name, status, config_yaml, config_hash, seed, param_count, host, threads, "
-                "started_at) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, " NOW_SQL ")",
+                "started_at, pid, proc_start, heartbeat_at, data_sha256, data_train_count, data_test_count, "
+                "data_shape, loupe_version, loupe_commit, compiler, cflags) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, " NOW_SQL ", ?, ?, " NOW_SQL ", ?, ?, ?, ?, ?, ?, ?, ?)",
                 &st, what, err);
     if (!s) {
         sqlite3_bind_text(st, 1, run->name, -1, SQLITE_STATIC);
@@ -504,6 +589,16 @@ lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run
         sqlite3_bind_int64(st, 5, run->param_count);
         if (host[0]) sqlite3_bind_text(st, 6, host, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 7, run->threads);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)getpid());
+        sqlite3_bind_int64(st, 9, lp_proc_start_time((long)getpid()));
+        const char *text[] = {run->data_sha256, NULL, NULL, run->data_shape, run->loupe_version,
+                              run->loupe_commit, run->compiler, run->cflags};
+        for (int i = 0; i < 8; i++)
+            if (text[i]) sqlite3_bind_text(st, 10 + i, text[i], -1, SQLITE_STATIC);
+        if (run->data_sha256) {
+            sqlite3_bind_int64(st, 11, run->data_train_count);
+            sqlite3_bind_int64(st, 12, run->data_test_count);
+        }
         if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
         sqlite3_finalize(st);
     }
@@ -666,6 +761,53 @@ lp_status lp_runsdb_finish_run(lp_runsdb *db, int64_t run_id, lp_run_status stat
     return tx_commit(db, what, err);
 }
 
+/* A run may be resumed unless a process is still training it: status running
+ * and a live process on this host, or a recent heartbeat from another host. */
+static lp_status check_not_alive(lp_runsdb *db, int64_t run_id, lp_error *err)
+{
+    sqlite3_stmt *st;
+    lp_status s = prepare(db, "SELECT status, host, pid, COALESCE(proc_start, -1), "
+                              "(julianday('now') - julianday(COALESCE(heartbeat_at, started_at))) * 86400.0 "
+                              "FROM runs WHERE id = ?", &st, "cannot read run", err);
+    if (s) return s;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "running") == 0) {
+        const char *host = (const char *)sqlite3_column_text(st, 1);
+        long pid = (long)sqlite3_column_int64(st, 2);
+        double age = sqlite3_column_double(st, 4);
+        lp_run_liveness l = lp_run_process(host, sqlite3_column_type(st, 2) != SQLITE_NULL, pid,
+                                           sqlite3_column_int64(st, 3));
+        if (l == LP_RUN_PROCESS_ALIVE)
+            s = lp_error_set(err, LP_ERR_ARG, "run %lld is still being trained by process %ld on this host; "
+                             "stop it first", (long long)run_id, pid);
+        else if (l == LP_RUN_PROCESS_UNKNOWN && age <= lp_stale_remote_seconds())
+            s = lp_error_set(err, LP_ERR_ARG, "run %lld is running on host %s (last heartbeat %.0f s ago); it "
+                             "can be resumed once it stops, or %g s after its last heartbeat "
+                             "(LOUPE_STALE_REMOTE_SECONDS)", (long long)run_id, host ? host : "?", age,
+                             lp_stale_remote_seconds());
+    }
+    sqlite3_finalize(st);
+    return s;
+}
+
+/* The run is now this process's: host, pid, process start time and a first heartbeat. */
+static lp_status claim_run(lp_runsdb *db, int64_t run_id, const char *what, lp_error *err)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    sqlite3_stmt *st;
+    lp_status s = prepare(db, "UPDATE runs SET host = ?2, pid = ?3, proc_start = ?4, heartbeat_at = " NOW_SQL
+                              " WHERE id = ?1", &st, what, err);
+    if (s) return s;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (host[0]) sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
+    sqlite3_bind_int64(st, 4, lp_proc_start_time((long)getpid()));
+    if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+    sqlite3_finalize(st);
+    return s;
+}
+
 lp_status lp_runsdb_resume_run(lp_runsdb *db, int64_t run_id, int epoch, lp_error *err)
 {
     char what[96];
@@ -674,6 +816,7 @@ lp_status lp_runsdb_resume_run(lp_runsdb *db, int64_t run_id, int epoch, lp_erro
     lp_status s = tx_begin(db, what, err);
     if (s) return s;
     s = run_status(db, run_id, NULL, 0, err);
+    if (!s) s = check_not_alive(db, run_id, err);
     if (!s) s = run_write(db, "DELETE FROM metrics WHERE run_id = ?1 AND epoch > ?3", run_id,
                           NULL, epoch, NULL, what, err);
     if (!s) s = run_write(db, "DELETE FROM checkpoints WHERE run_id = ?1 AND epoch > ?3",
@@ -687,6 +830,7 @@ lp_status lp_runsdb_resume_run(lp_runsdb *db, int64_t run_id, int epoch, lp_erro
                       "best_test_acc = (SELECT MAX(value) FROM metrics m WHERE m.run_id = ?1 "
                       "  AND m.split = 'test' AND m.name = 'acc') WHERE id = ?1",
                       run_id, NULL, epoch, NULL, what, err);
+    if (!s) s = claim_run(db, run_id, what, err);
     if (s) return tx_abort(db, s);
     return tx_commit(db, what, err);
 }
@@ -939,6 +1083,13 @@ void lp_run_details_free(lp_run_details *d)
     if (!d) return;
     run_row_clear(&d->run);
     free(d->config_yaml);
+    free(d->heartbeat_at);
+    free(d->data_sha256);
+    free(d->data_shape);
+    free(d->loupe_version);
+    free(d->loupe_commit);
+    free(d->compiler);
+    free(d->cflags);
     for (int i = 0; i < d->n_params; i++) {
         free(d->keys[i]);
         free(d->values[i]);
@@ -971,13 +1122,25 @@ lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_er
     if (s) return s;
     s = run_status(db, run_id, NULL, 0, err);
     sqlite3_stmt *st = NULL;
-    if (!s) s = prepare(db, "SELECT " RUN_COLUMNS ", r.config_yaml FROM runs r WHERE r.id = ?", &st,
+    if (!s) s = prepare(db, "SELECT " RUN_COLUMNS ", r.config_yaml, r.pid, r.heartbeat_at, r.data_sha256, "
+                            "r.data_shape, r.data_train_count, r.data_test_count, r.loupe_version, "
+                            "r.loupe_commit, r.compiler, r.cflags FROM runs r WHERE r.id = ?", &st,
                         "cannot read run", err);
     if (!s) {
         sqlite3_bind_int64(st, 1, run_id);
         if (sqlite3_step(st) == SQLITE_ROW) {
             read_run_row(st, &d->run);
             d->config_yaml = col_strdup(st, 15);
+            d->pid = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
+            d->heartbeat_at = col_strdup(st, 17);
+            d->data_sha256 = col_strdup(st, 18);
+            d->data_shape = col_strdup(st, 19);
+            d->data_train_count = sqlite3_column_type(st, 20) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 20);
+            d->data_test_count = sqlite3_column_type(st, 21) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 21);
+            d->loupe_version = col_strdup(st, 22);
+            d->loupe_commit = col_strdup(st, 23);
+            d->compiler = col_strdup(st, 24);
+            d->cflags = col_strdup(st, 25);
         } else {
             s = db_fail(db, err, "cannot read run");
         }

@@ -30,7 +30,7 @@
 #include <stdio.h>
 
 /* Schema version this loupe writes (PRAGMA user_version). */
-#define LP_RUNSDB_SCHEMA_VERSION 1
+#define LP_RUNSDB_SCHEMA_VERSION 2
 /* PRAGMA application_id of a loupe runs database ("LPRB"). */
 #define LP_RUNSDB_APP_ID 0x4C505242
 /* Busy timeout: how long a writer waits for another process's transaction. */
@@ -42,23 +42,27 @@ typedef enum lp_run_status {
     LP_RUN_RUNNING,
     LP_RUN_COMPLETED,
     LP_RUN_FAILED,
-    LP_RUN_INTERRUPTED
+    LP_RUN_INTERRUPTED,
+    LP_RUN_CRASHED          /* was running, then its process vanished (lifecycle.h) */
 } lp_run_status;
 
-/* "running", "completed", "failed", "interrupted". */
+/* "running", "completed", "failed", "interrupted", "crashed". */
 const char *lp_run_status_name(lp_run_status s);
 /* Parse a status name; LP_ERR_ARG listing the valid names otherwise. */
 lp_status lp_run_status_parse(const char *name, lp_run_status *out, lp_error *err);
 
 /* Open (creating if absent) the database at path for recording runs: applies
  * schema migrations up to LP_RUNSDB_SCHEMA_VERSION, WAL, busy timeout,
- * foreign keys. Refused, with the file left untouched: a file that is not SQLite,
+ * foreign keys; then runs whose process is gone become 'crashed' (lifecycle.h).
+ * Refused, with the file left untouched: a file that is not SQLite,
  * a SQLite file with other tables and no loupe schema, a newer schema version, a
  * read-only file or directory (said before anything is written). */
 lp_status lp_runsdb_open(const char *path, lp_runsdb **out, lp_error *err);
 
 /* Open an existing database for reading only (the `loupe runs` commands): never
- * creates or migrates; refuses a missing file or a schema other than the current. */
+ * creates or migrates; refuses a missing file or a schema other than the current.
+ * If a run there is stale (lifecycle.h) and the file is writable, it is marked
+ * 'crashed' through a short read-write connection first, so what is read is true. */
 lp_status lp_runsdb_open_readonly(const char *path, lp_runsdb **out, lp_error *err);
 
 void lp_runsdb_close(lp_runsdb *db);
@@ -75,10 +79,16 @@ typedef struct lp_run_new {
     int n_params;                 /* flattened settings, e.g. ("train.optimizer.lr", "0.05") */
     const char *const *keys;
     const char *const *values;
+    /* Provenance (each may be NULL / 0: not recorded). */
+    const char *data_sha256;      /* lp_dataset_fingerprint of train then test */
+    long long data_train_count, data_test_count;
+    const char *data_shape;       /* "1x28x28" */
+    const char *loupe_version, *loupe_commit, *compiler, *cflags;
 } lp_run_new;
 
-/* Insert a run with status 'running', its host and start time, and its
- * settings (one transaction). *run_id receives its id. */
+/* Insert a run with status 'running', its host, process (pid and start time),
+ * start time and first heartbeat, its settings and provenance (one transaction).
+ * *run_id receives its id. */
 lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run_id, lp_error *err);
 
 /* One metric of an epoch. split is "train" or "test"; value may be NaN or Inf
@@ -103,8 +113,10 @@ lp_status lp_runsdb_finish_run(lp_runsdb *db, int64_t run_id, lp_run_status stat
                                lp_error *err);
 
 /* Prepare a run to continue after `epoch` (its last checkpoint): status back to
- * running, and metrics/checkpoints of later epochs (those of the epochs that
- * will be trained again) deleted, in one transaction. */
+ * running under this process (host, pid, heartbeat), and metrics/checkpoints of
+ * later epochs (those of the epochs that will be trained again) deleted, in one
+ * transaction. Refused (LP_ERR_ARG) while the run is still alive elsewhere: status
+ * running with a live process on this host, or a fresh heartbeat from another. */
 lp_status lp_runsdb_resume_run(lp_runsdb *db, int64_t run_id, int epoch, lp_error *err);
 
 /* Delete a run and everything it owns. LP_ERR_ARG if there is no such run. */
@@ -164,6 +176,12 @@ typedef struct lp_ckpt_info {
 typedef struct lp_run_details {
     lp_run_row run;
     char *config_yaml;
+    /* Process and provenance (NULL / -1 when not recorded, e.g. runs of schema 1). */
+    long long pid;
+    char *heartbeat_at;
+    char *data_sha256, *data_shape;
+    long long data_train_count, data_test_count;
+    char *loupe_version, *loupe_commit, *compiler, *cflags;
     int n_params;
     char **keys, **values;          /* sorted by key */
     int n_checkpoints;
