@@ -52,6 +52,15 @@ $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The commit and flags each run records (experiments/provenance/provenance.h): the
+# header is rewritten only when they change, so only provenance.o rebuilds then.
+BUILD_INFO := $(BUILD)/gen/loupe_build.h
+$(BUILD_INFO): FORCE
+	@sh scripts/build_info.sh $@ $(filter-out -I%,$(CFLAGS))
+$(BUILD)/experiments/provenance/provenance.o: $(BUILD_INFO)
+$(BUILD)/experiments/provenance/provenance.o: CFLAGS += -I$(BUILD)/gen
+FORCE:
+
 $(BUILD)/libloupe.a: $(LIB_OBJ)
 	ar rcs $@ $^
 

@@ -6,6 +6,7 @@
 #include "checkpoint.h"
 #include "lifecycle.h"
 #include "runsdb.h"
+#include "sha256.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -617,6 +618,15 @@ Test(runsdb, sha256_known_answers)
     const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     lp_sha256_hex(m, strlen(m), h);
     cr_assert_str_eq(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* A million 'a' fed in uneven pieces (1, 2, ... 127 bytes): the streaming path. */
+    static char a[1000000];
+    memset(a, 'a', sizeof a);
+    lp_sha256 st;
+    lp_sha256_init(&st);
+    for (size_t off = 0, k = 1; off < sizeof a; off += k, k = k % 127 + 1)
+        lp_sha256_update(&st, a + off, off + k <= sizeof a ? k : sizeof a - off);
+    lp_sha256_final_hex(&st, h);
+    cr_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 /* ---- concurrency ---- */

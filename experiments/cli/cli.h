@@ -11,6 +11,7 @@
 #include "error.h"
 #include "graph.h"
 #include <stdbool.h>
+#include <stdint.h>
 
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
@@ -22,6 +23,19 @@ int cli_ops(int argc, char **argv);
 int cli_gradcheck(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_rerun(int argc, char **argv);
+
+/* `loupe rerun`: train a new run from a recorded config text, as `loupe train`
+ * would (recorded in db with run.rerun_of = original). Returns the exit code;
+ * *run_out receives the new run's id once it is recorded (0 before). */
+typedef struct cli_rerun_request {
+    const char *db;
+    const char *config_yaml, *config_name;
+    int threads;
+    int64_t original;
+    bool quiet;
+} cli_rerun_request;
+int cli_train_rerun(const cli_rerun_request *r, int64_t *run_out);
 
 /* Print "loupe: <status name>: <message>" on stderr; return the exit code. */
 int cli_fail(const lp_error *err);

@@ -5,6 +5,7 @@
 #include "compute.h"
 #include "dataset.h"
 #include "lifecycle.h"
+#include "provenance.h"
 #include "runsdb.h"
 #include "safetensors.h"
 #include "snapshot.h"
@@ -175,6 +176,9 @@ typedef struct train_args {
     const char *init_weights;
     long long resume;
     bool profile, quiet;
+    /* `loupe rerun`: the recorded config text (named config_name) instead of a file */
+    const char *config_text, *config_name;
+    long long rerun_of;
 } train_args;
 
 static int parse_args(int argc, char **argv, train_args *a)
@@ -210,6 +214,8 @@ typedef struct train_session {
     int64_t run_id;
     bool cfg_loaded, trainer_ready;
     bool resume_has_ckpt;   /* false: the run died before its first commit */
+    char *resume_data_sha256;   /* the fingerprint the resumed run recorded, or NULL */
+    lp_data_fingerprint data;
 } train_session;
 
 /* For --resume: the recorded config text and its original path. */
@@ -232,8 +238,20 @@ static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *
     t->cfg_loaded = s == LP_OK;
     t->run_id = a->resume;
     t->resume_has_ckpt = d.n_checkpoints > 0;
+    if (d.data_sha256 && !(t->resume_data_sha256 = strdup(d.data_sha256)))
+        s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     lp_run_details_free(&d);
     return s;
+}
+
+/* A resumed run must see the data it started with, or it is not the same run. */
+static lp_status check_resumed_data(const train_session *t, lp_error *err)
+{
+    if (!t->resume_data_sha256 || !strcmp(t->resume_data_sha256, t->data.sha256)) return LP_OK;
+    return lp_error_set(err, LP_ERR_DATA, "run %lld was trained on data with sha256 %.16s..., but the data "
+                        "found now (%lld training + %lld test images of %s) give %.16s...: resuming on other "
+                        "data would not continue the same run", (long long)t->run_id, t->resume_data_sha256,
+                        t->data.train_count, t->data.test_count, t->data.shape, t->data.sha256);
 }
 
 static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
@@ -244,7 +262,7 @@ static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
     s = lp_config_flatten(&t->cfg, &kvs, err);
     char *yaml = s ? NULL : effective_yaml(&t->cfg);
     if (!s && !yaml) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    int n = kvs.count + 2;
+    int n = kvs.count + 2 + (a->rerun_of > 0);
     const char **keys = calloc((size_t)n, sizeof *keys), **values = calloc((size_t)n, sizeof *values);
     if (!s && (!keys || !values)) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!s) {
@@ -258,9 +276,19 @@ static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
         values[kvs.count] = t->cfg.path;
         keys[kvs.count + 1] = "run.threads";
         values[kvs.count + 1] = threads;
+        char of[24];
+        snprintf(of, sizeof of, "%lld", a->rerun_of);
+        if (a->rerun_of > 0) {
+            keys[kvs.count + 2] = "run.rerun_of";
+            values[kvs.count + 2] = of;
+        }
         lp_run_new run = {.name = t->cfg.name, .config_yaml = yaml, .seed = t->cfg.train.seed,
                           .param_count = (long long)lp_graph_param_floats(t->graph),
-                          .threads = lp_threads(), .n_params = n, .keys = keys, .values = values};
+                          .threads = lp_threads(), .n_params = n, .keys = keys, .values = values,
+                          .data_sha256 = t->data.sha256, .data_train_count = t->data.train_count,
+                          .data_test_count = t->data.test_count, .data_shape = t->data.shape,
+                          .loupe_version = lp_loupe_version(), .loupe_commit = lp_loupe_commit(),
+                          .compiler = lp_compiler(), .cflags = lp_cflags()};
         s = lp_runsdb_begin_run(t->db, &run, &t->run_id, err);
     }
     free(keys);
@@ -297,13 +325,13 @@ static void free_session(train_session *t)
     lp_dataset_free(&t->test);
     if (t->cfg_loaded) lp_config_free(&t->cfg);
     lp_runsdb_close(t->db);
+    free(t->resume_data_sha256);
 }
 
-int cli_train(int argc, char **argv)
+/* Everything after the arguments: load, build, train, record. *run_out (may be
+ * NULL) receives the run's id once it is recorded. Returns the exit code. */
+static int train_main(train_args a, int64_t *run_out)
 {
-    train_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc < 0 ? 0 : rc;
     double t0 = lp_seconds();
     /* Before the run is recorded: a Ctrl-C from here on ends it as 'interrupted'. */
     lp_train_catch_signals();
@@ -312,7 +340,10 @@ int cli_train(int argc, char **argv)
     lp_error err = {0};
     lp_status s = cli_load_plugins(&a.c, &err);
     if (!s && a.resume) s = load_resumed_config(&a, &t, &err);
-    else if (!s) {
+    else if (!s && a.config_text) {
+        s = lp_config_load_string(a.config_text, strlen(a.config_text), a.config_name, NULL, 0, &t.cfg, &err);
+        t.cfg_loaded = s == LP_OK;
+    } else if (!s) {
         s = lp_config_load(a.config, a.c.sets, a.c.n_sets, &t.cfg, &err);
         t.cfg_loaded = s == LP_OK;
     }
@@ -320,6 +351,8 @@ int cli_train(int argc, char **argv)
     if (!s) s = lp_compute_reserve(&err);
     if (!s) s = cli_build_from_config(&t.cfg, &t.graph, &err);
     if (!s) s = cli_load_data(&t.cfg, &t.train, &t.test, &err);
+    if (!s) lp_data_fingerprint_of(&t.train, &t.test, &t.data);
+    if (!s && a.resume) s = check_resumed_data(&t, &err);
     if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
     if (!s && a.init_weights) {
         lp_snapshot snap;
@@ -374,6 +407,7 @@ int cli_train(int argc, char **argv)
     }
     rec.db = t.db;
     rec.run_id = t.run_id;
+    if (run_out) *run_out = t.run_id;
     if (!a.quiet)
         fprintf(stderr, "run %lld: %s, %zu parameters, %d training / %d test images, %d threads, db %s\n",
                 (long long)t.run_id, t.cfg.name, lp_graph_param_floats(t.graph), t.train.n, t.test.n,
@@ -417,4 +451,25 @@ int cli_train(int argc, char **argv)
     }
     free_session(&t);
     return code;
+}
+
+int cli_train(int argc, char **argv)
+{
+    train_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    return train_main(a, NULL);
+}
+
+int cli_train_rerun(const cli_rerun_request *r, int64_t *run_out)
+{
+    train_args a;
+    memset(&a, 0, sizeof a);
+    a.c.db = r->db;
+    a.c.threads = r->threads;
+    a.quiet = r->quiet;
+    a.config_text = r->config_yaml;
+    a.config_name = r->config_name;
+    a.rerun_of = r->original;
+    return train_main(a, run_out);
 }

@@ -1,6 +1,7 @@
 /* main.c - `loupe`: dispatch to a subcommand. See cli.h for exit codes. */
 #include "cli.h"
 #include "compute.h"
+#include "provenance.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,7 @@ static const struct {
     {"predict", cli_predict, "classify one image (PGM file or test-set index)"},
     {"summary", cli_summary, "layer table and parameter counts of one or more configs"},
     {"runs", cli_runs, "list, show, compare, export or delete recorded runs"},
+    {"rerun", cli_rerun, "train a recorded run again and check it reproduces bit for bit"},
     {"export", cli_export, "write a run's weights to a .safetensors file"},
     {"ops", cli_ops, "list every op (built-in and plugins) with its attributes"},
     {"gradcheck", cli_gradcheck, "finite-difference check of an op's backward"},
@@ -45,7 +47,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("loupe 0.1\n");
+        printf("loupe %s (commit %s, %s)\n", lp_loupe_version(), lp_loupe_commit(), lp_compiler());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
