@@ -42,7 +42,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test check check-san check-valgrind clean data demo bench bench-deps plugins accuracy fuzz fuzz-build fuzz-merge
+.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-deps plugins accuracy fuzz fuzz-build fuzz-merge
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
@@ -95,6 +95,13 @@ test: all $(TEST_BIN) data
 # The README's main command: from a fresh clone to a trained two-conv net.
 demo: all data
 	$(BIN)/loupe train configs/mnist_two_conv.yaml
+
+# Crash safety and concurrency at volume (tests/soak.sh, docs/robustness.md): 1000
+# kill -9 with bit-identical resumes, 8 writers and 2 readers on the same runs.db, a
+# full disk and a read-only database mid-run. Not part of `make test`; about 20 minutes
+# on 2 cores. Knobs: SOAK_KILLS, SOAK_WRITERS, SOAK_READERS, SOAK_FAULTS, SOAK_EPOCHS.
+soak: all data
+	@LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) sh tests/soak.sh
 
 # Final test accuracy of each shipped MNIST config for seeds 1-3 (minutes; docs/accuracy.md).
 accuracy: all data

@@ -10,8 +10,6 @@ e2e_init e2e_concurrency
 DB=$T/shared.db
 EPOCHS=4
 
-sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
-
 # train_three ROUND: three different runs started together; waits for them.
 train_three() {
     pids=

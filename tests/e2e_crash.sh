@@ -18,20 +18,6 @@ KILLS=12
 set -- configs/mnist_two_conv.yaml --set data.train_limit=3200 --set data.test_limit=500 \
     --set train.epochs=$EPOCHS --set tracking.checkpoint_every=1 --db "$DB" --threads 1 --quiet
 
-sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
-
-# Every committed epoch has its 7 metrics and its checkpoint, nothing else is
-# there, and runs.epochs_done says how many: prints 0|0|0|0 when consistent.
-CONSISTENT="SELECT
-  (SELECT count(*) FROM (SELECT run_id, epoch FROM metrics GROUP BY run_id, epoch
-                         EXCEPT SELECT run_id, epoch FROM checkpoints)),
-  (SELECT count(*) FROM (SELECT run_id, epoch FROM checkpoints
-                         EXCEPT SELECT run_id, epoch FROM metrics)),
-  (SELECT count(*) FROM (SELECT run_id, epoch FROM metrics GROUP BY run_id, epoch HAVING count(*) != 7)),
-  (SELECT count(*) FROM runs r WHERE r.epochs_done !=
-       (SELECT count(DISTINCT epoch) FROM metrics m WHERE m.run_id = r.id)
-    OR r.epochs_done != COALESCE((SELECT max(epoch) FROM metrics m WHERE m.run_id = r.id), 0))"
-
 # Round 0: an uninterrupted run measures how long one takes here, so the kills
 # fall inside runs however fast or busy the machine is.
 run "$L" train "$@" --json
@@ -56,7 +42,7 @@ while [ $i -le $KILLS ]; do
     P=$!
     E2E_PIDS="$E2E_PIDS $P"
     ms=$((50 + $(rand_below $SPAN)))
-    sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
+    sleep_ms $ms
     kill -9 "$P" 2>/dev/null
     wait "$P" 2>/dev/null
     rc=$?
@@ -104,21 +90,13 @@ check_eq "its checkpoint gives the recorded epoch-$EPOCHS accuracy" "$(json_fiel
     "$(sq "SELECT printf('%.6f', value) FROM metrics WHERE run_id = $R AND epoch = $EPOCHS AND split = 'test' AND name = 'acc'")"
 
 # ---- Ctrl-C after two committed epochs: 'interrupted', exit 130, resumable ----
-wait_for() { # SQL condition, timeout in tenths of a second
-    n=0
-    while [ "$(sq "SELECT count(*) FROM runs WHERE $1" 2>/dev/null)" != 1 ]; do
-        n=$((n + 1))
-        [ $n -gt "$2" ] && return 1
-        sleep 0.05
-    done
-}
 R=$(($(sq 'SELECT max(id) FROM runs') + 1))
 # Epochs of 20,000 images (~0.3 s each on one thread), so the signal lands well before
 # the last of the 8 epochs (4,000 took 70 ms an epoch once the steps got faster).
 "$L" train "$@" --set data.train_limit=20000 >"$T/out" 2>"$T/err" &
 P=$!
 E2E_PIDS="$E2E_PIDS $P"
-if wait_for "id = $R AND epochs_done >= 2" 1200; then ok "run $R committed 2 epochs"; else bad "run $R never committed 2 epochs"; fi
+if wait_for_run "id = $R AND epochs_done >= 2" 1200; then ok "run $R committed 2 epochs"; else bad "run $R never committed 2 epochs"; fi
 kill -INT "$P"
 wait "$P"
 RC=$?
@@ -139,7 +117,7 @@ check_eq "interrupted run $R completed all epochs" \
 P=$!
 E2E_PIDS="$E2E_PIDS $P"
 R=$((R + 1))
-if wait_for "id = $R" 600; then ok "run $R started"; else bad "run $R never started"; fi
+if wait_for_run "id = $R" 600; then ok "run $R started"; else bad "run $R never started"; fi
 sleep 0.2   # past the signal handler's installation, well inside epoch 1 (938 batches: ~1 s even at 60k images/s)
 kill -TERM "$P"
 wait "$P"

@@ -9,7 +9,6 @@
 . "$(dirname "$0")/lib_e2e.sh"
 e2e_init e2e_lifecycle
 DB=$T/life.db
-sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
 
 # 40 epochs of 20,000 images: far longer than the checks below take.
 LOUPE_HEARTBEAT_SECONDS=0.1 "$L" train configs/mnist_two_conv.yaml --set data.train_limit=20000 \

@@ -8,7 +8,6 @@
 . "$(dirname "$0")/lib_e2e.sh"
 e2e_init e2e_rerun
 DB=$T/rerun.db
-sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
 # Shuffle, 2-pixel shifts and a cosine schedule are on in this config: all seeded.
 run "$L" train configs/mnist_two_conv.yaml --set data.train_limit=2000 --set data.test_limit=300 \
     --set train.epochs=2 --db "$DB" --threads 1 --quiet

@@ -10,8 +10,6 @@
 e2e_init e2e_resume
 DB=$T/resume.db
 
-sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
-
 # Shuffle, shift augmentation (2 px), cosine schedule with warm-up: everything that
 # depends on the epoch is on. 32 batches per epoch, ~0.3 s on one core.
 # 20,000 images: an epoch (~0.3 s on one thread) outlasts the 20 ms poll below, so the

@@ -9,6 +9,8 @@
 #   expect_out 'text' "what"   # fixed string in stdout
 #   check "what" test-command  # passes when the command succeeds
 #   todo_skip "what" "why"     # a documented known bug: printed, not counted
+#   sq "SQL"; sq "$CONSISTENT" # sqlite3 on $DB; the crash-consistency query (0|0|0|0)
+#   wait_for_run "id = 3 AND epochs_done >= 2" 600; sleep_ms 250
 #   e2e_finish                 # "NAME: N passed, M failed"; exit status 1 if M > 0
 #
 # LOUPE_BIN and LOUPE_BUILD come from `make test` (relative to the directory make
@@ -39,10 +41,12 @@ e2e_init() {
     RC=0
 }
 
-# Background processes a script started and must not leave behind.
+# Background processes a script started and must not leave behind, and mounts.
 E2E_PIDS=
+E2E_MOUNTS=
 e2e_cleanup() {
     for p in $E2E_PIDS; do kill -9 "$p" 2>/dev/null; done
+    for m in $E2E_MOUNTS; do umount "$m" 2>/dev/null; done
 }
 
 ok() {
@@ -117,6 +121,43 @@ rand_below() {
     r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
     echo $((r % $1))
 }
+
+# ---- runs databases ($DB) ----
+
+# sqlite3 on $DB, waiting up to 5 s for a writer's lock.
+sq() { sqlite3 -cmd '.timeout 5000' "$DB" "$1"; }
+
+# consistent_sql CONDITION: SQL that prints 0|0|0|0 when, for the runs matching
+# CONDITION (on runs), every committed epoch has its 7 metrics and its checkpoint,
+# nothing else is there, and runs.epochs_done says how many (for runs that checkpoint
+# every epoch). $CONSISTENT is the same for every run.
+consistent_sql() {
+    echo "WITH v AS (SELECT id FROM runs WHERE $1),
+  m AS (SELECT run_id, epoch FROM metrics WHERE run_id IN v),
+  c AS (SELECT run_id, epoch FROM checkpoints WHERE run_id IN v)
+SELECT
+  (SELECT count(*) FROM (SELECT run_id, epoch FROM m GROUP BY run_id, epoch EXCEPT SELECT run_id, epoch FROM c)),
+  (SELECT count(*) FROM (SELECT run_id, epoch FROM c EXCEPT SELECT run_id, epoch FROM m)),
+  (SELECT count(*) FROM (SELECT run_id, epoch FROM m GROUP BY run_id, epoch HAVING count(*) != 7)),
+  (SELECT count(*) FROM runs r WHERE r.id IN v AND (r.epochs_done !=
+       (SELECT count(DISTINCT epoch) FROM m WHERE m.run_id = r.id)
+    OR r.epochs_done != COALESCE((SELECT max(epoch) FROM m WHERE m.run_id = r.id), 0)))"
+}
+CONSISTENT=$(consistent_sql 1)
+
+# wait_for_run SQL-CONDITION POLLS: until exactly one run matches, polling every
+# 0.05 s; false after POLLS polls.
+wait_for_run() {
+    n=0
+    while [ "$(sq "SELECT count(*) FROM runs WHERE $1" 2>/dev/null)" != 1 ]; do
+        n=$((n + 1))
+        [ $n -gt "$2" ] && return 1
+        sleep 0.05
+    done
+}
+
+# sleep_ms MS
+sleep_ms() { sleep "$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))"; }
 
 e2e_finish() {
     if [ "$E2E_SKIP" -gt 0 ]; then echo "($E2E_SKIP check(s) skipped as known bugs: see the SKIP lines)"; fi

@@ -175,9 +175,17 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == LP_RUNSDB_SCHEMA_VERS
 /* ---------------- errors ---------------- */
 
 /* When SQLite lost the OS errno (it does for short writes), look for the usual
- * causes ourselves: a file at the process's size limit, or a nearly full disk. */
+ * causes ourselves: a file that can no longer be written (made read-only or
+ * immutable, `chattr +i`, under the open descriptors: access() says EPERM/EROFS
+ * even to root), a file at the process's size limit, or a nearly full disk. */
 static int guess_write_errno(const lp_runsdb *db)
 {
+    const char *files[] = {"", "-wal"};
+    for (int i = 0; i < 2; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s%s", db->path, files[i]);
+        if (access(p, F_OK) == 0 && access(p, W_OK) != 0 && errno != ENOENT) return errno;
+    }
     struct rlimit rl;
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         const char *suffix[] = {"", "-wal", "-journal"};
@@ -230,7 +238,7 @@ static lp_status db_fail(lp_runsdb *db, lp_error *err, const char *what)
         if (sys == ENOSPC || sys == EDQUOT) why = "the disk is full";
         else if (sys == EFBIG) why = "the file is too big for the file system or the process limit";
         else if (sys == EROFS) why = "the file system is read-only";
-        else if (sys == EACCES || sys == EPERM) why = "permission denied";
+        else if (sys == EACCES || sys == EPERM) why = "the file cannot be written (read-only, immutable or permission denied)";
         else why = "an I/O error";
         break;
     default: break;
