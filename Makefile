@@ -153,7 +153,7 @@ check-valgrind: $(BIN)/loupe data
 # time under nice, on tests/fuzz/corpus/<target> (new inputs go to $(FUZZ_BUILD)/corpus).
 # `make fuzz-merge` minimises what was found into the committed corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config idx checkpoint safetensors
+FUZZ_TARGETS := config idx checkpoint safetensors runsdb
 FUZZ_BUILD   := build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -march=native -fopenmp -fno-omit-frame-pointer \
@@ -174,7 +174,7 @@ $(FUZZ_BUILD)/%.o: %.c $(HEADERS)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_model.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
-$(FUZZ_BUILD)/gen_seeds: tests/fuzz/gen_seeds.c tests/fuzz/fuzz_model.h $(FUZZ_OBJ)
+$(FUZZ_BUILD)/gen_seeds: tests/fuzz/gen_seeds.c tests/fuzz/fuzz_model.h tests/fuzz/fuzz_runsdb.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/gen_seeds

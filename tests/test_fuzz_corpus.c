@@ -26,6 +26,9 @@
 #define LP_FUZZ_ENTRY fuzz_safetensors_one
 #include "fuzz/fuzz_safetensors.c"
 #undef LP_FUZZ_ENTRY
+#define LP_FUZZ_ENTRY fuzz_runsdb_one
+#include "fuzz/fuzz_runsdb.c"
+#undef LP_FUZZ_ENTRY
 
 typedef int (*fuzz_fn)(const uint8_t *, size_t);
 
@@ -87,4 +90,10 @@ Test(fuzz_corpus, safetensors, .timeout = 120)
 {
     int n = replay("tests/fuzz/corpus/safetensors", fuzz_safetensors_one);
     cr_assert_geq(n, 2, "only %d inputs", n);
+}
+
+Test(fuzz_corpus, runsdb, .timeout = 120)
+{
+    int n = replay("tests/fuzz/corpus/runsdb", fuzz_runsdb_one);
+    cr_assert_geq(n, 5, "only %d inputs", n);
 }

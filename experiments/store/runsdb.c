@@ -548,6 +548,14 @@ static double unix_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* A row whose NOT NULL column reads NULL (a damaged or hand-edited file): refused,
+ * so no reader hands a NULL string where the schema promises text. */
+static lp_status damaged(lp_runsdb *db, int64_t run_id, const char *what, lp_error *err)
+{
+    return lp_error_set(err, LP_ERR_DB, "runs database '%s': run %lld is damaged: its %s is missing (NULL)",
+                        db->path, (long long)run_id, what);
+}
+
 /* LP_OK if the run exists (and *status set if asked), LP_ERR_ARG otherwise. */
 static lp_status run_status(lp_runsdb *db, int64_t run_id, char *status, size_t cap, lp_error *err)
 {
@@ -557,7 +565,9 @@ static lp_status run_status(lp_runsdb *db, int64_t run_id, char *status, size_t 
     sqlite3_bind_int64(st, 1, run_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        if (status) snprintf(status, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        if (!text) s = damaged(db, run_id, "status", err);
+        else if (status) snprintf(status, cap, "%s", text);
     } else if (rc == SQLITE_DONE) {
         s = lp_error_set(err, LP_ERR_ARG, "no run %lld in '%s'", (long long)run_id, db->path);
     } else {
@@ -780,7 +790,8 @@ static lp_status check_not_alive(lp_runsdb *db, int64_t run_id, lp_error *err)
                               "FROM runs WHERE id = ?", &st, "cannot read run", err);
     if (s) return s;
     sqlite3_bind_int64(st, 1, run_id);
-    if (sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "running") == 0) {
+    const char *status = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (status && strcmp(status, "running") == 0) {
         const char *host = (const char *)sqlite3_column_text(st, 1);
         long pid = (long)sqlite3_column_int64(st, 2);
         double age = sqlite3_column_double(st, 4);
@@ -943,7 +954,8 @@ static double col_double(sqlite3_stmt *st, int i)
     "r.param_count, r.threads, r.epochs_done, r.best_test_acc, r.final_test_acc, "                         \
     "(julianday(COALESCE(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0"
 
-static void read_run_row(sqlite3_stmt *st, lp_run_row *r)
+/* Fills *r; returns the name of a NOT NULL column that read NULL, or NULL. */
+static const char *read_run_row(sqlite3_stmt *st, lp_run_row *r)
 {
     r->id = sqlite3_column_int64(st, 0);
     r->name = col_strdup(st, 1);
@@ -961,6 +973,8 @@ static void read_run_row(sqlite3_stmt *st, lp_run_row *r)
     r->final_test_acc = col_double(st, 13);
     r->duration_s = col_double(st, 14);
     r->sort_value = NAN;
+    return !r->name ? "name" : !r->status ? "status" : !r->config_hash ? "config_hash"
+         : !r->started_at ? "started_at" : NULL;
 }
 
 static void run_row_clear(lp_run_row *r)
@@ -1071,9 +1085,13 @@ lp_status lp_runsdb_list(lp_runsdb *db, const lp_run_filter *f, lp_run_row **row
             }
             out = p;
         }
-        read_run_row(st, &out[count]);
+        const char *missing = read_run_row(st, &out[count]);
         out[count].sort_value = col_double(st, 15);
         count++;
+        if (missing) {
+            s = damaged(db, out[count - 1].id, missing, err);
+            break;
+        }
     }
     if (!s && rc != SQLITE_DONE) s = db_fail(db, err, "cannot list runs");
     sqlite3_finalize(st);
@@ -1138,8 +1156,10 @@ lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_er
     if (!s) {
         sqlite3_bind_int64(st, 1, run_id);
         if (sqlite3_step(st) == SQLITE_ROW) {
-            read_run_row(st, &d->run);
+            const char *missing = read_run_row(st, &d->run);
             d->config_yaml = col_strdup(st, 15);
+            if (!missing && !d->config_yaml) missing = "config_yaml";
+            if (missing) s = damaged(db, run_id, missing, err);
             d->pid = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
             d->heartbeat_at = col_strdup(st, 17);
             d->data_sha256 = col_strdup(st, 18);
@@ -1168,18 +1188,22 @@ lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_er
                         "cannot read run settings", err);
     if (!s) {
         sqlite3_bind_int64(st, 1, run_id);
-        while (d->n_params < np && sqlite3_step(st) == SQLITE_ROW) {
+        int rc;
+        while (!s && d->n_params < np && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             d->keys[d->n_params] = col_strdup(st, 0);
             d->values[d->n_params] = col_strdup(st, 1);
+            if (!d->keys[d->n_params] || !d->values[d->n_params]) s = damaged(db, run_id, "setting", err);
             d->n_params++;
         }
+        if (!s && d->n_params < np) s = db_fail(db, err, "cannot read run settings");
         sqlite3_finalize(st);
     }
     if (!s) s = prepare(db, "SELECT epoch, step, format_version, checksum, size_bytes, is_best, created_at "
                             "FROM checkpoints WHERE run_id = ? ORDER BY epoch", &st, "cannot read checkpoints", err);
     if (!s) {
         sqlite3_bind_int64(st, 1, run_id);
-        while (d->n_checkpoints < nc && sqlite3_step(st) == SQLITE_ROW) {
+        int rc;
+        while (d->n_checkpoints < nc && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             lp_ckpt_info *c = &d->checkpoints[d->n_checkpoints++];
             c->epoch = sqlite3_column_int(st, 0);
             c->step = sqlite3_column_int64(st, 1);
@@ -1189,6 +1213,7 @@ lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_er
             c->is_best = sqlite3_column_int(st, 5) != 0;
             c->created_at = col_strdup(st, 6);
         }
+        if (d->n_checkpoints < nc) s = db_fail(db, err, "cannot read checkpoints");
         sqlite3_finalize(st);
     }
     rtx_end(db);
@@ -1221,15 +1246,19 @@ lp_status lp_runsdb_metrics(lp_runsdb *db, int64_t run_id, lp_metric_row **rows,
                             "WHERE run_id = ? ORDER BY epoch, step, split, name", &st, "cannot read metrics", err);
     if (!s) {
         sqlite3_bind_int64(st, 1, run_id);
-        while (got < count && sqlite3_step(st) == SQLITE_ROW) {
+        int rc;
+        while (!s && got < count && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             lp_metric_row *m = &out[got++];
             m->epoch = sqlite3_column_int(st, 0);
             m->step = sqlite3_column_int64(st, 1);
-            snprintf(m->split, sizeof m->split, "%s", (const char *)sqlite3_column_text(st, 2));
+            const char *split = (const char *)sqlite3_column_text(st, 2);
+            snprintf(m->split, sizeof m->split, "%s", split ? split : "");
             m->name = col_strdup(st, 3);
             m->value = sqlite3_column_int(st, 5) ? NAN : sqlite3_column_double(st, 4);
             m->wall_time = sqlite3_column_double(st, 6);
+            if (!split || !m->name) s = damaged(db, run_id, "metric split or name", err);
         }
+        if (!s && got < count) s = db_fail(db, err, "cannot read metrics");
         sqlite3_finalize(st);
     }
     rtx_end(db);
@@ -1291,6 +1320,10 @@ lp_status lp_runsdb_compare_params(lp_runsdb *db, const int64_t *ids, int n_runs
             r->key = col_strdup(keys, 0);
             r->values = calloc((size_t)n_runs, sizeof *r->values);
             r->differs = false;
+            if (!r->key && r->values) {
+                s = damaged(db, ids[0], "setting key", err);
+                break;
+            }
             if (!r->key || !r->values) {
                 s = lp_error_set(err, LP_ERR_NOMEM, "out of memory comparing runs");
                 break;

@@ -5,11 +5,15 @@
  *                 (fuzz_idx gzips what follows a 'Z');
  *   checkpoint:   the fixed model's parameters + momentum state, plain and
  *                 'C'-prefixed (fuzz_checkpoint recomputes the CRC);
- *   safetensors:  the fixed model's parameters, with and without metadata.
+ *   safetensors:  the fixed model's parameters, with and without metadata;
+ *   runsdb:       the small loupe database fuzz_runsdb starts from (its template).
  * Deterministic: rerunning writes the same bytes. */
 #include "checkpoint.h"
 #include "fuzz_model.h"
 #include "safetensors.h"
+
+#define LP_FUZZ_ENTRY fuzz_runsdb_unused
+#include "fuzz_runsdb.c"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +78,9 @@ int main(void)
     if (lp_safetensors_encode(params, FUZZ_MODEL_N, mk, mv, 2, &buf, &n, &err)) goto fail;
     put(DIR "safetensors/seed-meta", buf, n, NULL, 0);
     free(buf);
+
+    fuzz_runsdb_init();
+    put(DIR "runsdb/seed-db", fuzz_runsdb_template, fuzz_runsdb_template_n, NULL, 0);
     return 0;
 fail:
     fprintf(stderr, "gen_seeds: %s\n", err.msg);
