@@ -1,8 +1,10 @@
 #include "train.h"
 
 #include "compute.h"
+#include "dist.h"
 #include "rng.h"
 #include "shape.h"
+#include "train_dist.h"
 
 #include <math.h>
 #include <signal.h>
@@ -67,7 +69,9 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
         lp_trainer_free(t);
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory for batch buffers");
     }
-    return LP_OK;
+    s = lp_train_dist_init(t, err);
+    if (s) lp_trainer_free(t);
+    return s;
 }
 
 void lp_trainer_free(lp_trainer *t)
@@ -76,6 +80,8 @@ void lp_trainer_free(lp_trainer *t)
     free(t->order);
     free(t->x);
     free(t->y);
+    free(t->reduce);
+    t->reduce = NULL;
     t->order = NULL;
     t->x = NULL;
     t->y = NULL;
@@ -95,21 +101,31 @@ static int count_correct(const float *logits, const int32_t *y, int n, int k)
     return correct;
 }
 
-/* Loss and accuracy over d in batches of `batch`, each gathered into x (room for
- * `batch` samples). */
-static void evaluate_into(lp_graph *g, const lp_dataset *d, int batch, float *x, double *loss,
-                          double *acc)
+/* Summed loss and count of right answers over samples [lo, hi) of d in batches of
+ * `batch`, each gathered into x (room for `batch` samples). */
+static void evaluate_range(lp_graph *g, const lp_dataset *d, int lo, int hi, int batch, float *x,
+                           double *loss_sum_out, long long *correct_out)
 {
     int k = (int)lp_shape_numel(lp_graph_logits_shape(g));
     double loss_sum = 0;
     long long correct = 0;
-    for (int start = 0; start < d->n; start += batch) {
-        int n = d->n - start < batch ? d->n - start : batch;
+    for (int start = lo; start < hi; start += batch) {
+        int n = hi - start < batch ? hi - start : batch;
         const int32_t *y = d->labels + start;
         lp_dataset_gather_range(d, start, n, x, NULL);
         loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
         correct += count_correct(lp_graph_batch_logits(g), y, n, k);
     }
+    *loss_sum_out = loss_sum;
+    *correct_out = correct;
+}
+
+static void evaluate_into(lp_graph *g, const lp_dataset *d, int batch, float *x, double *loss,
+                          double *acc)
+{
+    double loss_sum;
+    long long correct;
+    evaluate_range(g, d, 0, d->n, batch, x, &loss_sum, &correct);
     *loss = d->n ? loss_sum / d->n : 0;
     *acc = d->n ? (double)correct / d->n : 0;
 }
@@ -134,7 +150,18 @@ void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, doub
 
 void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc)
 {
-    evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, loss, acc);
+    /* Under mpirun each rank evaluates its shard of the test set and the sums are
+     * added up: every rank gets the same figures (one process: the whole set). */
+    const lp_dataset *d = t->test;
+    int lo, hi;
+    lp_dist_shard(d->n, &lo, &hi);
+    double sums[2];
+    long long correct;
+    evaluate_range(t->graph, d, lo, hi, eval_batch_of(&t->opt), t->x, &sums[0], &correct);
+    sums[1] = (double)correct;
+    lp_dist_sum_f64(sums, 2);
+    *loss = d->n ? sums[0] / d->n : 0;
+    *acc = d->n ? sums[1] / d->n : 0;
 }
 
 static void format_eta(double s, char *buf, size_t size)
@@ -175,6 +202,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
     long long step = (long long)t->start_epoch * steps_per_epoch;
     float *params = lp_graph_params(g);
     const float *grads = lp_graph_grads(g);
+    size_t per_sample = (size_t)d->c * d->h * d->w;
 
     for (int epoch = t->start_epoch; epoch < o->epochs; epoch++) {
         lp_rng rng;
@@ -195,7 +223,16 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lr = lp_schedule_lr(&o->schedule, o->optim.lr, epoch + (double)b / steps_per_epoch,
                                 o->epochs);
             lp_graph_set_step(g, o->seed, (uint64_t)step);
-            float loss = lp_graph_train_step(g, t->x, t->y, n);
+            /* This rank's shard of the batch (all of it for one process; train_dist.h) */
+            int lo, hi, batch_correct = 0;
+            lp_dist_shard(n, &lo, &hi);
+            float loss = 0;
+            if (hi > lo) {
+                loss = lp_graph_train_step(g, t->x + (size_t)lo * per_sample, t->y + lo, hi - lo);
+                batch_correct = count_correct(lp_graph_batch_logits(g), t->y + lo, hi - lo, k);
+            }
+            bool stop = lp_train_stop_requested();
+            if (t->reduce) loss = lp_train_dist_step(t, loss, hi - lo, n, &batch_correct, &stop);
             if (!isfinite(loss))
                 return lp_error_set(err, LP_ERR_NUMERIC,
                                     "loss became %s in epoch %d at step %lld (batch %d of %d): "
@@ -205,7 +242,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lp_optim_step(&t->optim, params, grads, lr);
             step++;
             loss_sum += (double)loss * n;
-            correct += count_correct(lp_graph_batch_logits(g), t->y, n, k);
+            correct += batch_correct;
             seen += n;
             if (o->progress) {
                 double el = lp_seconds() - t0;
@@ -215,7 +252,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
                     last_draw = el;
                 }
             }
-            if (lp_train_stop_requested()) {
+            if (stop) {
                 if (o->progress) fputc('\n', stderr);
                 return lp_error_set(err, LP_ERR_INTERRUPTED,
                                     "interrupted in epoch %d at step %lld (batch %d of %d); "
@@ -230,6 +267,8 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
         lp_trainer_evaluate(t, &r.test_loss, &r.test_acc);
         if (o->progress) fputc('\n', stderr);
+        lp_status same = lp_train_dist_check_weights(t, epoch + 1, err);
+        if (same) return same;
         /* Every step's loss was finite, but the last update may still have blown the
          * weights up (a loss is computed before its update): such an epoch must not
          * reach the hook, which would commit its checkpoint (as the best, at epoch 1). */
@@ -251,10 +290,11 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         fflush(log);
         if (last) *last = r;
         if (hook) {
-            lp_status s = hook(hook_ctx, &r, err);
+            lp_status s = lp_dist_rank() == 0 ? hook(hook_ctx, &r, err) : LP_OK;
+            s = lp_dist_agree(s, err);
             if (s) return s;
         }
-        if (lp_train_stop_requested())
+        if (lp_dist_any(lp_train_stop_requested()))
             return lp_error_set(err, LP_ERR_INTERRUPTED,
                                 "interrupted after epoch %d (it is kept)", epoch + 1);
     }
