@@ -170,6 +170,10 @@ static void usage(void)
            "  --profile              print time per op (forward/backward) at the end\n"
            "  --quiet                no per-epoch lines\n"
            "  --json                 print the final summary as one JSON object on stdout\n");
+    printf("\n%s\n", lp_dist_built()
+               ? "MPI: built with MPI. `mpirun -np N loupe train CONFIG` trains on N ranks, each on its\n"
+                 "share of every batch (docs/scaling.md); rank 0 alone writes the database."
+               : "MPI: built without MPI (make MPI=1 with libopenmpi-dev to train across processes).");
 }
 
 typedef struct train_args {
