@@ -50,11 +50,11 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-deps plugins accuracy fuzz fuzz-build fuzz-merge
+.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-mpi bench-deps plugins accuracy fuzz fuzz-build fuzz-merge
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
-	@sh scripts/deps.sh
+	@LOUPE_MPI=$(MPI) sh scripts/deps.sh
 
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -124,6 +124,11 @@ accuracy: all data
 # PyTorch rows need python3-torch: make bench-deps.
 bench: $(BIN)/loupe data
 	LOUPE_BIN=$(BIN)/loupe sh bench/run.sh
+
+# Training images/s on 1 and 2 MPI ranks, parallel efficiency, and the allreduce's
+# cost alone (scripts/bench_mpi.sh; figures in docs/scaling.md). About 1-2 minutes.
+bench-mpi: $(BIN)/loupe data
+	@sh scripts/bench_mpi.sh $(BIN)/loupe $(BUILD)
 
 bench-deps:
 	@LOUPE_EXTRA_DEPS=python3-torch sh scripts/deps.sh

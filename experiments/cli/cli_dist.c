@@ -67,3 +67,12 @@ lp_status cli_dist_same_data(const lp_data_fingerprint *data, lp_error *err)
                         "sha256 %.16s...): every rank must see the same data.dir",
                         data->train_count, data->test_count, data->shape, data->sha256);
 }
+
+void cli_dist_profile(void)
+{
+    long long calls;
+    double s = lp_dist_seconds(&calls);
+    if (lp_dist_size() > 1)
+        fprintf(stderr, "  %-37s %21.3f   (%lld calls, %.1f us each, waits for slower ranks included)\n",
+                "in MPI collectives (rank 0)", s, calls, calls ? 1e6 * s / calls : 0.0);
+}

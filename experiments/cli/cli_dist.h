@@ -25,4 +25,7 @@ const char *cli_dist_ranks_note(void);
  * collective; LP_ERR_DATA on every rank when they differ). */
 lp_status cli_dist_same_data(const lp_data_fingerprint *data, lp_error *err);
 
+/* For --profile: rank 0's time in MPI collectives (nothing for one process). */
+void cli_dist_profile(void);
+
 #endif

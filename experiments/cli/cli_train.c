@@ -345,6 +345,7 @@ static void print_profile(lp_graph *g)
                 lp_graph_node_op(g, i), f, b, total > 0 ? 100 * (f + b) / total : 0);
     }
     fprintf(stderr, "  %-37s %21.3f\n", "total in ops", total);
+    cli_dist_profile();
 }
 
 static void free_session(train_session *t)

@@ -67,6 +67,10 @@ lp_status lp_dist_agree(lp_status s, lp_error *err);
  * rank 0 (s != LP_OK) reaches every rank as its status and message. */
 lp_status lp_dist_share(lp_status s, void **data, size_t *size, lp_error *err);
 
+/* Seconds this rank spent in the collectives above (waiting for slower ranks
+ * included), and how many it made: the price of the world size (--profile). */
+double lp_dist_seconds(long long *calls);
+
 /* A hash of n bytes (64-bit FNV-1a): equal weights give equal hashes. */
 uint64_t lp_dist_hash(const void *p, size_t n);
 

@@ -97,6 +97,14 @@ static void die(const char *message)
     _exit(1);
 }
 
+static long long spent_ns, n_calls;   /* main thread only */
+
+double lp_dist_seconds(long long *calls)
+{
+    if (calls) *calls = n_calls;
+    return spent_ns * 1e-9;
+}
+
 static void enter(const char *what)
 {
     atomic_store(&waiting_in, what);
@@ -105,7 +113,11 @@ static void enter(const char *what)
 
 static void leave(int rc)
 {
-    atomic_store(&waiting_since, 0);
+    long long since = atomic_exchange(&waiting_since, 0);
+    if (since) {
+        spent_ns += now_ns() - since;
+        n_calls++;
+    }
     if (rc == MPI_SUCCESS) return;
     char text[MPI_MAX_ERROR_STRING] = "", msg[MPI_MAX_ERROR_STRING + 128];
     int len = 0;
