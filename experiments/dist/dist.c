@@ -1,12 +1,13 @@
 /* dist.c - the parts of dist.h that are the same with and without MPI. */
 #include "dist.h"
 
-void lp_dist_shard(int n, int *lo, int *hi)
+void lp_dist_shard_of(int n, int r, int size, int *lo, int *hi)
 {
-    long long r = lp_dist_rank(), size = lp_dist_size();
-    *lo = (int)(n * r / size);
-    *hi = (int)(n * (r + 1) / size);
+    *lo = (int)((long long)n * r / size);
+    *hi = (int)((long long)n * (r + 1) / size);
 }
+
+void lp_dist_shard(int n, int *lo, int *hi) { lp_dist_shard_of(n, lp_dist_rank(), lp_dist_size(), lo, hi); }
 
 uint64_t lp_dist_hash(const void *p, size_t n)
 {

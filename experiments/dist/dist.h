@@ -43,8 +43,10 @@ int lp_dist_size(void);
  * count divides the cores among them. */
 int lp_dist_local_size(void);
 
-/* This rank's contiguous share [*lo, *hi) of n items: rank r of N gets
- * n*r/N .. n*(r+1)/N, so shares differ by at most one and may be empty. */
+/* Rank r's contiguous share [*lo, *hi) of n items among `size` ranks: n*r/size ..
+ * n*(r+1)/size, so the shares cover n exactly once, differ by at most one and may be
+ * empty (n < size). lp_dist_shard: this rank's. */
+void lp_dist_shard_of(int n, int r, int size, int *lo, int *hi);
 void lp_dist_shard(int n, int *lo, int *hi);
 
 /* Sum buf[0..n) over all ranks, in place, every rank receiving the same sums. */
