@@ -127,13 +127,35 @@ static void leave(int rc)
     die(msg);
 }
 
+/* Wait for a nonblocking collective: poll for up to 300 us (a rank that arrives
+ * with the others never sleeps), then poll every 50 us asleep, so that on a busy
+ * machine a rank waiting for a descheduled peer gives its core back instead of
+ * spinning on it, as MPI's blocking calls do (the worker pool of core/pool.c waits
+ * the same way). */
+static int wait_for(MPI_Request *req)
+{
+    const char *mode = getenv("LOUPE_MPI_WAIT");
+    if (mode && !strcmp(mode, "spin")) return MPI_Wait(req, MPI_STATUS_IGNORE);
+    long long t0 = now_ns();
+    for (;;) {
+        int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || done) return rc;
+        if (now_ns() - t0 > 300 * 1000) {
+            struct timespec pause = {0, 50 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
 void lp_dist_sum_f32(float *buf, size_t n)
 {
     if (size_ == 1) return;
     enter("the gradient sum");
     for (size_t off = 0; off < n; off += INT_MAX / 2) {
         size_t part = n - off < INT_MAX / 2 ? n - off : INT_MAX / 2;
-        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)part, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Request req;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)part, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+        if (rc == MPI_SUCCESS) rc = wait_for(&req);
         if (rc != MPI_SUCCESS) leave(rc);
     }
     leave(MPI_SUCCESS);
