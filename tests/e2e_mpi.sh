@@ -3,7 +3,8 @@
 # 1, 2 and 4 ranks on one global batch follow the same loss curve; rank 0 alone
 # records (one run, world_size, one set of lines); the per-epoch check of the weights'
 # hashes stops a run whose ranks drifted apart; a rank killed with SIGKILL gets the
-# run marked failed naming it; a run stopped on 2 ranks resumes on 4.
+# run marked failed naming it, and the run resumes as one process; a run stopped on 2
+# ranks resumes on 4.
 # Skipped (with a message) when loupe was built without MPI. About 20 s on 2 cores.
 #
 #   LOUPE_BIN=bin/loupe LOUPE_BUILD=build sh tests/e2e_mpi.sh
@@ -73,7 +74,7 @@ check_eq "the drifted run is failed, epoch 1 not recorded" \
 
 # ---- kill -9 one rank: the job fails and the run says which rank ----
 DB=$T/kill.db
-$MPIRUN 4 "$L" train configs/mnist_two_conv.yaml --set data.train_limit=20000 --set data.test_limit=500 \
+$MPIRUN 4 "$L" train configs/mnist_two_conv.yaml --set data.train_limit=3000 --set data.test_limit=200 \
     --set train.epochs=20 --threads 1 --db "$DB" >"$T/out" 2>"$T/err" &
 MPID=$!
 E2E_PIDS="$E2E_PIDS $MPID"
@@ -93,6 +94,10 @@ expect_err "rank 2 of 4 (pid $victim" "stderr names the dead rank and its pid"
 check_eq "the run is marked failed, not left running" "$(sq "SELECT status FROM runs")" failed
 check_eq "its error names the dead rank" "$(sq "SELECT error LIKE 'rank 2 of 4 (pid $victim on %) died while rank 0 waited%' FROM runs")" 1
 check_eq "its committed epochs are consistent" "$(sq "$CONSISTENT")" "0|0|0|0"
+run "$L" train --resume 1 --db "$DB" --threads 1 --quiet
+expect_rc 0 "the failed run resumes without mpirun (4 ranks -> 1 process)"
+check_eq "it completes; world_size stays the one it started with" \
+    "$(sq "SELECT status || ' ' || epochs_done || ' ' || world_size FROM runs")" "completed 20 4"
 
 # ---- resume under MPI with another world size ----
 # 12 epochs of 3,000 images on 2 ranks (an epoch outlasts the 50 ms poll below, so
