@@ -136,13 +136,13 @@ static lp_status read_dist(const lp_value *v, const char *what, lp_sweep_param *
     if (v->kind != LP_VALUE_MAP || v->count != 1)
         return lp_error_at(err, LP_ERR_CONFIG, v->loc, "%s: expected one of {uniform: [lo, hi]}, {log_uniform: "
                            "[lo, hi]}, {int: [lo, hi]}, {choice: [a, b, ...]} or a list of values", what);
-    char sub[300];
+    char sub[640];   /* what (up to ~300) and a distribution name */
     snprintf(sub, sizeof sub, "sweep.random.space.%s", p->key);
     lp_status s = check_keys(v, sub, kinds, err);
     if (s) return s;
     const char *kind = v->keys[0];
     const lp_value *arg = v->items[0];
-    snprintf(sub, sizeof sub, "%s.%s", what, kind);
+    snprintf(sub, sizeof sub, "%.300s.%.16s", what, kind);
     if (!strcmp(kind, "choice")) {
         p->dist = LP_SWEEP_CHOICE;
         return read_list(arg, sub, p, err);
