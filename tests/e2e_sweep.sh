@@ -144,9 +144,10 @@ else
 fi
 wait "$SP" 2>/dev/null
 P=$(sq "SELECT id FROM runs WHERE kind = 'sweep'")
-# Its trials got SIGTERM when it died (PR_SET_PDEATHSIG): wait for them to stop.
+# Its trials got SIGTERM when it died (PR_SET_PDEATHSIG): wait for their processes
+# (the only ones with this database on their command line) to end.
 n=0
-while [ "$(sq "SELECT count(*) FROM runs WHERE parent_run_id = $P AND status = 'running'")" != 0 ] && [ $n -lt 200 ]; do
+while pgrep -f -- "--db $DB" >/dev/null && [ $n -lt 400 ]; do
     n=$((n + 1))
     sleep 0.05
 done

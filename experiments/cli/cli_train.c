@@ -412,7 +412,9 @@ static int train_main(train_args a, int64_t *run_out)
             fprintf(stderr, "resuming run %lld after epoch %d of %d\n", (long long)t.run_id, epoch, tc->epochs);
         }
     } else if (!s) {
-        s = begin_run(&a, &t, &err);
+        /* Stopped while loading (e.g. its sweep died): record no run that never trained. */
+        if (lp_train_stop_requested()) s = lp_error_set(&err, LP_ERR_INTERRUPTED, "interrupted before the run started");
+        else s = begin_run(&a, &t, &err);
     }
     if (s) {
         int code = cli_fail(&err);
