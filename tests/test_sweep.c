@@ -1,18 +1,22 @@
 /* test_sweep.c - the `sweep:` section (experiments/sweep/): grid order, random
  * sampling (reproducible from the seed, inside its ranges), and every kind of
  * mistake with its exact file:line:col - in the spec itself, and in a trial's
- * config (unknown path, wrong type) before any trial runs. */
+ * config (unknown path, wrong type) before any trial runs; and the runs-database
+ * queries of a sweep (experiments/store/sweeps.c). */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
 #include "config.h"
 #include "sweep.h"
+#include "sweeps.h"
 
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MODEL "name: t\n"                              \
               "model:\n"                               \
@@ -299,4 +303,129 @@ ParameterizedTest(int *index, sweep, bad)
     assert_prefix(err.msg, c->prefix);
     assert_contains(err.msg, c->part);
     unload(&l);
+}
+
+/* ---- the sweep in the runs database (sweeps.h) ------------------------------------ */
+
+static int64_t new_run(lp_runsdb *db, int64_t parent, int trial, const char *kind)
+{
+    const char *keys[] = {"train.optimizer.lr"};
+    char lr[16];
+    snprintf(lr, sizeof lr, "0.0%d", trial);
+    const char *values[] = {lr};
+    lp_run_new r = {.name = "t", .config_yaml = "name: t\n", .seed = 1, .threads = 1, .n_params = 1, .keys = keys,
+                    .values = values, .parent_run_id = parent, .sweep_trial = trial, .kind = kind};
+    int64_t id;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_begin_run(db, &r, &id, &err), LP_OK, "%s", err.msg);
+    return id;
+}
+
+static void epoch(lp_runsdb *db, int64_t run, int e, double acc, double loss)
+{
+    lp_metric m[] = {{"test", "acc", acc}, {"test", "loss", loss}};
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_commit_epoch(db, run, e, e * 10, m, 2, NULL, 0, false, &err), LP_OK, "%s", err.msg);
+}
+
+Test(sweeps_db, children_best_final_role_and_crash_marking)
+{
+    char dir[] = "/tmp/loupe-sweep-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/runs.db", dir);
+    lp_runsdb *db;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_open(path, &db, &err), LP_OK, "%s", err.msg);
+    int64_t parent = new_run(db, 0, 0, "sweep");
+    /* Trials recorded out of order: the query orders them by trial number. */
+    int64_t t2 = new_run(db, parent, 2, NULL), t1 = new_run(db, parent, 1, NULL), t3 = new_run(db, parent, 3, NULL);
+    epoch(db, t1, 1, 0.50, 1.0);
+    epoch(db, t1, 2, 0.70, 0.6);
+    epoch(db, t1, 3, 0.65, 0.7);   /* best acc 0.70 and loss 0.6 at epoch 2; final 0.65, 0.7 */
+    epoch(db, t2, 1, 0.80, 0.4);
+    cr_assert_eq(lp_runsdb_finish_run(db, t1, LP_RUN_COMPLETED, NULL, &err), LP_OK);
+    cr_assert_eq(lp_runsdb_finish_run(db, t2, LP_RUN_FAILED, "loss became NaN", &err), LP_OK);
+    int64_t other = new_run(db, 0, 0, NULL);
+
+    lp_sweep_child *c;
+    int n;
+    cr_assert_eq(lp_sweeps_children(db, parent, "test", "acc", &c, &n, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(c[0].trial, 1);
+    cr_assert_eq(c[0].run_id, t1);
+    cr_assert_float_eq(c[0].best_value, 0.70, 1e-12);
+    cr_assert_float_eq(c[0].final_value, 0.65, 1e-12);
+    cr_assert_eq(c[0].epochs_done, 3);
+    cr_assert_str_eq(c[0].status, "completed");
+    cr_assert_str_eq(c[1].status, "failed");
+    cr_assert_str_eq(c[1].error, "loss became NaN");
+    cr_assert(isnan(c[2].best_value) && isnan(c[2].final_value), "no epochs: no values");
+    cr_assert_eq(c[2].pid, (long long)getpid());
+    lp_sweep_children_free(c, n);
+    cr_assert_eq(lp_sweeps_children(db, parent, "test", "loss", &c, &n, &err), LP_OK);
+    cr_assert_float_eq(c[0].best_value, 0.6, 1e-12, "a loss: the lowest is the best");
+    cr_assert_float_eq(c[0].final_value, 0.7, 1e-12);
+    lp_sweep_children_free(c, n);
+    cr_assert(lp_sweep_metric_lower_is_better("loss") && !lp_sweep_metric_lower_is_better("acc"));
+
+    lp_error e2 = {0};
+    cr_assert_eq(lp_sweeps_children(db, t1, "test", "acc", &c, &n, &e2), LP_ERR_ARG);
+    assert_contains(e2.msg, "is not a sweep");
+    lp_error_clear(&e2);
+    cr_assert_eq(lp_sweeps_children(db, 999, "test", "acc", &c, &n, &e2), LP_ERR_ARG);
+    assert_contains(e2.msg, "no run 999");
+
+    lp_sweep_child one;
+    bool found;
+    cr_assert_eq(lp_sweeps_child(db, parent, 2, "test", "acc", &one, &found, &err), LP_OK);
+    cr_assert(found);
+    cr_assert_eq(one.run_id, t2);
+    free(one.status);
+    free(one.error);
+    cr_assert_eq(lp_sweeps_child(db, parent, 4, "test", "acc", &one, &found, &err), LP_OK);
+    cr_assert_not(found);
+
+    /* Crash marking touches a running trial only. */
+    cr_assert_eq(lp_sweeps_mark_crashed(db, t3, "killed by signal 9", &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_sweeps_mark_crashed(db, t2, "killed by signal 9", &err), LP_OK);
+    cr_assert_eq(lp_sweeps_children(db, parent, "test", "acc", &c, &n, &err), LP_OK);
+    cr_assert_str_eq(c[2].status, "crashed");
+    cr_assert_str_eq(c[2].error, "killed by signal 9");
+    cr_assert_str_eq(c[1].status, "failed", "a finished trial keeps its status");
+    lp_sweep_children_free(c, n);
+
+    lp_sweep_role r;
+    cr_assert_eq(lp_sweeps_role(db, parent, &r, &err), LP_OK);
+    cr_assert(r.is_sweep);
+    cr_assert_eq(r.n_trials, 3);
+    cr_assert_eq(lp_sweeps_role(db, t3, &r, &err), LP_OK);
+    cr_assert(!r.is_sweep);
+    cr_assert_eq(r.parent_run_id, parent);
+    cr_assert_eq(r.sweep_trial, 3);
+    cr_assert_eq(lp_sweeps_role(db, other, &r, &err), LP_OK);
+    cr_assert(!r.is_sweep && r.parent_run_id == 0);
+
+    char *v;
+    cr_assert_eq(lp_sweeps_param(db, t2, "train.optimizer.lr", &v, &err), LP_OK);
+    cr_assert_str_eq(v, "0.02");
+    free(v);
+    cr_assert_eq(lp_sweeps_param(db, t2, "nope", &v, &err), LP_OK);
+    cr_assert_null(v);
+
+    /* A second trial 1 of the same sweep is refused by the database. */
+    const char *k[] = {"x"}, *vv[] = {"y"};
+    lp_run_new dup = {.name = "t", .config_yaml = "x", .n_params = 1, .keys = k, .values = vv, .parent_run_id = parent,
+                      .sweep_trial = 1};
+    int64_t id;
+    lp_error e3 = {0};
+    cr_assert_eq(lp_runsdb_begin_run(db, &dup, &id, &e3), LP_ERR_DB, "UNIQUE (parent_run_id, sweep_trial)");
+    lp_runsdb_close(db);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char p[96];
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(dir);
 }
