@@ -56,6 +56,10 @@ expect_rc 2 "random trials: 0 is refused"
 expect_err "bad3.yaml:16:20: sweep.random.trials: expected an integer from 1 to 10000, found 0" "... at its file:line:col"
 check "still no database" test ! -e "$DB"
 
+run "$L" sweep configs/mnist_two_conv_sweep.yaml --dry-run
+expect_rc 0 "the shipped sweep config checks"
+expect_out "trial 6: train.optimizer.lr=0.1 train.batch_size=64" "... and has its 6 trials"
+
 # ---- a grid of 6, 2 at a time, two trials diverging ----
 CFG=$T/grid.yaml
 write_config "$CFG" 2000 1 "sweep:" "  grid:" "    train.optimizer.lr: [0.02, 0.1, 1.0e30]" "    train.batch_size: [32, 64]"
