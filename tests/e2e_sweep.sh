@@ -60,6 +60,19 @@ run "$L" sweep configs/mnist_two_conv_sweep.yaml --dry-run
 expect_rc 0 "the shipped sweep config checks"
 expect_out "trial 6: train.optimizer.lr=0.1 train.batch_size=64" "... and has its 6 trials"
 
+write_config "$T/random.yaml" 2000 1 "sweep:" "  random:" "    trials: 5" "    seed: 7" "    space:" \
+    "      train.optimizer.lr: {log_uniform: [0.001, 0.1]}" "      train.batch_size: {choice: [16, 32, 64]}" \
+    "      model.layers.1.units: {int: [8, 12]}"
+run "$L" sweep "$T/random.yaml" --dry-run
+expect_rc 0 "a random sweep checks"
+cp "$T/out" "$T/random1"
+run "$L" sweep "$T/random.yaml" --dry-run
+check "... and draws the same 5 trials again from its seed" cmp -s "$T/out" "$T/random1"
+check "... each inside its ranges" awk '/^  trial/ {
+        split($3, a, "="); split($4, b, "="); split($5, c, "=");
+        if (!(a[2] >= 0.001 && a[2] <= 0.1 && (b[2] == 16 || b[2] == 32 || b[2] == 64) && c[2] >= 8 && c[2] <= 12 && c[2] == int(c[2]))) bad = 1
+        n++ } END { exit !(n == 5 && !bad) }' "$T/out"
+
 # ---- a grid of 6, 2 at a time, two trials diverging ----
 CFG=$T/grid.yaml
 write_config "$CFG" 2000 1 "sweep:" "  grid:" "    train.optimizer.lr: [0.02, 0.1, 1.0e30]" "    train.batch_size: [32, 64]"
@@ -196,5 +209,23 @@ check_eq "PRAGMA integrity_check" "$(sq "PRAGMA integrity_check")" ok
 run "$L" sweep --resume "$P" --db "$DB"
 expect_rc 0 "resuming a completed sweep does nothing"
 expect_out "sweep $P is already completed" "... and says so"
+
+# ---- SIGTERM to the sweep alone: passed on, every trial stops cleanly ----
+DB=$T/term.db
+"$L" sweep "$CFG" -j 2 --db "$DB" --threads 1 >"$T/term.out" 2>"$T/term.err" &
+SP=$!
+E2E_PIDS="$E2E_PIDS $SP"
+if wait_for_run "parent_run_id IS NOT NULL AND status = 'running' AND epochs_done >= 1" 1200; then
+    kill -TERM "$SP"
+    wait "$SP"
+    RC=$?
+    expect_rc 130 "a sweep sent SIGTERM ends as interrupted"
+else
+    bad "no trial committed an epoch within 60 s"
+fi
+check_eq "the sweep and its running trials are 'interrupted', none left running" \
+    "$(sq "SELECT (SELECT status FROM runs WHERE kind = 'sweep') || ' ' || count(*) FROM runs WHERE status = 'running'")" \
+    "interrupted 0"
+check "it says how to continue" grep -q "continue with: loupe sweep --resume" "$T/term.err"
 
 e2e_finish
