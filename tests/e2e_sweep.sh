@@ -120,6 +120,11 @@ check "rank 1 is the trial with the best test accuracy (run $BEST)" \
     awk -v b="$BEST" 'NR == 2 { exit !($1 == 1 && $2 == b) }' "$T/out"
 check "the swept settings are columns" awk 'NR == 1 { exit !(/ lr / && / batch_size /) }' "$T/out"
 check "the failed trials rank last" awk 'NR == 6 || NR == 7 { if ($0 !~ / failed /) bad = 1 } END { exit bad }' "$T/out"
+run "$L" runs compare --sweep "$P" --db "$DB" --json
+expect_rc 0 "runs compare --sweep --json"
+check_eq "... one JSON object: the sweep, its status, rank 1" \
+    "$(json_field sweep "$T/out") $(json_field status "$T/out") $(grep -c "\"trials\":\[{\"rank\":1,\"run_id\":$BEST,\"trial\":[0-9]*,\"params\":{\"train.optimizer.lr\":\"[0-9.]*\",\"train.batch_size\":\"[0-9]*\"}" "$T/out")" \
+    "$P failed 1"
 run "$L" runs compare --sweep "$P" --by test/loss --db "$DB"
 expect_rc 0 "runs compare --sweep --by test/loss"
 LOW=$(sq "SELECT r.id FROM runs r WHERE parent_run_id = $P AND status = 'completed' ORDER BY

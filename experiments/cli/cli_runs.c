@@ -16,7 +16,7 @@ static void usage(void)
            "                       [--order-by FIELD] [--asc] [--limit N] [--db PATH] [--json]\n"
            "       loupe runs show RUN [--db PATH]\n"
            "       loupe runs compare RUN RUN... [--db PATH]\n"
-           "       loupe runs compare --sweep SWEEP [--by SPLIT/METRIC] [--db PATH]\n"
+           "       loupe runs compare --sweep SWEEP [--by SPLIT/METRIC] [--json] [--db PATH]\n"
            "       loupe runs export RUN (--csv | --json) [--db PATH]\n"
            "       loupe runs delete RUN [--db PATH]\n\n"
            "list: newest first. PATTERN is an SQL LIKE pattern (mnist%%); S is running,\n"

@@ -48,7 +48,10 @@ static void usage(void)
            "  --by SPLIT/METRIC      metric shown and ranked (default test/acc; lower is\n"
            "                         better for a loss)\n"
            "  --resume SWEEP         continue sweep run SWEEP\n"
-           "  --dry-run              check the config and list the trials; train nothing\n\n"
+           "  --dry-run              check the config and list the trials; train nothing\n"
+           "  --json                 the final ranking as one JSON object on stdout: {\"sweep\",\n"
+           "                         \"status\", \"by\", \"trials\": [{\"rank\", \"run_id\", \"trial\",\n"
+           "                         \"params\", \"best\", \"final\", \"status\", ...}]}\n\n"
            "exit status: 0 every trial completed; 130 interrupted; 2 a config or usage\n"
            "error (before any trial runs); otherwise that of the first trial that failed in\n"
            "this invocation (5 for a NaN loss), or 1 (a crash, or failed earlier).\n"
@@ -124,9 +127,67 @@ static const char *short_key(char **keys, int n, int i)
     return (*last >= '0' && *last <= '9') ? keys[i] : last;
 }
 
+static void json_str(const char *v)
+{
+    if (!v) {
+        fputs("null", stdout);
+        return;
+    }
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
+static void json_num(double v)
+{
+    if (isfinite(v)) printf("%.17g", v);
+    else fputs("null", stdout);
+}
+
+/* The ranking as one JSON object (--json). */
+static void print_ranking_json(lp_runsdb *db, int64_t parent, const metric_name *m, const lp_sweep_child *c, int n,
+                               char **keys, int nk, char **vals)
+{
+    lp_run_details d;
+    lp_error ignored = {0};
+    bool have = lp_runsdb_show(db, parent, &d, &ignored) == LP_OK;
+    printf("{\"sweep\":%lld,\"status\":", (long long)parent);
+    json_str(have ? d.run.status : NULL);
+    printf(",\"by\":\"%s/%s\",\"lower_is_better\":%s,\"trials\":[", m->split, m->name,
+           lp_sweep_metric_lower_is_better(m->name) ? "true" : "false");
+    for (int i = 0; i < n; i++) {
+        printf("%s{\"rank\":%d,\"run_id\":%lld,\"trial\":%d,\"params\":{", i ? "," : "", i + 1,
+               (long long)c[i].run_id, c[i].trial);
+        for (int k = 0; k < nk; k++) {
+            printf("%s", k ? "," : "");
+            json_str(keys[k]);
+            putchar(':');
+            json_str(vals[i * nk + k]);
+        }
+        printf("},\"best\":");
+        json_num(c[i].best_value);
+        printf(",\"final\":");
+        json_num(c[i].final_value);
+        printf(",\"status\":");
+        json_str(c[i].status);
+        printf(",\"epochs\":%d,\"duration_s\":", c[i].epochs_done);
+        json_num(c[i].duration_s);
+        printf(",\"error\":");
+        json_str(c[i].error);
+        putchar('}');
+    }
+    printf("]}\n");
+    if (have) lp_run_details_free(&d);
+}
+
 /* Print sweep parent's trials on stdout, best first by metric m, with the swept
- * settings of each, then the errors of those that did not complete. */
-static lp_status print_ranking(lp_runsdb *db, int64_t parent, const metric_name *m, lp_error *err)
+ * settings of each, then the errors of those that did not complete (or all of it
+ * as one JSON object). */
+static lp_status print_ranking(lp_runsdb *db, int64_t parent, const metric_name *m, bool json, lp_error *err)
 {
     lp_sweep_child *c = NULL;
     int n = 0;
@@ -153,7 +214,9 @@ static lp_status print_ranking(lp_runsdb *db, int64_t parent, const metric_name 
         }
         if (width[k] > 24) width[k] = 24;
     }
-    if (!s) {
+    if (!s && json) {
+        print_ranking_json(db, parent, m, c, n, keys, nk, vals);
+    } else if (!s) {
         char by[80];
         snprintf(by, sizeof by, "%s/%s", m->split, m->name);
         printf("%4s %6s %5s", "rank", "run", "trial");
@@ -208,7 +271,7 @@ int cli_runs_compare_sweep(int argc, char **argv)
     lp_error err = {0};
     lp_runsdb *db = NULL;
     lp_status s = lp_runsdb_open_readonly(c.db ? c.db : "runs.db", &db, &err);
-    if (!s) s = print_ranking(db, parent, &m, &err);
+    if (!s) s = print_ranking(db, parent, &m, c.json, &err);
     lp_runsdb_close(db);
     return s ? cli_fail(&err) : 0;
 }
@@ -726,11 +789,11 @@ static int finish(plan *p, lp_runsdb *db, const sweep_args *a, bool interrupted,
              p->n - completed - failed);
     s = lp_runsdb_set_stop_reason(db, p->parent, reason, &err);
     if (!s) s = lp_runsdb_finish_run(db, p->parent, status, failed ? error : NULL, &err);
-    printf("\n");
-    if (!s) s = print_ranking(db, p->parent, &a->by, &err);
+    if (!a->c.json) printf("\n");
+    if (!s) s = print_ranking(db, p->parent, &a->by, a->c.json, &err);
     lp_sweep_children_free(c, n);
     if (s) return cli_fail(&err);
-    printf("sweep %lld %s: %s\n", (long long)p->parent, lp_run_status_name(status), reason);
+    if (!a->c.json) printf("sweep %lld %s: %s\n", (long long)p->parent, lp_run_status_name(status), reason);
     if (interrupted) {
         fprintf(stderr, "loupe: sweep %lld interrupted; continue with: loupe sweep --resume %lld --db %s\n",
                 (long long)p->parent, (long long)p->parent, p->db_path);
@@ -764,8 +827,8 @@ int cli_sweep(int argc, char **argv)
             bool done = d.kind && !strcmp(d.kind, "sweep") && !strcmp(d.run.status, "completed");
             lp_run_details_free(&d);
             if (done) {
-                printf("sweep %lld is already completed\n\n", a.resume);
-                s = print_ranking(db, a.resume, &a.by, &err);
+                if (!a.c.json) printf("sweep %lld is already completed\n\n", a.resume);
+                s = print_ranking(db, a.resume, &a.by, a.c.json, &err);
                 lp_runsdb_close(db);
                 return s ? cli_fail(&err) : 0;
             }
