@@ -455,6 +455,13 @@ static lp_status plan_from_parent(plan *p, lp_runsdb *db, int64_t parent, lp_err
         if (!s) p->n_base++;
     }
     if (!s) s = plan_load(p, err);
+    if (s == LP_ERR_IO && p->path[0] != '/') {
+        char msg[LP_ERROR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        lp_error_clear(err);
+        lp_error_set(err, LP_ERR_IO, "%s (sweep %lld recorded its config path as given: resume it from the directory "
+                     "it was started in)", msg, (long long)parent);
+    }
     if (!s && strcmp(p->cfg.yaml_text, d.config_yaml))
         s = lp_error_set(err, LP_ERR_CONFIG, "%s has changed since sweep %lld started: its trials must train the "
                          "config it recorded (shown by `loupe runs show %lld`); restore the file, or start a new "
@@ -542,6 +549,8 @@ static lp_status launch(const plan *p, const sweep_args *a, const char *self, in
     argv[n] = NULL;
 
     sl->log = tmpfile();
+    /* Only this trial's process gets it (dup2 onto its stderr clears the flag). */
+    if (sl->log) fcntl(fileno(sl->log), F_SETFD, FD_CLOEXEC);
     if (!sl->log) {
         free(argv);
         return lp_error_set(err, LP_ERR_IO, "cannot create a temporary file for trial %d's messages: %s", tr->number,
@@ -662,22 +671,19 @@ static void wait_for_trial_process(lp_runsdb *db, const plan *p, const metric_na
 }
 
 /* Run every trial not yet finished, J at a time. Returns false if interrupted. */
-static bool run_trials(plan *p, const sweep_args *a, lp_runsdb *db, outcome *out)
+static bool run_trials(plan *p, const sweep_args *a, lp_runsdb *db, const char *self, outcome *out)
 {
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) {
-        fprintf(stderr, "loupe sweep: cannot find its own executable (/proc/self/exe): %s\n", strerror(errno));
-        return false;
-    }
-    self[len] = '\0';
     int threads = a->c.threads;
     if (!threads && a->jobs > 1) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores / a->jobs > 1 ? (int)(cores / a->jobs) : 1;
     }
     slot *slots = calloc((size_t)a->jobs, sizeof *slots);
-    if (!slots) return false;
+    if (!slots) {
+        for (int t = 0; t < p->n; t++) out[t] = (outcome){true, 1};
+        fprintf(stderr, "loupe sweep: out of memory\n");
+        return true;
+    }
     int running = 0, next = 0;
     bool forwarded = false;
     for (;;) {
@@ -819,7 +825,14 @@ int cli_sweep(int argc, char **argv)
     lp_error err = {0};
     lp_runsdb *db = NULL;
     lp_status s = LP_OK;
-    if (a.resume) {
+    /* Trials run this very binary: `loupe train` of the same build. */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) s = lp_error_set(&err, LP_ERR_IO, "cannot find its own executable (/proc/self/exe): %s", strerror(errno));
+    else self[len] = '\0';
+    if (s) {
+        /* reported below */
+    } else if (a.resume) {
         p.db_path = a.c.db ? a.c.db : "runs.db";
         s = lp_runsdb_open(p.db_path, &db, &err);
         lp_run_details d;
@@ -874,7 +887,7 @@ int cli_sweep(int argc, char **argv)
     if (lp_heartbeat_start(p.db_path, p.parent, &hb, &hb_err) != LP_OK)
         fprintf(stderr, "loupe: warning: no heartbeat for sweep %lld: %s\n", (long long)p.parent, hb_err.msg);
     outcome *out = calloc((size_t)p.n, sizeof *out);
-    bool whole = out && run_trials(&p, &a, db, out);
+    bool whole = out && run_trials(&p, &a, db, self, out);
     lp_heartbeat_stop(hb);
     int code = out ? finish(&p, db, &a, !whole, out) : 1;
     free(out);
