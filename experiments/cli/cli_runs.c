@@ -169,6 +169,7 @@ static int runs_show(int argc, char **argv)
     if (d.stop_reason) printf("  stopped: %s\n", d.stop_reason);
     if (d.kind && strcmp(d.kind, "train")) printf("  kind: %s\n", d.kind);
     if (d.parent_run_id > 0) printf("  trial %d of sweep run %lld\n", d.sweep_trial, (long long)d.parent_run_id);
+    if (d.kind && !strcmp(d.kind, "sweep")) printf("  its trials: loupe runs compare --sweep %lld\n", (long long)id);
     if (d.world_size > 1) printf("  trained on %d MPI ranks\n", d.world_size);
     if (d.pid >= 0) printf("  process %lld on %s, last heartbeat %s\n", d.pid, r->host ? r->host : "-",
                            d.heartbeat_at ? d.heartbeat_at : "-");

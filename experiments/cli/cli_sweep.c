@@ -622,8 +622,9 @@ static void trial_ended(const plan *p, lp_runsdb *db, const metric_name *m, slot
     lp_sweep_child c;
     bool found = false;
     lp_status s = lp_sweeps_child(db, p->parent, tr->number, m->split, m->name, &c, &found, &err);
-    if (!s && found && !strcmp(c.status, "running")) {
-        /* Gone without closing its run (SIGKILL, a segfault): say so now. */
+    if (!s && found && !strcmp(c.status, "running") && c.pid == (long long)sl->pid) {
+        /* Our process is gone without closing its run (SIGKILL, a segfault): say so
+         * now. A run still held by another live process (not ours) is left alone. */
         s = lp_sweeps_mark_crashed(db, c.run_id, why[0] ? why : "its process ended without closing the run", &err);
         free(c.status);
         free(c.error);
@@ -694,7 +695,9 @@ static bool run_trials(plan *p, const sweep_args *a, lp_runsdb *db, const char *
             bool found = false;
             lp_error err = {0};
             if (lp_sweeps_child(db, p->parent, tr->number, a->by.split, a->by.name, &c, &found, &err)) {
-                fprintf(stderr, "[%d/%d] skipped: %s\n", tr->number, p->n, err.msg);
+                fprintf(stderr, "[%d/%d] not started: %s\n", tr->number, p->n, err.msg);
+                out[t].ran = true;
+                out[t].exit_code = lp_status_exit_code(err.status);
                 continue;
             }
             int64_t resume = 0;
