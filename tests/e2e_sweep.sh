@@ -12,6 +12,16 @@
 . "$(dirname "$0")/lib_e2e.sh"
 e2e_init e2e_sweep
 
+# wait_any SQL-CONDITION: until at least one run matches (60 s at most).
+wait_any() {
+    n=0
+    while [ "$(sq "SELECT count(*) >= 1 FROM runs WHERE $1" 2>/dev/null)" != 1 ]; do
+        n=$((n + 1))
+        [ $n -gt 1200 ] && return 1
+        sleep 0.05
+    done
+}
+
 # A dense net small enough that a trial is mostly process start-up.
 write_config() { # FILE TRAIN_LIMIT EPOCHS SWEEP-LINES...
     f=$1
@@ -146,19 +156,13 @@ DB=$T/long.db
 SP=$!
 E2E_PIDS="$E2E_PIDS $SP"
 # First one trial's process dies (SIGKILL: a crash), then, once a trial completed, the sweep.
-if wait_for_run "parent_run_id IS NOT NULL AND sweep_trial = 1 AND status = 'running' AND epochs_done >= 1" 1200; then
+if wait_any "parent_run_id IS NOT NULL AND sweep_trial = 1 AND status = 'running' AND epochs_done >= 1"; then
     kill -9 "$(sq "SELECT pid FROM runs WHERE parent_run_id IS NOT NULL AND sweep_trial = 1")"
     ok "trial 1's process was killed with SIGKILL after its first epoch"
 else
     bad "trial 1 did not commit an epoch within 60 s"
 fi
-n=0
-while [ "$(sq "SELECT count(*) >= 1 FROM runs WHERE parent_run_id IS NOT NULL AND status = 'completed'" 2>/dev/null)" != 1 ] &&
-      [ $n -lt 1200 ]; do
-    n=$((n + 1))
-    sleep 0.05
-done
-if [ $n -lt 1200 ]; then
+if wait_any "parent_run_id IS NOT NULL AND status = 'completed'"; then
     kill -9 "$SP"
     ok "the sweep was killed with SIGKILL after its first trial completed"
 else
@@ -220,7 +224,7 @@ DB=$T/term.db
 "$L" sweep "$CFG" -j 2 --db "$DB" --threads 1 >"$T/term.out" 2>"$T/term.err" &
 SP=$!
 E2E_PIDS="$E2E_PIDS $SP"
-if wait_for_run "parent_run_id IS NOT NULL AND status = 'running' AND epochs_done >= 1" 1200; then
+if wait_any "parent_run_id IS NOT NULL AND status = 'running' AND epochs_done >= 1"; then
     kill -TERM "$SP"
     wait "$SP"
     RC=$?
