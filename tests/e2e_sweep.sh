@@ -148,6 +148,11 @@ run "$L" runs list --db "$DB"
 expect_out "sweep (6 trials)" "runs list marks the sweep"
 expect_out "trial 3 of $P" "... and its trials"
 
+echo "# edited" >>"$CFG"
+run "$L" sweep --resume "$P" --db "$DB"
+expect_rc 2 "a sweep whose config file changed is not resumed"
+expect_err "grid.yaml has changed since sweep $P started" "... and says so"
+
 # ---- kill -9 of the sweep mid-way, then --resume ----
 CFG=$T/long.yaml
 write_config "$CFG" 20000 4 "sweep:" "  grid:" "    train.optimizer.lr: [0.02, 0.05]" "    train.batch_size: [32, 64]"

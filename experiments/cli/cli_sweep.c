@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include "lifecycle.h"
+#include "lp_yaml.h"
 #include "runsdb.h"
 #include "sweep.h"
 #include "sweeps.h"
@@ -44,7 +45,8 @@ static void usage(void)
            "  --db PATH              runs database (overrides tracking.db)\n"
            "  --set KEY=VALUE        override a config field of every trial (repeatable)\n"
            "  --threads N            threads per trial (default: the cores divided by J)\n"
-           "  --plugin PATH          load an op plugin (repeatable; passed to every trial)\n"
+           "  --plugin PATH          load an op plugin (repeatable; passed to every trial;\n"
+           "                         give it again with --resume)\n"
            "  --by SPLIT/METRIC      metric shown and ranked (default test/acc; lower is\n"
            "                         better for a loss)\n"
            "  --resume SWEEP         continue sweep run SWEEP\n"
@@ -454,6 +456,15 @@ static lp_status plan_from_parent(plan *p, lp_runsdb *db, int64_t parent, lp_err
         else p->base_sets[p->n_base] = p->owned[p->n_base];
         if (!s) p->n_base++;
     }
+    /* The file first: a changed file is reported as changed, whatever it now says. */
+    char *text = NULL;
+    size_t len = 0;
+    if (!s) s = lp_yaml_read_text(p->path, LP_YAML_MAX_FILE, &text, &len, err);
+    if (!s && (len != strlen(d.config_yaml) || memcmp(text, d.config_yaml, len)))
+        s = lp_error_set(err, LP_ERR_CONFIG, "%s has changed since sweep %lld started: its trials must train the "
+                         "config it recorded (shown by `loupe runs show %lld`); restore the file, or start a new "
+                         "sweep", p->path, (long long)parent, (long long)parent);
+    free(text);
     if (!s) s = plan_load(p, err);
     if (s == LP_ERR_IO && p->path[0] != '/') {
         char msg[LP_ERROR_MSG_MAX];
@@ -462,10 +473,6 @@ static lp_status plan_from_parent(plan *p, lp_runsdb *db, int64_t parent, lp_err
         lp_error_set(err, LP_ERR_IO, "%s (sweep %lld recorded its config path as given: resume it from the directory "
                      "it was started in)", msg, (long long)parent);
     }
-    if (!s && strcmp(p->cfg.yaml_text, d.config_yaml))
-        s = lp_error_set(err, LP_ERR_CONFIG, "%s has changed since sweep %lld started: its trials must train the "
-                         "config it recorded (shown by `loupe runs show %lld`); restore the file, or start a new "
-                         "sweep", p->path, (long long)parent, (long long)parent);
     char *recorded = NULL;
     if (!s) s = lp_sweeps_param(db, parent, "sweep.trials", &recorded, err);
     if (!s && (!recorded || atoi(recorded) != p->n))
