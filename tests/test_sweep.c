@@ -273,6 +273,10 @@ static const bad_case bad_cases[] = {
      "sw.yaml:10:5: sweep trial 1 (name.first=x): cannot set 'first' inside a scalar", ""},
     {MODEL "sweep:\n  random:\n    trials: 3\n    space:\n      train.batch_size: {uniform: [16, 64]}\n",
      "sw.yaml:12:25: sweep trial 1 (train.batch_size=", "expected an integer"},
+    {MODEL "sweep:\n  grid:\n    model.layers.1.units: [10, 0]\n",
+     "sw.yaml:10:32: sweep trial 2 (model.layers.1.units=0): ", "units"},
+    {MODEL "sweep:\n  grid:\n    model.layers.1.op: [dense, dnese]\n",
+     "sw.yaml:6:7: node 'dnese1': unknown op 'dnese': did you mean 'dense'?", "(in sweep trial 2: model.layers.1.op=dnese)"},
     {MODEL "sweep:\n  grid:\n    train.optimizer.type: [sgd, adam]\n    train.optimizer.momentum: [0.9]\n",
      "sw.yaml:11:32: sweep trial 2 (train.optimizer.momentum=0.9): ", "does not apply when train.optimizer.type is 'adam'"},
 };

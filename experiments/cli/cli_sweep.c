@@ -6,6 +6,7 @@
 
 #include "lifecycle.h"
 #include "lp_yaml.h"
+#include "registry.h"
 #include "runsdb.h"
 #include "sweep.h"
 #include "sweeps.h"
@@ -367,6 +368,11 @@ static lp_status plan_load(plan *p, lp_error *err)
     if (!s && !p->cfg.sweep)
         s = lp_error_set(err, LP_ERR_CONFIG, "%s: no `sweep:` section (docs/configs.md, \"sweep\"); train one config "
                          "with `loupe train %s`", p->path, p->path);
+    /* The ops of the config's plugins, so every trial's graph can be built below. */
+    for (int i = 0; !s && i < p->cfg.n_plugins; i++) {
+        s = lp_plugin_load(p->cfg.plugin_paths[i], err);
+        if (s) s = cli_blame_key(&p->cfg, "plugins", err);
+    }
     if (!s) s = lp_sweep_spec_read(p->cfg.sweep, &p->spec, err);
     if (!s) s = lp_sweep_expand(&p->spec, &p->trials, &p->n, err);
     if (!s) s = lp_sweep_check_trials(&p->cfg, p->base_sets, p->n_base, &p->spec, p->trials, p->n, err);

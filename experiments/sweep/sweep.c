@@ -2,6 +2,7 @@
  * and the check of every trial's config before any trial runs (sweep.h). */
 #include "sweep.h"
 
+#include "graph.h"
 #include "rng.h"
 
 #include <math.h>
@@ -393,7 +394,8 @@ const char **lp_sweep_trial_overrides(const char *const *base_sets, int n_base, 
 
 /* The config reader names an override's mistakes "--set k=v: ..."; the sweep names
  * where k or v is written in the YAML instead. */
-static lp_status blame_trial(const lp_sweep_spec *spec, const lp_sweep_trial *t, const lp_error *e, lp_error *err)
+static lp_status blame_trial(const char *path, const lp_sweep_spec *spec, const lp_sweep_trial *t, const lp_error *e,
+                             lp_error *err)
 {
     for (int i = 0; i < t->n; i++) {
         char prefix[600];
@@ -404,10 +406,17 @@ static lp_status blame_trial(const lp_sweep_spec *spec, const lp_sweep_trial *t,
         lp_loc loc = key ? spec->params[i].key_loc : t->locs[i];
         return lp_error_at(err, LP_ERR_CONFIG, loc, "sweep trial %d (%s): %s", t->number, t->sets[i], e->msg + n);
     }
-    /* A check across keys (min_lr above lr), or a base --set: the trial as a whole. */
+    /* A check across keys (min_lr above lr), a node the trial changed (an unknown op),
+     * a base --set: the trial as a whole, after the location the reader gave if any. */
     if (e->status == LP_ERR_NOMEM) return nomem(err);
-    return lp_error_at(err, e->status == LP_ERR_ARG ? LP_ERR_ARG : LP_ERR_CONFIG, spec->loc, "sweep trial %d: %s",
-                       t->number, e->msg);
+    lp_status st = e->status == LP_ERR_ARG ? LP_ERR_ARG : LP_ERR_CONFIG;
+    char sets[512] = "";
+    for (int i = 0, n = 0; i < t->n && n < (int)sizeof sets; i++)
+        n += snprintf(sets + n, sizeof sets - (size_t)n, "%s%s", i ? " " : "", t->sets[i]);
+    size_t plen = strlen(path);
+    if (!strncmp(e->msg, path, plen) && e->msg[plen] == ':')
+        return lp_error_set(err, st, "%s (in sweep trial %d: %s)", e->msg, t->number, sets);
+    return lp_error_at(err, st, spec->loc, "sweep trial %d (%s): %s", t->number, sets, e->msg);
 }
 
 lp_status lp_sweep_check_trials(const lp_experiment_config *base, const char *const *base_sets, int n_base,
@@ -422,10 +431,13 @@ lp_status lp_sweep_check_trials(const lp_experiment_config *base, const char *co
                                             &cfg, &e);
         free(all);
         if (!s) {
+            /* Shapes too: a swept kernel larger than its input fails here, not in trial k's process. */
+            lp_graph *g = NULL;
+            s = lp_graph_build(&cfg.model, &g, &e);
+            lp_graph_free(g);
             lp_config_free(&cfg);
-            continue;
         }
-        return blame_trial(spec, &trials[k], &e, err);
+        if (s) return blame_trial(base->path, spec, &trials[k], &e, err);
     }
     return LP_OK;
 }

@@ -98,7 +98,8 @@ void lp_sweep_trials_free(lp_sweep_trial *t, int n);
 
 /* Load the config of every trial: the text of base (as read, with its --set
  * overrides base_sets) plus the trial's sets, checked exactly as `loupe train`
- * checks a config. The first failure is LP_ERR_CONFIG at the file:line:col of the
+ * checks a config, and build its graph (shapes, op attributes; the plugins the
+ * config names must be loaded already). The first failure is LP_ERR_CONFIG at the file:line:col of the
  * sweep value responsible ("sweep trial 3 (train.batch_size=abc): ...") - of its
  * key for an unknown key or path. Nothing is kept. */
 lp_status lp_sweep_check_trials(const lp_experiment_config *base, const char *const *base_sets, int n_base,
