@@ -210,3 +210,256 @@ Test(evaluation, bad_sizes_are_refused)
     cr_assert_eq(lp_evaluation_init(&ev, 0, 10, "test", &err), LP_ERR_ARG);
     lp_evaluation_free(&ev);   /* safe on what a failed init left */
 }
+
+/* ---- the store ---- */
+
+static char *tmp_db(void)
+{
+    char dir[] = "/tmp/loupe-ev-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char *p = malloc(strlen(dir) + 16);
+    sprintf(p, "%s/runs.db", dir);
+    return p;
+}
+
+static void rm_db(char *path)
+{
+    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
+    char p[512];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    *strrchr(path, '/') = '\0';
+    rmdir(path);
+    free(path);
+}
+
+static long long q_int(const char *path, const char *sql)
+{
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sql);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static void q_exec(const char *path, const char *sql)
+{
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
+    sqlite3_close(h);
+}
+
+static int64_t new_run(lp_runsdb *db)
+{
+    lp_run_new r = {.name = "ev", .config_yaml = "name: ev\n", .seed = 1, .param_count = 10, .threads = 1};
+    int64_t id;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_begin_run(db, &r, &id, &err), LP_OK, "%s", err.msg);
+    return id;
+}
+
+static void *make_blob(int tag, size_t *size)
+{
+    float w[2] = {(float)tag, 1};
+    lp_tensor_ref t[] = {{"fc.bias", (lp_shape){1, {2}}, w}};
+    void *buf;
+    lp_error err = {0};
+    cr_assert_eq(lp_checkpoint_encode(t, 1, NULL, 0, NULL, &buf, size, &err), LP_OK, "%s", err.msg);
+    return buf;
+}
+
+static lp_status commit_ev(lp_runsdb *db, int64_t id, int epoch, const lp_evaluation *ev, lp_error *err)
+{
+    lp_metric m[] = {{"train", "loss", 1.0 / epoch}, {"test", "acc", ev ? (double)ev->correct / ev->total : 0.5}};
+    size_t size;
+    void *blob = make_blob(epoch, &size);
+    lp_status s = lp_runsdb_commit_epoch_eval(db, id, epoch, 10LL * epoch, m, 2, blob, size, true, ev, err);
+    free(blob);
+    return s;
+}
+
+static void assert_same_evaluation(const lp_evaluation *got, const lp_evaluation *want)
+{
+    int k = want->n_classes;
+    cr_assert_eq(got->n_classes, k);
+    cr_assert_eq(got->total, want->total);
+    cr_assert_eq(got->correct, want->correct);
+    for (int i = 0; i < k * k; i++) cr_assert_eq(got->confusion[i], want->confusion[i], "cell %d", i);
+    char what[64];
+    for (int c = 0; c < k; c++) {
+        cr_assert_eq(got->classes[c].cls, c);
+        cr_assert_eq(got->classes[c].support, want->classes[c].support);
+        cr_assert_eq(got->classes[c].predicted, want->classes[c].predicted);
+        snprintf(what, sizeof what, "precision of %d", c);
+        assert_close(got->classes[c].precision, want->classes[c].precision, what);
+        snprintf(what, sizeof what, "recall of %d", c);
+        assert_close(got->classes[c].recall, want->classes[c].recall, what);
+        snprintf(what, sizeof what, "f1 of %d", c);
+        assert_close(got->classes[c].f1, want->classes[c].f1, what);
+    }
+    cr_assert_eq(got->n_misclassified, want->n_misclassified);
+    for (int i = 0; i < want->n_misclassified; i++) {
+        const lp_misclassified *a = &got->misclassified[i], *b = &want->misclassified[i];
+        cr_assert_eq(a->image_index, b->image_index, "position %d", i);
+        cr_assert_eq(a->true_label, b->true_label);
+        cr_assert_eq(a->pred_label, b->pred_label);
+        cr_assert(a->pred_prob == b->pred_prob && a->true_prob == b->true_prob, "probabilities of %d", i);
+    }
+}
+
+Test(evaluation_store, an_epoch_commit_round_trips_the_evaluation)
+{
+    char *path = tmp_db();
+    lp_runsdb *db;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_open(path, &db, &err), LP_OK, "%s", err.msg);
+    int64_t id = new_run(db);
+    lp_evaluation ev;
+    hand_evaluation(&ev, 8);
+    cr_assert_eq(commit_ev(db, id, 1, &ev, &err), LP_OK, "%s", err.msg);
+    /* Epoch 2: one more image right (image 2 now predicted 0). */
+    lp_evaluation ev2;
+    float logits[24];
+    hand_logits(logits);
+    logits[2 * 3 + 1] = 0;
+    logits[2 * 3 + 0] = 2;
+    cr_assert_eq(lp_evaluation_init(&ev2, 3, 8, "test", &err), LP_OK);
+    lp_evaluation_add_batch(&ev2, logits, hand_labels, 8, 3, 0);
+    lp_evaluation_compute_classes(&ev2);
+    cr_assert_eq(commit_ev(db, id, 2, &ev2, &err), LP_OK, "%s", err.msg);
+    lp_runsdb_close(db);
+
+    /* Every cell is stored, zeros included; NULL where 0/0. */
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion WHERE epoch = 1"), 9);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion WHERE epoch = 1 AND count = 0"), 3);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM class_metrics WHERE epoch = 1 AND precision IS NULL"), 1);
+    cr_assert_eq(q_int(path, "SELECT class FROM class_metrics WHERE epoch = 1 AND f1 IS NULL"), 2);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM misclassified WHERE epoch = 2"), 4);
+
+    cr_assert_eq(lp_runsdb_open_readonly(path, &db, &err), LP_OK, "%s", err.msg);
+    lp_evaluation got;
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 1, "test", &got, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(got.epoch, 1);
+    cr_assert_str_eq(got.split, "test");
+    lp_evaluation_sort_misclassified(&ev);
+    assert_same_evaluation(&got, &ev);
+    lp_evaluation_free(&got);
+    /* epoch 0: the last one. */
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 0, NULL, &got, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(got.epoch, 2);
+    lp_evaluation_sort_misclassified(&ev2);
+    assert_same_evaluation(&got, &ev2);
+    lp_evaluation_free(&got);
+
+    int *epochs, n;
+    cr_assert_eq(lp_runsdb_evaluation_epochs(db, id, "test", &epochs, &n, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    cr_assert(epochs[0] == 1 && epochs[1] == 2);
+    free(epochs);
+
+    /* What is not there says so. */
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 7, "test", &got, &err), LP_ERR_ARG);
+    cr_assert(strstr(err.msg, "no test evaluation at epoch 7 (epochs with one: 1, 2)"), "%s", err.msg);
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 0, "val", &got, &err), LP_ERR_ARG);
+    cr_assert(strstr(err.msg, "has no val evaluation yet"), "%s", err.msg);
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_read_evaluation(db, 99, 0, "test", &got, &err), LP_ERR_ARG);
+    cr_assert(strstr(err.msg, "no run 99"), "%s", err.msg);
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 0, "train", &got, &err), LP_ERR_ARG);
+    lp_runsdb_close(db);
+
+    /* A damaged table is an error, not a short matrix. */
+    q_exec(path, "DELETE FROM confusion WHERE epoch = 2 AND true_label = 1 AND pred_label = 2");
+    cr_assert_eq(lp_runsdb_open_readonly(path, &db, &err), LP_OK, "%s", err.msg);
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 2, "test", &got, &err), LP_ERR_DB);
+    cr_assert(strstr(err.msg, "confusion cells are missing"), "%s", err.msg);
+    lp_runsdb_close(db);
+    lp_evaluation_free(&ev);
+    lp_evaluation_free(&ev2);
+    rm_db(path);
+}
+
+Test(evaluation_store, a_failed_epoch_commit_stores_no_evaluation)
+{
+    char *path = tmp_db();
+    lp_runsdb *db;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_open(path, &db, &err), LP_OK, "%s", err.msg);
+    int64_t id = new_run(db);
+    lp_evaluation ev;
+    hand_evaluation(&ev, 8);
+    cr_assert_eq(commit_ev(db, id, 1, &ev, &err), LP_OK, "%s", err.msg);
+
+    /* Metrics, checkpoint and the confusion matrix insert, then the last misclassified
+     * row hits a CHECK (a negative image index slipped in by a trigger): all rolled back. */
+    q_exec(path, "CREATE TRIGGER poison BEFORE INSERT ON misclassified WHEN NEW.image_index = 7 "
+                 "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
+    cr_assert_eq(commit_ev(db, id, 2, &ev, &err), LP_ERR_DB);
+    cr_assert(strstr(err.msg, "poisoned row") && strstr(err.msg, "epoch 2 of run"), "%s", err.msg);
+    const char *tables[] = {"metrics", "checkpoints", "confusion", "class_metrics", "misclassified"};
+    char sql[128];
+    for (int i = 0; i < 5; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE epoch = 2", tables[i]);
+        cr_assert_eq(q_int(path, sql), 0, "%s kept rows of the failed epoch", tables[i]);
+    }
+    cr_assert_eq(q_int(path, "SELECT epochs_done FROM runs"), 1);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion WHERE epoch = 1"), 9);
+
+    /* An inconsistent record is refused before anything is written. */
+    lp_error_clear(&err);
+    ev.misclassified[0].pred_label = ev.misclassified[0].true_label;
+    cr_assert_eq(commit_ev(db, id, 2, &ev, &err), LP_ERR_ARG);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM metrics WHERE epoch = 2"), 0);
+    lp_error_clear(&err);
+    snprintf(ev.split, sizeof ev.split, "train");
+    cr_assert_eq(commit_ev(db, id, 2, &ev, &err), LP_ERR_ARG);
+    cr_assert(strstr(err.msg, "split 'train'"), "%s", err.msg);
+
+    /* Without the trigger, the same epoch commits. */
+    q_exec(path, "DROP TRIGGER poison");
+    lp_evaluation_free(&ev);
+    hand_evaluation(&ev, 8);
+    lp_error_clear(&err);
+    cr_assert_eq(commit_ev(db, id, 2, &ev, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM misclassified WHERE epoch = 2"), 5);
+    lp_runsdb_close(db);
+    lp_evaluation_free(&ev);
+    rm_db(path);
+}
+
+Test(evaluation_store, resume_drops_the_evaluations_of_epochs_to_train_again)
+{
+    char *path = tmp_db();
+    lp_runsdb *db;
+    lp_error err = {0};
+    cr_assert_eq(lp_runsdb_open(path, &db, &err), LP_OK, "%s", err.msg);
+    int64_t id = new_run(db);
+    lp_evaluation ev;
+    hand_evaluation(&ev, 8);
+    for (int e = 1; e <= 3; e++) cr_assert_eq(commit_ev(db, id, e, &ev, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_runsdb_finish_run(db, id, LP_RUN_INTERRUPTED, "stopped", &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_runsdb_resume_run(db, id, 1, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion WHERE epoch > 1"), 0);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM class_metrics WHERE epoch > 1"), 0);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM misclassified WHERE epoch > 1"), 0);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion WHERE epoch = 1"), 9);
+    /* Epoch 2 is trained again and commits without a key conflict. */
+    cr_assert_eq(commit_ev(db, id, 2, &ev, &err), LP_OK, "%s", err.msg);
+    /* Deleting the run deletes its evaluations. */
+    cr_assert_eq(lp_runsdb_delete_run(db, id, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion") + q_int(path, "SELECT count(*) FROM class_metrics") +
+                     q_int(path, "SELECT count(*) FROM misclassified"), 0);
+    lp_runsdb_close(db);
+    lp_evaluation_free(&ev);
+    rm_db(path);
+}
