@@ -95,7 +95,7 @@ static double nice_step(double span, int ticks)
     return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
 }
 
-static axis make_axis(double lo, double hi, int ticks, bool integer, double floor_at, double ceil_at)
+static axis make_axis(double lo, double hi, int ticks, double floor_at, double ceil_at)
 {
     if (!(lo <= hi)) {   /* no finite value */
         lo = 0;
@@ -108,7 +108,6 @@ static axis make_axis(double lo, double hi, int ticks, bool integer, double floo
     }
     axis a;
     a.step = nice_step(hi - lo, ticks);
-    if (integer && a.step < 1) a.step = 1;
     a.lo = floor(lo / a.step) * a.step;
     a.hi = ceil(hi / a.step) * a.step;
     if (a.lo < floor_at) a.lo = floor_at;
@@ -163,7 +162,7 @@ static void draw_panel(FILE *f, const lp_curve_run *runs, int n, bool acc, int x
                     hi = v[e] > hi ? v[e] : hi;
                 }
         }
-    axis ay = acc ? make_axis(lo, hi, 5, false, 0, 1) : make_axis(lo, hi, 5, false, lo >= 0 ? 0 : -INFINITY, INFINITY);
+    axis ay = acc ? make_axis(lo, hi, 5, 0, 1) : make_axis(lo, hi, 5, lo >= 0 ? 0 : -INFINITY, INFINITY);
     int y0 = TOP, x1 = x0 + PANEL_W, y1 = TOP + PANEL_H;
     fprintf(f, "<g class=\"panel\">\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"15\" "
                "font-weight=\"bold\">%s</text>\n", x0 + PANEL_W / 2, TOP - 14, title);
@@ -176,7 +175,12 @@ static void draw_panel(FILE *f, const lp_curve_run *runs, int n, bool acc, int x
                    "<text x=\"%d\" y=\"%.2f\" text-anchor=\"end\" font-size=\"11\">%s</text>\n",
                 x0, y, x1, y, x0 - 6, y + 4, lab);
     }
-    for (double t = ax->lo; t <= ax->hi + ax->step * 1e-6; t += ax->step) {
+    /* Epoch ticks: the multiples of the step, and the first epoch when it is not one
+     * and not too close to the next (1, 2, 4, 6, ... for epochs 1 to 10). */
+    double t0 = ceil(ax->lo / ax->step - 1e-9) * ax->step;
+    bool first_too = ax->lo == floor(ax->lo) && t0 - ax->lo > ax->step * 0.3;
+    for (double t = first_too ? ax->lo : t0; t <= ax->hi + ax->step * 1e-6;
+         t = t < t0 ? t0 : t + ax->step) {
         double x = map(ax, t, x0, x1);
         fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#e5e5e5\"/>"
                    "<text x=\"%.2f\" y=\"%d\" text-anchor=\"middle\" font-size=\"11\">%g</text>\n",
@@ -235,8 +239,13 @@ lp_status lp_svg_curves_write(FILE *f, const lp_curve_run *runs, int n, lp_error
     }
     if (!drawn) return lp_error_set(err, LP_ERR_ARG, "no epoch recorded in %s: nothing to plot",
                                     n == 1 ? "this run" : "these runs");
-    axis ax = make_axis(e_lo, e_hi, 8, true, -INFINITY, INFINITY);
-    if (ax.lo < 0 && e_lo >= 0) ax.lo = 0;
+    /* The epoch axis spans exactly the epochs recorded (half an epoch each side of one). */
+    axis ax = {.lo = e_lo, .hi = e_hi, .step = nice_step(e_hi - e_lo, 8)};
+    if (ax.step < 1) ax.step = 1;
+    if (e_hi == e_lo) {
+        ax.lo -= 0.5;
+        ax.hi += 0.5;
+    }
     int legend_rows = n;
     int height = LEGEND_Y + 22 * legend_rows + 30;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
