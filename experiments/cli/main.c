@@ -12,7 +12,11 @@
 static int viz_curves_only(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "curves")) return cli_viz_curves(argc - 1, argv + 1);
-    return cli_usage_error("viz", "unknown picture '%s': curves", argc >= 2 ? argv[1] : "");
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fprintf(argc < 2 ? stderr : stdout, "usage: loupe viz curves RUN [RUN...] -o FILE.svg [--db PATH]\n");
+        return argc < 2 ? 2 : 0;
+    }
+    return cli_usage_error("viz", "unknown picture '%s': curves", argv[1]);
 }
 
 static const struct {
