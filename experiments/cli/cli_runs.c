@@ -216,6 +216,16 @@ static int runs_show(int argc, char **argv)
         printf("%6d %10.4f %9.2f%% %10.4f %9.2f%% %10.4g %8.2f\n", e, tl, 100 * ta, vl, 100 * va, lr, sec);
     }
     cli_print_curves(stdout, m, nm, utf8);
+    int *ev_epochs = NULL, n_ev = 0;
+    if (lp_runsdb_evaluation_epochs(db, id, "test", &ev_epochs, &n_ev, &err) == LP_OK && n_ev > 0) {
+        char which[48];
+        if (n_ev == 1) snprintf(which, sizeof which, "epoch %d", ev_epochs[0]);
+        else snprintf(which, sizeof which, "%d epochs from %d to %d", n_ev, ev_epochs[0], ev_epochs[n_ev - 1]);
+        printf("\nconfusion matrices of the test set: %s (loupe runs show %lld --confusion [--epoch E])\n", which,
+               (long long)id);
+    }
+    lp_error_clear(&err);
+    free(ev_epochs);
     printf("\ncheckpoints:\n");
     for (int i = 0; i < d.n_checkpoints; i++) {
         const lp_ckpt_info *k = &d.checkpoints[i];
