@@ -778,7 +778,8 @@ static lp_status commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long lon
                                   strcmp(metrics[i].split, "test")))
             return lp_error_set(err, LP_ERR_ARG, "runs database: metric %d has split '%s' (expected train, val "
                                 "or test)", i, metrics[i].split ? metrics[i].split : "(null)");
-    if (ev && lp_rdb_check_evaluation(ev, err)) return err->status;
+    lp_status bad_ev = ev ? lp_rdb_check_evaluation(ev, err) : LP_OK;
+    if (bad_ev) return bad_ev;
     char what[96];
     snprintf(what, sizeof what, "cannot record epoch %d of run %lld", epoch, (long long)run_id);
 
