@@ -384,6 +384,13 @@ Test(evaluation_store, an_epoch_commit_round_trips_the_evaluation)
     cr_assert_eq(lp_runsdb_read_evaluation(db, id, 2, "test", &got, &err), LP_ERR_DB);
     cr_assert(strstr(err.msg, "confusion cells are missing"), "%s", err.msg);
     lp_runsdb_close(db);
+    /* A class number far out of range must not size the matrix. */
+    q_exec(path, "UPDATE class_metrics SET class = 1000000 WHERE epoch = 1 AND class = 2");
+    cr_assert_eq(lp_runsdb_open_readonly(path, &db, &err), LP_OK, "%s", err.msg);
+    lp_error_clear(&err);
+    cr_assert_eq(lp_runsdb_read_evaluation(db, id, 1, "test", &got, &err), LP_ERR_DB);
+    cr_assert(strstr(err.msg, "class rows are missing or out of range"), "%s", err.msg);
+    lp_runsdb_close(db);
     lp_evaluation_free(&ev);
     lp_evaluation_free(&ev2);
     rm_db(path);

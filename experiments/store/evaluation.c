@@ -257,9 +257,15 @@ static lp_status read_body(lp_runsdb *db, int64_t run_id, int epoch, const char 
                                 (long long)run_id, split);
         epoch = (int)v;
     }
-    s = query_int(db, "SELECT MAX(class) + 1 FROM class_metrics WHERE run_id = ?1 AND split = ?2 AND epoch = ?3",
-                  run_id, split, epoch, &v, &found, err);
+    /* The classes: 0 .. k-1, one row each (a count that differs from MAX + 1 means rows
+     * are missing or out of range, and keeps a damaged number from sizing the matrix). */
+    long long rows = 0;
+    s = query_int(db, "SELECT count(*) FROM class_metrics WHERE run_id = ?1 AND split = ?2 AND epoch = ?3",
+                  run_id, split, epoch, &rows, &found, err);
+    if (!s) s = query_int(db, "SELECT MAX(class) + 1 FROM class_metrics WHERE run_id = ?1 AND split = ?2 "
+                              "AND epoch = ?3", run_id, split, epoch, &v, &found, err);
     if (s) return s;
+    if (found && v != rows) return damaged(db, run_id, epoch, split, "class rows are missing or out of range", err);
     if (!found) {
         int *e, n;
         s = lp_runsdb_evaluation_epochs(db, run_id, split, &e, &n, err);
