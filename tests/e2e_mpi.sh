@@ -43,6 +43,8 @@ for n in 1 2 4; do
     expect_rc 0 "mpirun -np $n"
     check_eq "np $n: one run recorded (rank 0 alone writes)" "$(DB=$T/np$n.db sq "SELECT count(*) FROM runs")" 1
     check_eq "np $n: world_size recorded" "$(DB=$T/np$n.db sq "SELECT world_size || ' ' || status FROM runs")" "$n completed"
+    check_eq "np $n: the confusion matrices cover the whole test set (rank 0 evaluates it)" \
+        "$(DB=$T/np$n.db sq "SELECT group_concat(s) FROM (SELECT sum(count) AS s FROM confusion GROUP BY epoch ORDER BY epoch)")" "500,500"
     check_eq "np $n: one 'run' line and one line per epoch (rank 0 alone prints)" \
         "$(grep -c '^run 1: \|^epoch [12]/2' "$T/err")" 3
 done

@@ -24,6 +24,11 @@ int cli_gradcheck(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
+int cli_sweep(int argc, char **argv);
+/* `loupe runs compare --sweep SWEEP [--by SPLIT/METRIC]` (cli_sweep.c). */
+int cli_runs_compare_sweep(int argc, char **argv);
+/* `loupe viz curves` (argv[0] = "curves"): dispatched by `loupe viz`. */
+int cli_viz_curves(int argc, char **argv);
 
 /* `loupe rerun`: train a new run from a recorded config text, as `loupe train`
  * would (recorded in db with run.rerun_of = original). Returns the exit code;

@@ -2,7 +2,10 @@
  * from the command line (plain `sqlite3 runs.db` works too: docs/runs-db.md). */
 #include "cli.h"
 
+#include "cli_show.h"
+#include "evaluation.h"
 #include "runsdb.h"
+#include "sweeps.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,16 +16,23 @@ static void usage(void)
 {
     printf("usage: loupe runs list [--name PATTERN] [--status S] [--param KEY=VALUE]...\n"
            "                       [--order-by FIELD] [--asc] [--limit N] [--db PATH] [--json]\n"
-           "       loupe runs show RUN [--db PATH]\n"
+           "       loupe runs show RUN [--confusion [--epoch E] [--split test|val]] [--ascii] [--db PATH]\n"
            "       loupe runs compare RUN RUN... [--db PATH]\n"
+           "       loupe runs compare --sweep SWEEP [--by SPLIT/METRIC] [--json] [--db PATH]\n"
            "       loupe runs export RUN (--csv | --json) [--db PATH]\n"
            "       loupe runs delete RUN [--db PATH]\n\n"
            "list: newest first. PATTERN is an SQL LIKE pattern (mnist%%); S is running,\n"
            "completed, failed, interrupted or crashed; --param keeps runs whose setting equals\n"
            "VALUE (e.g. train.optimizer.lr=0.05); FIELD is id, name, started, duration,\n"
            "best_test_acc, final_test_acc or SPLIT/METRIC (test/loss).\n"
-           "show: config, settings, per-epoch metrics and checkpoints of one run.\n"
-           "compare: settings that differ, then final metrics side by side.\n"
+           "show: config, settings, per-epoch metrics, learning curves (sparklines) and\n"
+           "checkpoints of one run. --confusion prints instead the confusion matrix of the\n"
+           "last evaluation (or of epoch E) with per-class recall, precision and F1, the\n"
+           "most confused pairs and the worst misclassified images. Unicode characters when\n"
+           "the locale is UTF-8 (LANG=C.UTF-8), ASCII otherwise or with --ascii.\n"
+           "compare: settings that differ, then final metrics side by side; --sweep ranks\n"
+           "a sweep's trials by their best SPLIT/METRIC (default test/acc), with the swept\n"
+           "settings, status and duration of each.\n"
            "export: every metric row as CSV or JSON on stdout.\n");
 }
 
@@ -82,20 +92,32 @@ static int runs_list(int argc, char **argv)
     }
     char b1[16], b2[16];
     if (c.json) printf("[");
-    else printf("%5s  %-20s %-11s %6s %9s %9s %9s  %s\n", "id", "name", "status", "epochs", "final", "best", "seconds", "started");
+    else printf("%5s  %-20s %-11s %6s %9s %9s %9s  %-24s  %s\n", "id", "name", "status", "epochs", "final", "best",
+                "seconds", "started", "sweep");
     for (int i = 0; i < n; i++) {
         const lp_run_row *r = &rows[i];
+        /* A sweep ("sweep (6 trials)") or a trial of one ("trial 3 of 12"): sweeps.h. */
+        lp_sweep_role role;
+        char sweep[48] = "";
+        if (lp_sweeps_role(db, r->id, &role, &err) == LP_OK) {
+            if (role.is_sweep) snprintf(sweep, sizeof sweep, "sweep (%d trials)", role.n_trials);
+            else if (role.parent_run_id)
+                snprintf(sweep, sizeof sweep, "trial %d of %lld", role.sweep_trial, (long long)role.parent_run_id);
+        }
+        lp_error_clear(&err);
         if (c.json)
             printf("%s{\"id\":%lld,\"name\":\"%s\",\"status\":\"%s\",\"epochs\":%d,\"final_test_acc\":%s%.6f%s,"
-                   "\"best_test_acc\":%.6f,\"duration_s\":%.3f,\"started_at\":\"%s\"}",
+                   "\"best_test_acc\":%.6f,\"duration_s\":%.3f,\"started_at\":\"%s\",\"kind\":\"%s\","
+                   "\"parent_run_id\":%lld,\"sweep_trial\":%d}",
                    i ? "," : "", (long long)r->id, r->name, r->status, r->epochs_done, "",
                    isnan(r->final_test_acc) ? 0 : r->final_test_acc, "",
                    isnan(r->best_test_acc) ? 0 : r->best_test_acc, isnan(r->duration_s) ? 0 : r->duration_s,
-                   r->started_at ? r->started_at : "");
+                   r->started_at ? r->started_at : "", role.is_sweep ? "sweep" : "train",
+                   (long long)role.parent_run_id, role.sweep_trial);
         else
-            printf("%5lld  %-20s %-11s %6d %9s %9s %9.1f  %s\n", (long long)r->id, r->name, r->status,
+            printf("%5lld  %-20s %-11s %6d %9s %9s %9.1f  %-24s  %s\n", (long long)r->id, r->name, r->status,
                    r->epochs_done, pct(r->final_test_acc, b1, sizeof b1), pct(r->best_test_acc, b2, sizeof b2),
-                   isnan(r->duration_s) ? 0.0 : r->duration_s, r->started_at ? r->started_at : "");
+                   isnan(r->duration_s) ? 0.0 : r->duration_s, r->started_at ? r->started_at : "", sweep);
     }
     if (c.json) printf("]\n");
     else if (n == 0) printf("(no runs match)\n");
@@ -124,11 +146,41 @@ static int parse_ids(const char *verb, int argc, char **argv, cli_common *c, int
     return n;
 }
 
+/* `runs show RUN --confusion`: the matrix of one evaluation. */
+static int show_confusion(const cli_common *c, int64_t id, int epoch, const char *split, bool utf8);
+
 static int runs_show(int argc, char **argv)
 {
     cli_common c = {0};
-    int64_t id;
-    if (parse_ids("show", argc, argv, &c, &id, 1, NULL) != 1) return cli_usage_error("runs", "show takes one run id");
+    int64_t id = 0;
+    int n_ids = 0;
+    bool confusion = false, ascii = false;
+    long long epoch = 0;
+    const char *split = "test";
+    for (int i = 2; i < argc; i++) {
+        int r = cli_common_option("runs show", argc, argv, &i, &c);
+        if (r < 0) return 2;
+        if (r == 1) continue;
+        const char *s = argv[i];
+        long long v;
+        if (!strcmp(s, "--confusion")) confusion = true;
+        else if (!strcmp(s, "--ascii")) ascii = true;
+        else if (!strcmp(s, "--epoch") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], 1, INT32_MAX, &epoch))
+                return cli_usage_error("runs", "--epoch expects an epoch number (1, 2, ...), got '%s'", argv[i]);
+        } else if (!strcmp(s, "--split") && i + 1 < argc) {
+            split = argv[++i];
+            if (strcmp(split, "test") && strcmp(split, "val"))
+                return cli_usage_error("runs", "--split expects test or val, got '%s'", split);
+        } else if (s[0] != '-' && cli_parse_int(s, 1, INT64_MAX, &v) && n_ids == 0) {
+            id = v;
+            n_ids++;
+        } else return cli_usage_error("runs", "show: unexpected argument '%s'", s);
+    }
+    if (n_ids != 1) return cli_usage_error("runs", "show takes one run id");
+    if (epoch && !confusion) return cli_usage_error("runs", "--epoch goes with --confusion");
+    bool utf8 = !ascii && cli_locale_is_utf8();
+    if (confusion) return show_confusion(&c, id, (int)epoch, split, utf8);
     lp_error err = {0};
     lp_runsdb *db = NULL;
     lp_run_details d;
@@ -153,6 +205,7 @@ static int runs_show(int argc, char **argv)
     if (d.stop_reason) printf("  stopped: %s\n", d.stop_reason);
     if (d.kind && strcmp(d.kind, "train")) printf("  kind: %s\n", d.kind);
     if (d.parent_run_id > 0) printf("  trial %d of sweep run %lld\n", d.sweep_trial, (long long)d.parent_run_id);
+    if (d.kind && !strcmp(d.kind, "sweep")) printf("  its trials: loupe runs compare --sweep %lld\n", (long long)id);
     if (d.world_size > 1) printf("  trained on %d MPI ranks\n", d.world_size);
     if (d.pid >= 0) printf("  process %lld on %s, last heartbeat %s\n", d.pid, r->host ? r->host : "-",
                            d.heartbeat_at ? d.heartbeat_at : "-");
@@ -179,6 +232,17 @@ static int runs_show(int argc, char **argv)
         }
         printf("%6d %10.4f %9.2f%% %10.4f %9.2f%% %10.4g %8.2f\n", e, tl, 100 * ta, vl, 100 * va, lr, sec);
     }
+    cli_print_curves(stdout, m, nm, utf8);
+    int *ev_epochs = NULL, n_ev = 0;
+    if (lp_runsdb_evaluation_epochs(db, id, "test", &ev_epochs, &n_ev, &err) == LP_OK && n_ev > 0) {
+        char which[48];
+        if (n_ev == 1) snprintf(which, sizeof which, "epoch %d", ev_epochs[0]);
+        else snprintf(which, sizeof which, "%d epochs from %d to %d", n_ev, ev_epochs[0], ev_epochs[n_ev - 1]);
+        printf("\nconfusion matrices of the test set: %s (loupe runs show %lld --confusion [--epoch E])\n", which,
+               (long long)id);
+    }
+    lp_error_clear(&err);
+    free(ev_epochs);
     printf("\ncheckpoints:\n");
     for (int i = 0; i < d.n_checkpoints; i++) {
         const lp_ckpt_info *k = &d.checkpoints[i];
@@ -192,10 +256,36 @@ static int runs_show(int argc, char **argv)
     return 0;
 }
 
+static int show_confusion(const cli_common *c, int64_t id, int epoch, const char *split, bool utf8)
+{
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_run_details d;
+    lp_evaluation ev;
+    lp_status s = open_db(c, &db, &err);
+    bool have_details = false;
+    if (!s) have_details = !(s = lp_runsdb_show(db, id, &d, &err));
+    if (!s) s = lp_runsdb_read_evaluation(db, id, epoch, split, &ev, &err);
+    if (s) {
+        if (have_details) lp_run_details_free(&d);
+        lp_runsdb_close(db);
+        return cli_fail(&err);
+    }
+    printf("run %lld: %s  [%s, %d epoch%s]\n", (long long)id, d.run.name, d.run.status, d.run.epochs_done,
+           d.run.epochs_done == 1 ? "" : "s");
+    cli_print_confusion(stdout, &ev, 10, utf8);
+    lp_evaluation_free(&ev);
+    lp_run_details_free(&d);
+    lp_runsdb_close(db);
+    return 0;
+}
+
 #define MAX_COMPARE 16
 
 static int runs_compare(int argc, char **argv)
 {
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--sweep")) return cli_runs_compare_sweep(argc, argv);
     cli_common c = {0};
     int64_t ids[MAX_COMPARE];
     int n = parse_ids("compare", argc, argv, &c, ids, MAX_COMPARE, NULL);

@@ -58,10 +58,14 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
                             "model input has %lld values per image, the data has %d x %d x %d",
                             per_sample, train->c, train->h, train->w);
     int max_batch = opt->batch_size > eval_batch_of(opt) ? opt->batch_size : eval_batch_of(opt);
-    lp_status s = lp_graph_plan_lanes(g, max_batch, lp_threads(), err);
-    if (s) return s;
-    s = lp_optim_init(&t->optim, &opt->optim, lp_graph_param_floats(g), err);
-    if (s) return s;
+    lp_status s = lp_evaluation_init(&t->eval, (int)lp_shape_numel(lp_graph_logits_shape(g)),
+                                     test ? test->n : 0, "test", err);
+    if (!s) s = lp_graph_plan_lanes(g, max_batch, lp_threads(), err);
+    if (!s) s = lp_optim_init(&t->optim, &opt->optim, lp_graph_param_floats(g), err);
+    if (s) {
+        lp_trainer_free(t);
+        return s;
+    }
     t->order = malloc((size_t)train->n * sizeof *t->order);
     t->x = malloc((size_t)max_batch * (size_t)per_sample * sizeof *t->x);
     t->y = malloc((size_t)max_batch * sizeof *t->y);
@@ -77,6 +81,7 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
 void lp_trainer_free(lp_trainer *t)
 {
     lp_optim_free(&t->optim);
+    lp_evaluation_free(&t->eval);
     free(t->order);
     free(t->x);
     free(t->y);
@@ -101,36 +106,38 @@ static int count_correct(const float *logits, const int32_t *y, int n, int k)
     return correct;
 }
 
-/* Summed loss and count of right answers over samples [lo, hi) of d in batches of
- * `batch`, each gathered into x (room for `batch` samples). */
-static void evaluate_range(lp_graph *g, const lp_dataset *d, int lo, int hi, int batch, float *x,
-                           double *loss_sum_out, long long *correct_out)
+/* Loss and accuracy over d in batches of `batch`, each gathered into x (room for
+ * `batch` samples); the confusion matrix etc. into ev too when it is not NULL. */
+static void evaluate_into(lp_graph *g, const lp_dataset *d, int batch, float *x, double *loss,
+                          double *acc, lp_evaluation *ev)
 {
     int k = (int)lp_shape_numel(lp_graph_logits_shape(g));
     double loss_sum = 0;
     long long correct = 0;
-    for (int start = lo; start < hi; start += batch) {
-        int n = hi - start < batch ? hi - start : batch;
+    if (ev) lp_evaluation_reset(ev);
+    for (int start = 0; start < d->n; start += batch) {
+        int n = d->n - start < batch ? d->n - start : batch;
         const int32_t *y = d->labels + start;
         lp_dataset_gather_range(d, start, n, x, NULL);
         loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
-        correct += count_correct(lp_graph_batch_logits(g), y, n, k);
+        if (ev) lp_evaluation_add_batch(ev, lp_graph_batch_logits(g), y, n, k, start);
+        else correct += count_correct(lp_graph_batch_logits(g), y, n, k);
     }
-    *loss_sum_out = loss_sum;
-    *correct_out = correct;
-}
-
-static void evaluate_into(lp_graph *g, const lp_dataset *d, int batch, float *x, double *loss,
-                          double *acc)
-{
-    double loss_sum;
-    long long correct;
-    evaluate_range(g, d, 0, d->n, batch, x, &loss_sum, &correct);
+    if (ev) {
+        lp_evaluation_compute_classes(ev);
+        correct = ev->correct;
+    }
     *loss = d->n ? loss_sum / d->n : 0;
     *acc = d->n ? (double)correct / d->n : 0;
 }
 
 void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc)
+{
+    lp_evaluate_confusion(g, d, batch, loss, acc, NULL);
+}
+
+void lp_evaluate_confusion(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc,
+                           lp_evaluation *ev)
 {
     size_t per = (size_t)d->c * d->h * d->w;
     /* Test batches are gathered into one buffer, allocated once per call (the set is
@@ -144,24 +151,21 @@ void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, doub
         *loss = *acc = NAN;
         return;
     }
-    evaluate_into(g, d, batch, x, loss, acc);
+    evaluate_into(g, d, batch, x, loss, acc, ev);
     free(x);
 }
 
 void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc)
 {
-    /* Under mpirun each rank evaluates its shard of the test set and the sums are
-     * added up: every rank gets the same figures (one process: the whole set). */
-    const lp_dataset *d = t->test;
-    int lo, hi;
-    lp_dist_shard(d->n, &lo, &hi);
-    double sums[2];
-    long long correct;
-    evaluate_range(t->graph, d, lo, hi, eval_batch_of(&t->opt), t->x, &sums[0], &correct);
-    sums[1] = (double)correct;
-    lp_dist_sum_f64(sums, 2);
-    *loss = d->n ? sums[0] / d->n : 0;
-    *acc = d->n ? sums[1] / d->n : 0;
+    /* Under mpirun rank 0 evaluates the whole test set (the evaluation's records,
+     * confusion and misclassified images, are its to commit) and every rank gets its
+     * figures: the others add zeros, exactly (dist.h). */
+    double r[2] = {0, 0};
+    if (lp_dist_rank() == 0)
+        evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, &r[0], &r[1], &t->eval);
+    lp_dist_sum_f64(r, 2);
+    *loss = r[0];
+    *acc = r[1];
 }
 
 static void format_eta(double s, char *buf, size_t size)
@@ -269,6 +273,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         r.train_acc = (double)correct / seen;
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
         lp_trainer_evaluate(t, &r.test_loss, &r.test_acc);
+        r.evaluation = &t->eval;
         if (o->progress) fputc('\n', stderr);
         lp_status same = lp_train_dist_check_weights(t, epoch + 1, err);
         if (same) return same;
