@@ -52,6 +52,9 @@ losses_of "$T/np0.db" >"$T/a"
 losses_of "$T/np1.db" >"$T/b"
 check "mpirun -np 1 gives the bits of no mpirun ($(wc -l <"$T/a") metrics)" cmp -s "$T/a" "$T/b"
 expect_err "on each of 4 MPI ranks" "the run line names the ranks"
+run $MPIRUN 2 "$L" rerun 1 --db "$T/np2.db"
+check "loupe rerun refuses mpirun (exit $RC)" [ "$RC" -ne 0 ]
+expect_err "run it without mpirun" "and says why"
 
 # Float sums in another order (shards, then the allreduce) differ in the last bits and
 # SGD with momentum 0.9 amplifies that step by step: measured 1e-7 (relative) after

@@ -34,6 +34,9 @@ bool lp_dist_built(void);
  * launched as one of several ranks is an error (each would train alone and all
  * would write the same database). Idempotent. */
 lp_status lp_dist_init(lp_error *err);
+/* How many ranks mpirun (Open MPI, or a PMI launcher) started with this process,
+ * from its environment: 1 when not launched by one. Needs no lp_dist_init. */
+int lp_dist_launched_size(void);
 /* MPI_Finalize if lp_dist_init started MPI. */
 void lp_dist_finalize(void);
 

@@ -3,27 +3,14 @@
 #ifndef LOUPE_MPI
 #include "dist.h"
 
-#include <stdlib.h>
-
 bool lp_dist_built(void) { return false; }
-
-/* The world size mpirun (Open MPI, or a PMI launcher) gave this process, 1 if none. */
-static long launched_size(void)
-{
-    const char *names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const char *v = getenv(names[i]);
-        if (v && atol(v) > 0) return atol(v);
-    }
-    return 1;
-}
 
 lp_status lp_dist_init(lp_error *err)
 {
-    long n = launched_size();
+    int n = lp_dist_launched_size();
     if (n > 1)
         return lp_error_set(err, LP_ERR_ARG,
-                            "mpirun started this loupe as one of %ld ranks, but it was built without MPI: "
+                            "mpirun started this loupe as one of %d ranks, but it was built without MPI: "
                             "each rank would train alone and write the same runs database; build with "
                             "`make MPI=1` (needs libopenmpi-dev, which `make deps` installs)", n);
     return LP_OK;
