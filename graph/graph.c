@@ -43,11 +43,14 @@ typedef struct lp_buffer {
 } lp_buffer;
 
 /* Where the lanes of a training step meet for whole-batch sums
- * (lp_node_batch_sum): one row of `width` doubles per lane, and a barrier. */
+ * (lp_node_batch_sum): two tables of one row of `width` doubles per lane, used in
+ * turn, and a barrier. Two tables, so one barrier per sum suffices: a lane can
+ * write a table again only after every lane has passed the next sum's barrier,
+ * that is, has finished reading it. */
 typedef struct lane_sync {
     lp_barrier barrier;
     int width, lanes;
-    double *slots;     /* [lanes, width] */
+    double *slots;     /* [2, lanes, width] */
 } lane_sync;
 
 struct lp_node {
@@ -107,6 +110,7 @@ struct lp_graph {
     int batch_total;   /* samples in the whole batch of this step */
     int lane_rank;     /* this lane's number (0: the graph itself) */
     int sync_used;     /* lanes meeting in lp_node_batch_sum this step (<= 1: none) */
+    unsigned sums_done;/* lp_node_batch_sum calls this step: picks the table */
     lane_sync *sync;   /* lanes[0]'s, shared; NULL until planned with lanes */
     int op_threads;    /* what lp_node_threads answers; 0: lp_threads() */
     int lane_threads;  /* lanes a sliced run may use at once */
@@ -439,15 +443,14 @@ void lp_node_batch_sum(lp_node *n, double *v, int count)
     assert(count >= 0 && count <= n->batch_sums);
     if (g->sync_used <= 1) return;
     lane_sync *s = g->sync;
-    memcpy(s->slots + (size_t)g->lane_rank * s->width, v, (size_t)count * sizeof *v);
+    double *table = s->slots + (size_t)(g->sums_done++ & 1) * s->lanes * s->width;
+    memcpy(table + (size_t)g->lane_rank * s->width, v, (size_t)count * sizeof *v);
     lp_barrier_wait(&s->barrier);
     for (int i = 0; i < count; i++) {
         double t = 0;
-        for (int r = 0; r < g->sync_used; r++) t += s->slots[(size_t)r * s->width + i];
+        for (int r = 0; r < g->sync_used; r++) t += table[(size_t)r * s->width + i];
         v[i] = t;
     }
-    /* Nobody may write its row for the next sum before every lane has read this one. */
-    lp_barrier_wait(&s->barrier);
 }
 
 uint64_t lp_node_step_seed(const lp_node *n)
@@ -1062,7 +1065,7 @@ lp_status lp_graph_plan_lanes(lp_graph *g, int max_batch, int threads, lp_error 
             g->sync = NULL;
         }
         lane_sync *sync = calloc(1, sizeof *sync);
-        double *slots = calloc((size_t)g->n_lanes * (size_t)g->batch_sums, sizeof *slots);
+        double *slots = calloc(2 * (size_t)g->n_lanes * (size_t)g->batch_sums, sizeof *slots);
         if (!sync || !slots) {
             free(sync);
             free(slots);
@@ -1116,6 +1119,7 @@ static double run_lane(lp_graph *g, int r, int used, const float *x, const int32
     double loss = 0;
     lane->batch_total = n;
     lane->sync_used = used;
+    lane->sums_done = 0;
     /* Batch statistics see the whole batch only if no lane runs two slices. */
     assert(!(train && g->batch_sums) || count == used);
     for (int j = count * r / used; j < count * (r + 1) / used; j++) {
