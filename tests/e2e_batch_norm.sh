@@ -63,6 +63,15 @@ expect_rc 0 "eval with the exported weights"
 check_eq "same test accuracy from the file as from the checkpoint (running statistics imported)" \
     "$(json_field test_acc "$T/out")" "$WANT"
 
+# The same file in PyTorch: a strict load into BatchNorm2d/1d layers (running
+# statistics present), the same accuracy on the same 1,000 images.
+if OMP_NUM_THREADS=1 /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    TORCH_ACC=$(OMP_NUM_THREADS=1 /usr/bin/python3 tests/fixtures/bn_torch_eval.py "$T/bn.safetensors" "$MNIST" 1000 2>"$T/py.err")
+    check_eq "PyTorch loads the export strictly and gets loupe's accuracy" "$TORCH_ACC" "$WANT"
+else
+    todo_skip "PyTorch loads the export" "python3-torch not installed (make bench-deps)"
+fi
+
 # ---- bad input ----
 run "$L" train $CFG --set train.batch_size=1 --db "$DB"
 expect_rc 2 "batch size 1 with batch norm is refused"
