@@ -69,6 +69,13 @@ for n in 2 4; do
     check_eq "np $n: the same epochs and metrics" "$(cut -d' ' -f1-3 "$T/b" | tr '\n' ,)" "$(cut -d' ' -f1-3 "$T/a" | tr '\n' ,)"
 done
 
+# Batch norm normalises with each rank's shard (docs/scaling.md): not one process's
+# curve, but it trains and its weights stay identical (the hash check each epoch).
+# shellcheck disable=SC2086
+run $MPIRUN 2 "$L" train configs/mnist_two_conv_bn.yaml --set data.train_limit=643 --set data.test_limit=200 \
+    --set train.epochs=2 --threads 1 --db "$T/bn.db"
+expect_rc 0 "a batch-norm net trains on 2 ranks, weights identical after each epoch"
+
 # ---- the weights' hashes: a rank that drifts stops the run ----
 # shellcheck disable=SC2086
 LOUPE_TEST_SKEW_RANK=1 run $MPIRUN 2 "$L" train $SMALL --db "$T/skew.db"
