@@ -5,7 +5,7 @@ BUILD    ?= build
 BIN      ?= bin
 CC       ?= gcc
 SANITIZE ?= 0
-PKGS     := yaml-0.1 sqlite3 zlib openblas
+PKGS     := yaml-0.1 sqlite3 zlib openblas libpng
 
 # pkg-config runs when a rule first needs it, not when make reads this file: on a
 # fresh machine `make deps` (the first prerequisite of all and test) installs it and

@@ -24,6 +24,7 @@ int cli_gradcheck(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
+int cli_viz(int argc, char **argv);
 
 /* `loupe rerun`: train a new run from a recorded config text, as `loupe train`
  * would (recorded in db with run.rerun_of = original). Returns the exit code;
@@ -72,6 +73,19 @@ int cli_common_option(const char *cmd, int argc, char **argv, int *i, cli_common
 
 /* Load the plugins a config names, then build its graph. */
 lp_status cli_build_from_config(lp_experiment_config *cfg, lp_graph **g, lp_error *err);
+
+/* A trained model of a recorded run: its config (as recorded, with c->sets applied)
+ * and graph with the weights of checkpoint `which` (best | last | EPOCH) restored.
+ * The caller loads --plugin paths first (cli_load_plugins). Shared by eval, predict,
+ * export, viz and report. */
+typedef struct cli_model {
+    lp_experiment_config cfg;
+    bool cfg_loaded;
+    lp_graph *graph;
+    int epoch;                /* checkpoint epoch, 0 when from a file */
+} cli_model;
+lp_status cli_load_run_model(const cli_common *c, int64_t run, const char *which, cli_model *m, lp_error *err);
+void cli_free_model(cli_model *m);
 
 /* Load --plugin paths; LP_OK or the first failure. */
 lp_status cli_load_plugins(const cli_common *c, lp_error *err);

@@ -22,6 +22,7 @@ static const struct {
     {"ops", cli_ops, "list every op (built-in and plugins) with its attributes"},
     {"gradcheck", cli_gradcheck, "finite-difference check of an op's backward"},
     {"data", cli_data, "fetch and verify a dataset (mnist)"},
+    {"viz", cli_viz, "pictures: learned filters, feature maps, the tutorial's edge filters"},
     {"bench", cli_bench, "time a training epoch and test-set inference (JSON; make bench)"},
 };
 
