@@ -788,6 +788,8 @@ Test(runsdb, a_version_1_database_upgrades_and_keeps_everything)
     cr_assert_eq(q_int(path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
     cr_assert_eq(q_int(path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
     cr_assert_eq(q_int(path, "SELECT count(*) FROM run_summary WHERE pid IS NULL"), 2, "the view was rebuilt");
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM run_summary WHERE kind = 'train' AND world_size = 1"), 2);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM confusion") + q_int(path, "SELECT count(*) FROM misclassified"), 0);
     /* Run 2 has no pid (schema 1) and its start is long past: the open marked it. */
     lp_run_details d;
     lp_error err = {0};
@@ -808,6 +810,49 @@ Test(runsdb, a_version_1_database_upgrades_and_keeps_everything)
     int64_t id = new_run(db, "new", "0.1");
     cr_assert_eq(id, 3);
     lp_runsdb_close(db);
+    rm_db(path);
+}
+
+/* Schema 3: a sweep's parent row and its trials, the world size, why a run
+ * stopped, 'val' metrics in epoch_metrics, and one trial number per sweep. */
+Test(runsdb, schema_3_records_sweeps_world_size_stop_reason_and_val)
+{
+    char *path = tmp_db();
+    lp_runsdb *db = open_ok(path);
+    lp_error err = {0};
+    lp_run_new parent = {.name = "sweep", .config_yaml = "name: sweep\n", .kind = "sweep"};
+    int64_t pid_, child;
+    cr_assert_eq(lp_runsdb_begin_run(db, &parent, &pid_, &err), LP_OK, "%s", err.msg);
+    lp_run_new trial = {.name = "t", .config_yaml = "name: t\n", .parent_run_id = pid_, .sweep_trial = 2,
+                        .world_size = 4};
+    cr_assert_eq(lp_runsdb_begin_run(db, &trial, &child, &err), LP_OK, "%s", err.msg);
+    lp_metric m[] = {{"val", "acc", 0.5}, {"val", "loss", 1.5}, {"test", "acc", 0.25}};
+    cr_assert_eq(lp_runsdb_commit_epoch(db, child, 1, 10, m, 3, NULL, 0, false, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_runsdb_set_stop_reason(db, child, "early_stop: val/acc", &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_runsdb_set_stop_reason(db, 99, "x", &err), LP_ERR_ARG);
+
+    lp_run_details d;
+    cr_assert_eq(lp_runsdb_show(db, child, &d, &err), LP_OK, "%s", err.msg);
+    cr_assert_str_eq(d.stop_reason, "early_stop: val/acc");
+    cr_assert_str_eq(d.kind, "train");
+    cr_assert_eq(d.parent_run_id, pid_);
+    cr_assert_eq(d.sweep_trial, 2);
+    cr_assert_eq(d.world_size, 4);
+    lp_run_details_free(&d);
+    cr_assert_eq(lp_runsdb_show(db, pid_, &d, &err), LP_OK, "%s", err.msg);
+    cr_assert_str_eq(d.kind, "sweep");
+    cr_assert_null(d.stop_reason);
+    cr_assert_eq(d.parent_run_id, 0);
+    cr_assert_eq(d.world_size, 1, "0 in lp_run_new means 1");
+    lp_run_details_free(&d);
+
+    int64_t again;
+    cr_assert_neq(lp_runsdb_begin_run(db, &trial, &again, &err), LP_OK, "a sweep has one run per trial");
+    cr_assert_eq(q_int(path, "SELECT val_acc * 100 FROM epoch_metrics WHERE run_id = 2"), 50);
+    cr_assert_eq(q_int(path, "SELECT world_size FROM run_summary WHERE id = 2"), 4);
+    cr_assert_eq(q_int(path, "SELECT count(*) FROM run_summary WHERE kind = 'sweep'"), 1);
+    lp_runsdb_close(db);
+
     rm_db(path);
 }
 

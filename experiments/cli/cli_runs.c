@@ -150,6 +150,10 @@ static int runs_show(int argc, char **argv)
     printf("  final test accuracy %s, best %s, config sha256 %.16s...\n", pct(r->final_test_acc, b1, sizeof b1),
            pct(r->best_test_acc, b2, sizeof b2), r->config_hash ? r->config_hash : "");
     if (r->error) printf("  error: %s\n", r->error);
+    if (d.stop_reason) printf("  stopped: %s\n", d.stop_reason);
+    if (d.kind && strcmp(d.kind, "train")) printf("  kind: %s\n", d.kind);
+    if (d.parent_run_id > 0) printf("  trial %d of sweep run %lld\n", d.sweep_trial, (long long)d.parent_run_id);
+    if (d.world_size > 1) printf("  trained on %d MPI ranks\n", d.world_size);
     if (d.pid >= 0) printf("  process %lld on %s, last heartbeat %s\n", d.pid, r->host ? r->host : "-",
                            d.heartbeat_at ? d.heartbeat_at : "-");
     if (d.data_sha256)

@@ -158,15 +158,118 @@ static const char SCHEMA_V2[] =
     "  r.pid, r.heartbeat_at, r.data_sha256, r.loupe_version, r.loupe_commit\n"
     "FROM runs r;\n";
 
+/* run_summary as of version 3 (the version 2 columns, then the new ones). */
+#define RUN_SUMMARY_V3 \
+    "CREATE VIEW run_summary AS\n" \
+    "SELECT r.id, r.name, r.status, r.epochs_done AS epochs,\n" \
+    "  r.best_test_acc, r.final_test_acc,\n" \
+    "  (SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.split = 'test' AND m.name = 'loss'\n" \
+    "    ORDER BY m.epoch DESC, m.step DESC LIMIT 1) AS final_test_loss,\n" \
+    "  ROUND((julianday(COALESCE(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0, 3)\n" \
+    "    AS duration_s,\n" \
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.optimizer.type') AS optimizer,\n" \
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.optimizer.lr') AS lr,\n" \
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.batch_size') AS batch_size,\n" \
+    "  (SELECT value FROM run_params p WHERE p.run_id = r.id AND p.key = 'train.epochs') AS epochs_planned,\n" \
+    "  r.seed, r.param_count, r.threads, r.host, r.started_at, r.finished_at, r.config_hash, r.error,\n" \
+    "  r.pid, r.heartbeat_at, r.data_sha256, r.loupe_version, r.loupe_commit,\n" \
+    "  r.stop_reason, r.kind, r.parent_run_id, r.sweep_trial, r.world_size\n" \
+    "FROM runs r;\n"
+
+/* Version 3: what the pictures, the tutorial's page 4 and sweeps need.
+ * - runs: why training stopped (stop_reason), a sweep's parent and trial number
+ *   (parent_run_id, sweep_trial; kind 'sweep' for the parent row) and the MPI
+ *   world size. Added columns only, so no rebuild of runs.
+ * - metrics: the split 'val' (a held-out part of the training set). SQLite cannot
+ *   alter a CHECK, so metrics is rebuilt as runs was in version 2.
+ * - confusion, class_metrics, misclassified: each evaluation's confusion matrix
+ *   (every cell), per-class precision/recall/F1 (NULL where 0/0) and the images it
+ *   got wrong, with the softmax probabilities of the predicted and the true class.
+ * - the views gain the new columns. */
+static const char SCHEMA_V3[] =
+    "DROP VIEW run_summary;\n"
+    "DROP VIEW epoch_metrics;\n"
+    "ALTER TABLE runs ADD COLUMN stop_reason TEXT;\n"
+    "ALTER TABLE runs ADD COLUMN parent_run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE;\n"
+    "ALTER TABLE runs ADD COLUMN sweep_trial INTEGER CHECK (sweep_trial >= 1);\n"
+    "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train' CHECK (kind IN ('train','sweep'));\n"
+    "ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1 CHECK (world_size >= 1);\n"
+    "CREATE INDEX runs_parent ON runs(parent_run_id);\n"
+    "CREATE UNIQUE INDEX runs_sweep_trial ON runs(parent_run_id, sweep_trial)\n"
+    "  WHERE parent_run_id IS NOT NULL AND sweep_trial IS NOT NULL;\n"
+    "CREATE TABLE metrics_v3 (\n"
+    "  run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  epoch     INTEGER NOT NULL,\n"
+    "  step      INTEGER NOT NULL,\n"
+    "  split     TEXT NOT NULL CHECK (split IN ('train','val','test')),\n"
+    "  name      TEXT NOT NULL,\n"
+    "  value     REAL,\n"
+    "  is_nan    INTEGER NOT NULL DEFAULT 0 CHECK (is_nan IN (0,1)),\n"
+    "  wall_time REAL NOT NULL,\n"
+    "  CHECK ((value IS NULL) = (is_nan = 1)),\n"
+    "  PRIMARY KEY (run_id, epoch, step, split, name)\n"
+    ") WITHOUT ROWID;\n"
+    "INSERT INTO metrics_v3 (run_id, epoch, step, split, name, value, is_nan, wall_time)\n"
+    "SELECT run_id, epoch, step, split, name, value, is_nan, wall_time FROM metrics;\n"
+    "DROP TABLE metrics;\n"
+    "ALTER TABLE metrics_v3 RENAME TO metrics;\n";
+
+/* The rest of version 3 (one string would pass the 4095 characters C11 promises). */
+static const char SCHEMA_V3_EVALUATIONS[] =
+    "CREATE TABLE confusion (\n"
+    "  run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  epoch      INTEGER NOT NULL,\n"
+    "  split      TEXT NOT NULL CHECK (split IN ('val','test')),\n"
+    "  true_label INTEGER NOT NULL CHECK (true_label >= 0),\n"
+    "  pred_label INTEGER NOT NULL CHECK (pred_label >= 0),\n"
+    "  count      INTEGER NOT NULL CHECK (count >= 0),\n"
+    "  PRIMARY KEY (run_id, epoch, split, true_label, pred_label)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE class_metrics (\n"
+    "  run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  epoch     INTEGER NOT NULL,\n"
+    "  split     TEXT NOT NULL CHECK (split IN ('val','test')),\n"
+    "  class     INTEGER NOT NULL CHECK (class >= 0),\n"
+    "  support   INTEGER NOT NULL CHECK (support >= 0),\n"
+    "  precision REAL,\n"
+    "  recall    REAL,\n"
+    "  f1        REAL,\n"
+    "  PRIMARY KEY (run_id, epoch, split, class)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE misclassified (\n"
+    "  run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  epoch       INTEGER NOT NULL,\n"
+    "  split       TEXT NOT NULL CHECK (split IN ('val','test')),\n"
+    "  image_index INTEGER NOT NULL CHECK (image_index >= 0),\n"
+    "  true_label  INTEGER NOT NULL,\n"
+    "  pred_label  INTEGER NOT NULL,\n"
+    "  pred_prob   REAL NOT NULL,\n"
+    "  true_prob   REAL NOT NULL,\n"
+    "  PRIMARY KEY (run_id, epoch, split, image_index)\n"
+    ") WITHOUT ROWID;\n"
+    RUN_SUMMARY_V3
+    "CREATE VIEW epoch_metrics AS\n"
+    "SELECT run_id, epoch, MAX(step) AS step,\n"
+    "  MAX(CASE WHEN split = 'train' AND name = 'loss' THEN value END) AS train_loss,\n"
+    "  MAX(CASE WHEN split = 'train' AND name = 'acc'  THEN value END) AS train_acc,\n"
+    "  MAX(CASE WHEN split = 'test'  AND name = 'loss' THEN value END) AS test_loss,\n"
+    "  MAX(CASE WHEN split = 'test'  AND name = 'acc'  THEN value END) AS test_acc,\n"
+    "  MAX(CASE WHEN split = 'train' AND name = 'lr'   THEN value END) AS lr,\n"
+    "  MAX(is_nan) AS any_nan,\n"
+    "  MAX(CASE WHEN split = 'val'   AND name = 'loss' THEN value END) AS val_loss,\n"
+    "  MAX(CASE WHEN split = 'val'   AND name = 'acc'  THEN value END) AS val_acc\n"
+    "FROM metrics GROUP BY run_id, epoch;\n";
+
 typedef struct migration {
     int version;          /* user_version after this step */
     const char *what;
-    const char *sql;
+    const char *sql[2];   /* run in order in the step's transaction; [1] may be NULL */
 } migration;
 
 static const migration migrations[] = {
-    {1, "initial schema", SCHEMA_V1},
-    {2, "process, heartbeat, 'crashed' and provenance of runs", SCHEMA_V2},
+    {1, "initial schema", {SCHEMA_V1, NULL}},
+    {2, "process, heartbeat, 'crashed' and provenance of runs", {SCHEMA_V2, NULL}},
+    {3, "stop reason, sweeps, world size, the 'val' split and evaluations", {SCHEMA_V3, SCHEMA_V3_EVALUATIONS}},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == LP_RUNSDB_SCHEMA_VERSION,
@@ -363,7 +466,7 @@ static lp_status migrate(lp_runsdb *db, lp_error *err)
         char what[128], sql[96];
         snprintf(what, sizeof what, "cannot migrate to schema version %d (%s)", migrations[i].version,
                  migrations[i].what);
-        s = exec(db, migrations[i].sql, what, err);
+        for (int k = 0; !s && k < 2 && migrations[i].sql[k]; k++) s = exec(db, migrations[i].sql[k], what, err);
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", migrations[i].version);
         if (!s) s = exec(db, sql, what, err);
     }
@@ -597,8 +700,10 @@ lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run
     s = prepare(db,
                 "INSERT INTO runs (name, status, config_yaml, config_hash, seed, param_count, host, threads, "
                 "started_at, pid, proc_start, heartbeat_at, data_sha256, data_train_count, data_test_count, "
-                "data_shape, loupe_version, loupe_commit, compiler, cflags) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, " NOW_SQL ", ?, ?, " NOW_SQL ", ?, ?, ?, ?, ?, ?, ?, ?)",
+                "data_shape, loupe_version, loupe_commit, compiler, cflags, parent_run_id, sweep_trial, kind, "
+                "world_size) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, " NOW_SQL ", ?, ?, " NOW_SQL ", ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?)",
                 &st, what, err);
     if (!s) {
         sqlite3_bind_text(st, 1, run->name, -1, SQLITE_STATIC);
@@ -618,6 +723,10 @@ lp_status lp_runsdb_begin_run(lp_runsdb *db, const lp_run_new *run, int64_t *run
             sqlite3_bind_int64(st, 11, run->data_train_count);
             sqlite3_bind_int64(st, 12, run->data_test_count);
         }
+        if (run->parent_run_id > 0) sqlite3_bind_int64(st, 18, run->parent_run_id);
+        if (run->sweep_trial > 0) sqlite3_bind_int(st, 19, run->sweep_trial);
+        sqlite3_bind_text(st, 20, run->kind ? run->kind : "train", -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 21, run->world_size > 0 ? run->world_size : 1);
         if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
         sqlite3_finalize(st);
     }
@@ -663,9 +772,10 @@ lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long 
         return lp_error_set(err, LP_ERR_ARG, "runs database: checkpoint of %zu bytes exceeds SQLite's "
                             "2 GiB BLOB limit", ckpt_size);
     for (int i = 0; i < n_metrics; i++)
-        if (!metrics[i].split || (strcmp(metrics[i].split, "train") && strcmp(metrics[i].split, "test")))
-            return lp_error_set(err, LP_ERR_ARG, "runs database: metric %d has split '%s' (expected train or "
-                                "test)", i, metrics[i].split ? metrics[i].split : "(null)");
+        if (!metrics[i].split || (strcmp(metrics[i].split, "train") && strcmp(metrics[i].split, "val") &&
+                                  strcmp(metrics[i].split, "test")))
+            return lp_error_set(err, LP_ERR_ARG, "runs database: metric %d has split '%s' (expected train, val "
+                                "or test)", i, metrics[i].split ? metrics[i].split : "(null)");
     char what[96];
     snprintf(what, sizeof what, "cannot record epoch %d of run %lld", epoch, (long long)run_id);
 
@@ -773,6 +883,25 @@ lp_status lp_runsdb_finish_run(lp_runsdb *db, int64_t run_id, lp_run_status stat
         sqlite3_bind_int64(st, 1, run_id);
         sqlite3_bind_text(st, 2, lp_run_status_name(status), -1, SQLITE_STATIC);
         if (error_text) sqlite3_bind_text(st, 3, error_text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
+        sqlite3_finalize(st);
+    }
+    if (s) return tx_abort(db, s);
+    return tx_commit(db, what, err);
+}
+
+lp_status lp_runsdb_set_stop_reason(lp_runsdb *db, int64_t run_id, const char *reason, lp_error *err)
+{
+    char what[96];
+    snprintf(what, sizeof what, "cannot record why run %lld stopped", (long long)run_id);
+    lp_status s = tx_begin(db, what, err);
+    if (s) return s;
+    s = run_status(db, run_id, NULL, 0, err);
+    sqlite3_stmt *st;
+    if (!s) s = prepare(db, "UPDATE runs SET stop_reason = ?2 WHERE id = ?1", &st, what, err);
+    if (!s) {
+        sqlite3_bind_int64(st, 1, run_id);
+        if (reason) sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE) s = db_fail(db, err, what);
         sqlite3_finalize(st);
     }
@@ -1032,9 +1161,9 @@ lp_status lp_runsdb_list(lp_runsdb *db, const lp_run_filter *f, lp_run_row **row
         memcpy(split, ob, (size_t)(slash - ob));
         split[slash - ob] = '\0';
         snprintf(metric, sizeof metric, "%s", slash + 1);
-        if (strcmp(split, "train") && strcmp(split, "test"))
-            return lp_error_set(err, LP_ERR_ARG, "runs list: cannot order by '%s' (split must be train or test)",
-                                ob);
+        if (strcmp(split, "train") && strcmp(split, "val") && strcmp(split, "test"))
+            return lp_error_set(err, LP_ERR_ARG,
+                                "runs list: cannot order by '%s' (split must be train, val or test)", ob);
         sort_expr = "(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.split = ? AND m.name = ? "
                     "ORDER BY m.epoch DESC, m.step DESC LIMIT 1)";
     } else {
@@ -1117,6 +1246,8 @@ void lp_run_details_free(lp_run_details *d)
     free(d->loupe_commit);
     free(d->compiler);
     free(d->cflags);
+    free(d->stop_reason);
+    free(d->kind);
     for (int i = 0; i < d->n_params; i++) {
         free(d->keys[i]);
         free(d->values[i]);
@@ -1151,7 +1282,8 @@ lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_er
     sqlite3_stmt *st = NULL;
     if (!s) s = prepare(db, "SELECT " RUN_COLUMNS ", r.config_yaml, r.pid, r.heartbeat_at, r.data_sha256, "
                             "r.data_shape, r.data_train_count, r.data_test_count, r.loupe_version, "
-                            "r.loupe_commit, r.compiler, r.cflags FROM runs r WHERE r.id = ?", &st,
+                            "r.loupe_commit, r.compiler, r.cflags, r.stop_reason, r.kind, r.parent_run_id, "
+                            "r.sweep_trial, r.world_size FROM runs r WHERE r.id = ?", &st,
                         "cannot read run", err);
     if (!s) {
         sqlite3_bind_int64(st, 1, run_id);
@@ -1170,6 +1302,12 @@ lp_status lp_runsdb_show(lp_runsdb *db, int64_t run_id, lp_run_details *d, lp_er
             d->loupe_commit = col_strdup(st, 23);
             d->compiler = col_strdup(st, 24);
             d->cflags = col_strdup(st, 25);
+            d->stop_reason = col_strdup(st, 26);
+            d->kind = col_strdup(st, 27);
+            d->parent_run_id = sqlite3_column_int64(st, 28);
+            d->sweep_trial = sqlite3_column_int(st, 29);
+            d->world_size = sqlite3_column_int(st, 30);
+            if (!s && !d->kind) s = damaged(db, run_id, "kind", err);
         } else {
             s = db_fail(db, err, "cannot read run");
         }

@@ -30,7 +30,7 @@
 #include <stdio.h>
 
 /* Schema version this loupe writes (PRAGMA user_version). */
-#define LP_RUNSDB_SCHEMA_VERSION 2
+#define LP_RUNSDB_SCHEMA_VERSION 3
 /* PRAGMA application_id of a loupe runs database ("LPRB"). */
 #define LP_RUNSDB_APP_ID 0x4C505242
 /* Busy timeout: how long a writer waits for another process's transaction. */
@@ -84,6 +84,11 @@ typedef struct lp_run_new {
     long long data_train_count, data_test_count;
     const char *data_shape;       /* "1x28x28" */
     const char *loupe_version, *loupe_commit, *compiler, *cflags;
+    /* Sweeps and scale-out (0 / NULL: the defaults). */
+    int64_t parent_run_id;        /* the sweep this run is a trial of; 0: none */
+    int sweep_trial;              /* its 1-based trial number in that sweep; 0: none */
+    const char *kind;             /* "train" (NULL) or "sweep" (a sweep's parent row) */
+    int world_size;               /* MPI ranks training it; 0 means 1 */
 } lp_run_new;
 
 /* Insert a run with status 'running', its host, process (pid and start time),
@@ -111,6 +116,10 @@ lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long 
 /* Close a run: status (not running), finish time, error text (may be NULL). */
 lp_status lp_runsdb_finish_run(lp_runsdb *db, int64_t run_id, lp_run_status status, const char *error_text,
                                lp_error *err);
+
+/* Say why a run's training ended ("epochs", "early_stop: ...", ...), shown by
+ * `loupe runs show`; NULL clears it. LP_ERR_ARG if there is no such run. */
+lp_status lp_runsdb_set_stop_reason(lp_runsdb *db, int64_t run_id, const char *reason, lp_error *err);
 
 /* Prepare a run to continue after `epoch` (its last checkpoint): status back to
  * running under this process (host, pid, heartbeat), and metrics/checkpoints of
@@ -182,6 +191,10 @@ typedef struct lp_run_details {
     char *data_sha256, *data_shape;
     long long data_train_count, data_test_count;
     char *loupe_version, *loupe_commit, *compiler, *cflags;
+    /* Schema 3 (NULL / 0 when not recorded). kind is "train" or "sweep". */
+    char *stop_reason, *kind;
+    int64_t parent_run_id;
+    int sweep_trial, world_size;
     int n_params;
     char **keys, **values;          /* sorted by key */
     int n_checkpoints;
