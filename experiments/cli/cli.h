@@ -25,6 +25,7 @@ int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
 int cli_viz(int argc, char **argv);
+int cli_report(int argc, char **argv);
 
 /* `loupe rerun`: train a new run from a recorded config text, as `loupe train`
  * would (recorded in db with run.rerun_of = original). Returns the exit code;
@@ -52,6 +53,8 @@ lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_d
  * the message with that value's file:line:col and the key: the failure was caused by
  * what is written there. Returns err's status (LP_OK when there is none). */
 lp_status cli_blame_key(const lp_experiment_config *cfg, const char *dotted, lp_error *err);
+/* 27562 -> "27,562" (summary, report). */
+const char *cli_with_commas(long long v, char *buf, size_t size);
 /* Parse a whole decimal integer in [lo, hi]; false if it is not one. */
 bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 

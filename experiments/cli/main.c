@@ -23,6 +23,7 @@ static const struct {
     {"gradcheck", cli_gradcheck, "finite-difference check of an op's backward"},
     {"data", cli_data, "fetch and verify a dataset (mnist)"},
     {"viz", cli_viz, "pictures: learned filters, feature maps, the tutorial's edge filters"},
+    {"report", cli_report, "static HTML report of runs: curves, confusion, filters, maps"},
     {"bench", cli_bench, "time a training epoch and test-set inference (JSON; make bench)"},
 };
 

@@ -180,7 +180,8 @@ lp_status lp_viz_filters(const lp_graph *g, const char *layer, lp_image *out, lp
         p->n = s.dims[0] * s.dims[1];
         p->h = s.dims[2];
         p->w = s.dims[3];
-        p->cols = s.dims[1] > 1 ? s.dims[1] : (s.dims[0] < 16 ? s.dims[0] : 16);
+        /* whole filters a row: 16 squares when the channels fit (conv2: 2 filters of 8) */
+        p->cols = s.dims[1] > 1 ? s.dims[1] * (s.dims[1] < 16 ? 16 / s.dims[1] : 1) : (s.dims[0] < 16 ? s.dims[0] : 16);
         p->shared_scale = true;
         p->label_channels = s.dims[1];
     }
@@ -240,6 +241,17 @@ lp_status lp_viz_maps(const lp_graph *g, const char *layer, const char *caption,
         p->grey = i == 0;
     }
     return lp_viz_render(panels, n, 78, out, err);
+}
+
+lp_status lp_viz_upscale(const uint8_t *px, int c, int h, int w, int scale, lp_image *out, lp_error *err)
+{
+    if (c != 1 && c != 3) return lp_error_set(err, LP_ERR_ARG, "an image of %d channels cannot be drawn (1 or 3)", c);
+    lp_status s = lp_image_init(out, w * scale, h * scale, c, err);
+    for (int y = 0; !s && y < out->h; y++)
+        for (int x = 0; x < out->w; x++)
+            for (int k = 0; k < c; k++)
+                out->px[((size_t)y * out->w + x) * c + k] = px[((size_t)k * h + y / scale) * w + x / scale];
+    return s;
 }
 
 /* ---- the tutorial's examples, through loupe's own ops ---- */

@@ -35,8 +35,8 @@ typedef struct lp_viz_panel {
 lp_status lp_viz_render(const lp_viz_panel *p, int n, int target_px, lp_image *out, lp_error *err);
 
 /* The learned kernels of every conv2d node (or only of node `layer`), one panel per
- * layer: one map per (output filter, input channel), a row per filter when there are
- * several input channels, on the diverging scale shared by the layer (full colour at
+ * layer: one map per (output filter, input channel), whole filters a row (16 maps
+ * when the channels fit) labelled filter.channel, on the diverging scale shared by the layer (full colour at
  * its largest |w|). LP_ERR_ARG when layer is not a node, or is one without conv2d
  * kernels (the message lists the conv layers), or the model has no conv layer. */
 lp_status lp_viz_filters(const lp_graph *g, const char *layer, lp_image *out, lp_error *err);
@@ -48,6 +48,10 @@ lp_status lp_viz_filters(const lp_graph *g, const char *layer, lp_image *out, lp
  * not a node or has no [C, H, W] output. */
 lp_status lp_viz_maps(const lp_graph *g, const char *layer, const char *caption, lp_image *out,
                       lp_error *err);
+
+/* An image of 8-bit pixels px [c, h, w] (c 1 or 3, planar as datasets hold them)
+ * upscaled `scale` times by nearest neighbour, grey or RGB, into *out. */
+lp_status lp_viz_upscale(const uint8_t *px, int c, int h, int w, int scale, lp_image *out, lp_error *err);
 
 /* The tutorial's worked examples as pictures, computed by loupe's conv2d and maxpool
  * ops: its 5x5 block through the vertical [-1 0 1] and horizontal edge kernels
