@@ -431,7 +431,48 @@ static lp_status write_run(const report_args *a, lp_runsdb *db, const char *root
 
 /* ---- index ---- */
 
-static lp_status write_index(const char *root, run_info *runs, int n, lp_error *err)
+/* The settings in which the runs differ (train.optimizer.lr, model.layers.0.filters...). */
+static lp_status section_differences(page *p, lp_runsdb *db, const run_info *runs, int n, lp_error *err)
+{
+    int64_t ids[MAX_RUNS];
+    for (int i = 0; i < n; i++) ids[i] = runs[i].d.run.id;
+    lp_param_cmp_row *rows = NULL;
+    int n_rows = 0, shown = 0, model_rows = 0;
+    lp_status s = lp_runsdb_compare_params(db, ids, n, &rows, &n_rows, err);
+    if (s) return s;
+    out(p, "<section><h2>Settings that differ</h2>\n");
+    for (int r = 0; r < n_rows; r++) {
+        if (!rows[r].differs || !strncmp(rows[r].key, "config.", 7)) continue;
+        if (!strncmp(rows[r].key, "model.", 6)) {   /* the layer tables say it better */
+            model_rows++;
+            continue;
+        }
+        if (!shown++) {
+            out(p, "<table><tr><th>setting</th>");
+            for (int i = 0; i < n; i++) out(p, "<th>run %lld</th>", (long long)ids[i]);
+            out(p, "</tr>\n");
+        }
+        out(p, "<tr><td>");
+        esc(p->f, rows[r].key);
+        out(p, "</td>");
+        for (int i = 0; i < n; i++) {
+            out(p, "<td>");
+            esc(p->f, rows[r].values[i] ? rows[r].values[i] : "-");
+            out(p, "</td>");
+        }
+        out(p, "</tr>\n");
+    }
+    if (shown) out(p, "</table>");
+    if (model_rows)
+        out(p, "<p class=\"note\">Their models differ in %d setting%s: see each run's layer table.</p>", model_rows,
+            model_rows == 1 ? "" : "s");
+    else if (!shown) out(p, "<p class=\"note\">None: the runs share every setting.</p>");
+    out(p, "</section>\n");
+    lp_param_cmp_rows_free(rows, n_rows, n);
+    return LP_OK;
+}
+
+static lp_status write_index(lp_runsdb *db, const char *root, run_info *runs, int n, lp_error *err)
 {
     page p = {0};
     lp_status s = page_open(&p, root, "index.html", "loupe report", err);
@@ -457,8 +498,10 @@ static lp_status write_index(const char *root, run_info *runs, int n, lp_error *
         out(&p, "</td></tr>\n");
     }
     out(&p, "</table></section>\n");
+    if (n > 1) s = section_differences(&p, db, runs, n, err);
     out(&p, "</main>\n");
-    return page_close(&p, err);
+    lp_status c = page_close(&p, err);
+    return s ? s : c;
 }
 
 /* ---- the directory, all or nothing ---- */
@@ -574,7 +617,7 @@ int cli_report(int argc, char **argv)
             chmod(tmp, 0755);   /* mkdtemp makes 0700 */
     }
     for (int i = 0; !s && i < a.n_runs; i++) s = write_run(&a, db, tmp, &runs[i], &err);
-    if (!s) s = write_index(tmp, runs, a.n_runs, &err);
+    if (!s) s = write_index(db, tmp, runs, a.n_runs, &err);
     if (!s) {
         char marker[4300];
         snprintf(marker, sizeof marker, "%s/%s", tmp, MARKER);
