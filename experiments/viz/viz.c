@@ -24,6 +24,7 @@ typedef struct panel_layout {
 static void layout_panel(const lp_viz_panel *p, int target_px, panel_layout *l)
 {
     int side = p->h > p->w ? p->h : p->w;
+    if (p->target_px > 0) target_px = p->target_px;
     l->scale = side > 0 && target_px / side > 1 ? target_px / side : 1;
     int cols = p->cols > 0 ? p->cols : DEFAULT_COLS;
     lp_grid_layout(&l->grid, p->n, cols, p->w * l->scale, p->h * l->scale, PAD, p->no_labels ? 0 : LP_LABEL_H);
@@ -239,6 +240,7 @@ lp_status lp_viz_maps(const lp_graph *g, const char *layer, const char *caption,
         p->w = w;
         p->no_labels = i == 0 && c == 1;
         p->grey = i == 0;
+        if (i == 0) p->target_px = 112;   /* the image itself a little larger than its maps */
     }
     return lp_viz_render(panels, n, 78, out, err);
 }

@@ -25,6 +25,7 @@ typedef struct lp_viz_panel {
     bool no_labels;         /* no number above each map */
     int label_channels;     /* > 1: label map i "i/C.i%C" (filter.channel) instead of i */
     bool grey;              /* grey from the map's minimum to its maximum (an image) */
+    int target_px;          /* this panel's map size in pixels; 0: lp_viz_render's */
 } lp_viz_panel;
 
 /* Draw the panels one under another, each map upscaled to about target_px pixels a
