@@ -26,6 +26,8 @@ int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
 int cli_viz(int argc, char **argv);
 int cli_report(int argc, char **argv);
+/* `loupe viz curves` (argv[0] = "curves"): dispatched by `loupe viz`. */
+int cli_viz_curves(int argc, char **argv);
 
 /* `loupe rerun`: train a new run from a recorded config text, as `loupe train`
  * would (recorded in db with run.rerun_of = original). Returns the exit code;

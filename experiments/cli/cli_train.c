@@ -4,6 +4,7 @@
 
 #include "compute.h"
 #include "dataset.h"
+#include "evaluation.h"
 #include "lifecycle.h"
 #include "provenance.h"
 #include "runsdb.h"
@@ -136,8 +137,10 @@ static lp_status record_epoch(void *ctx, const lp_epoch_result *r, lp_error *err
                                          &size, err);
         if (s) return s;
     }
-    lp_status s = lp_runsdb_commit_epoch(rec->db, rec->run_id, r->epoch, r->step, m,
-                                         (int)(sizeof m / sizeof m[0]), blob, size, is_best, err);
+    /* The test pass's confusion matrix etc. go in the epoch's transaction too. */
+    lp_status s = lp_runsdb_commit_epoch_eval(rec->db, rec->run_id, r->epoch, r->step, m,
+                                              (int)(sizeof m / sizeof m[0]), blob, size, is_best,
+                                              r->evaluation, err);
     free(blob);
     if (s) return s;
     if (is_best) {

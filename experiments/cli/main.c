@@ -22,8 +22,8 @@ static const struct {
     {"ops", cli_ops, "list every op (built-in and plugins) with its attributes"},
     {"gradcheck", cli_gradcheck, "finite-difference check of an op's backward"},
     {"data", cli_data, "fetch and verify a dataset (mnist)"},
-    {"viz", cli_viz, "pictures: learned filters, feature maps, the tutorial's edge filters"},
-    {"report", cli_report, "static HTML report of runs: curves, confusion, filters, maps"},
+    {"viz", cli_viz, "pictures: filters, feature maps, the tutorial's edge filters, learning curves"},
+    {"report", cli_report, "static HTML report of runs: curves, confusion, filters, maps, mistakes"},
     {"bench", cli_bench, "time a training epoch and test-set inference (JSON; make bench)"},
 };
 
