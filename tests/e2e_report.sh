@@ -22,12 +22,13 @@ run "$L" train configs/mnist_dense.yaml --set data.train_limit=4000 --set data.t
 expect_rc 0 "run 2 (dense) trains"
 
 # ---- every PNG decodes: size, and not one flat colour ----
-# png_ok FILE MIN_W MIN_H: decodes, at least that size, more than 8 distinct colours.
+# png_ok FILE MIN_W MIN_H [MIN_COLOURS]: decodes, at least that size, more than
+# MIN_COLOURS (default 8) distinct colours: not a flat picture.
 png_ok() {
     info=$("$PNG_INFO" "$1" 2>&1) || { bad "$1 decodes" "$info"; return; }
-    set -- "$1" "$2" "$3" $info
-    if [ "$5" -ge "$2" ] && [ "$6" -ge "$3" ] && [ "$8" -gt 8 ]; then ok "$(basename "$1"): ${5}x$6, $8 colours"
-    else bad "$(basename "$1"): ${5}x$6 with $8 colours, expected at least ${2}x$3 and > 8"; fi
+    set -- "$1" "$2" "$3" "${4:-8}" $info
+    if [ "$6" -ge "$2" ] && [ "$7" -ge "$3" ] && [ "$9" -gt "$4" ]; then ok "$(basename "$1"): ${6}x$7, $9 colours"
+    else bad "$(basename "$1"): ${6}x$7 with $9 colours, expected at least ${2}x$3 and > $4"; fi
 }
 
 run "$L" viz filters --run 1 --db "$DB" -o "$T/filters.png"
@@ -43,6 +44,13 @@ run "$L" viz convolve --index 3 -o "$T/convolve.png"
 expect_rc 0 "viz convolve"
 png_ok "$T/convolve.png" 300 600
 
+run "$L" viz curves 1 2 --db "$DB" -o "$T/curves.svg"
+expect_rc 0 "viz curves, through the viz dispatcher"
+check "an SVG" grep -q '<svg' "$T/curves.svg"
+run "$L" viz --help
+expect_out "loupe viz filters" "viz --help lists filters"
+expect_out "loupe viz curves" "and curves"
+
 # ---- the report ----
 R=$T/report
 run "$L" report 1 2 -o "$R/" --db "$DB"
@@ -51,11 +59,18 @@ expect_out "wrote $R/index.html (2 runs)" "says where it is"
 for f in index.html run-1.html run-2.html .loupe-report; do check "report has $f" test -s "$R/$f"; done
 check "and no temporary directory is left" test -z "$(ls -d "$T"/report.tmp-* 2>/dev/null)"
 n_png=0
+bad_digits=
 for f in "$R"/run-*/*.png; do
     [ -f "$f" ] || continue
     n_png=$((n_png + 1))
-    png_ok "$f" 50 50
+    case $f in
+    *wrong-*) # a misclassified digit, 3x: 84x84 grey, not one flat value
+        set -- $("$PNG_INFO" "$f" 2>/dev/null)
+        [ "${2:-0}" = 84 ] && [ "${3:-0}" = 84 ] && [ "${5:-0}" -gt 1 ] || bad_digits="$bad_digits $(basename "$f")" ;;
+    *) png_ok "$f" 300 300 ;;
+    esac
 done
+check_eq "every misclassified digit decodes: 84x84, not flat" "$bad_digits" ""
 check_num "the report's PNGs" "$n_png" '>=' 4
 # every image a page names exists
 for page in "$R"/*.html; do
@@ -66,6 +81,15 @@ done
 check "run-1.html holds the config, escaped" grep -q "name: mnist_two_conv" "$R/run-1.html"
 check "run-1.html has the layer table (27,562 parameters)" grep -q "27,562" "$R/run-1.html"
 check "index.html links both runs" sh -c "grep -q 'href=\"run-1.html\"' '$R/index.html' && grep -q 'href=\"run-2.html\"' '$R/index.html'"
+# The evaluation sections: the matrix's "images" column sums to the test set, the
+# worst mistakes are pictures, the curves an SVG.
+images=$(sed -n 's/.*<td class="n" style="width:auto">\([0-9]*\)<\/td><\/tr>/\1/p' "$R/run-1.html" | awk '{ s += $1 } END { print s }')
+check_eq "run-1.html: confusion matrix rows add up to the 1000 test images" "$images" 1000
+wrong=$(sqlite3 "$DB" "SELECT min(24, count(*)) FROM misclassified WHERE run_id = 1 AND split = 'test' AND epoch = 2")
+check_eq "run-1.html shows the worst misclassified images as pictures" "$(ls "$R"/run-1/wrong-*.png | wc -l | tr -d ' ')" "$wrong"
+check "run-1.html: their labels" grep -q '&rarr; <b>' "$R/run-1.html"
+check "run-1.html: per-class precision, recall, F1" grep -q '<th class="n">F1</th>' "$R/run-1.html"
+check "learning curves as SVG, per run and for the index" sh -c "grep -q '<svg' '$R/run-1/curves.svg' && grep -q '<svg' '$R/curves.svg' && grep -q 'src=\"curves.svg\"' '$R/index.html'"
 check "no network: nothing is fetched from http(s)" sh -c "! grep -qE '(src|href)=\"(https?:)?//' '$R'/*.html"
 
 # A second report into the same directory replaces the first.
@@ -159,7 +183,7 @@ for page in index.html run-1.html run-2.html; do
     n=$(grep -o '<img' "$R/$page" | wc -l | tr -d ' ')
     check_eq "$page: all $n images load with a size" "$(images_of "$R/$page")" "$n/$n"
 done
-check "run-1.html shows pictures" test "$(grep -o '<img' "$R/run-1.html" | wc -l)" -ge 4
+check "run-1.html shows pictures" test "$(grep -o '<img' "$R/run-1.html" | wc -l)" -ge 10
 
 # Screenshots: what a person sees (docs/pictures.md shows one).
 for page in index run-1; do

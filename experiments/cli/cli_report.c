@@ -10,6 +10,8 @@
  * refused. */
 #include "cli_viz.h"
 
+#include "curves.h"
+#include "evaluation.h"
 #include "runsdb.h"
 #include "shape.h"
 #include "viz.h"
@@ -31,7 +33,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: loupe report RUN [RUN...] -o DIR [--maps N] [--worst N]\n"
-            "                    [--checkpoint best|last|EPOCH] [--db PATH]\n\n"
+            "                    [--checkpoint best|last|EPOCH] [--db PATH] [--set k=v]...\n\n"
             "Write a static HTML report of the runs into DIR: index.html compares them\n"
             "(name, status, parameters, best and final accuracy, duration), run-N.html\n"
             "shows one: its facts, learning curves, layers with parameter counts, confusion\n"
@@ -40,6 +42,8 @@ static void usage(FILE *f)
             "images (--worst, default 24) and its config as it ran. Pictures are PNG files\n"
             "beside the pages; it opens from the file system (no server, no network).\n"
             "A previous report in DIR is replaced; any other non-empty DIR is refused.\n"
+            "--set changes the recorded configs as read here (data.dir=PATH: test images\n"
+            "elsewhere).\n"
             "Open DIR/index.html in a browser. docs/pictures.md shows one.\n");
 }
 
@@ -318,7 +322,7 @@ static lp_status section_filters(page *p, const char *root, int64_t id, const cl
 {
     lp_image img;
     lp_error e = {0};
-    out(p, "<section><h2>Learned filters</h2>\n");
+    out(p, "<section id=\"filters\"><h2>Learned filters</h2>\n");
     if (lp_viz_filters(m->graph, NULL, &img, &e)) {   /* a dense model: nothing to draw */
         out(p, "<p class=\"note\">");
         esc(p->f, e.msg);
@@ -341,7 +345,7 @@ static lp_status section_filters(page *p, const char *root, int64_t id, const cl
 static lp_status section_maps(page *p, const char *root, int64_t id, cli_model *m, const lp_dataset *test,
                               int n_images, lp_error *err)
 {
-    out(p, "<section><h2>Feature maps</h2>\n<p class=\"note\">What each layer makes of a test image: "
+    out(p, "<section id=\"maps\"><h2>Feature maps</h2>\n<p class=\"note\">What each layer makes of a test image: "
            "every channel of every conv, ReLU and pooling layer, each scaled to its own range "
            "(grey from black at 0; signed conv outputs white at 0, red positive, blue negative). Same as "
            "<code>loupe viz maps --run %lld --index I</code>.</p>\n<div class=\"maps\">\n", (long long)id);
@@ -370,9 +374,149 @@ static lp_status section_maps(page *p, const char *root, int64_t id, cli_model *
     return s;
 }
 
+/* Learning curves of runs[n] as an SVG file beside the pages (viz/curves.h), shown
+ * as an image. Nothing when no run has an epoch. */
+static lp_status curves_figure(page *p, lp_runsdb *db, const char *root, const char *name, const int64_t *ids,
+                               int n, lp_error *err)
+{
+    lp_curve_run runs[MAX_RUNS];
+    int loaded = 0, with_epochs = 0;
+    lp_status s = LP_OK;
+    for (; !s && loaded < n; loaded++) {
+        s = lp_curve_run_load(db, ids[loaded], &runs[loaded], err);
+        if (s) break;
+        with_epochs += runs[loaded].n_epochs > 0;
+    }
+    if (!s && with_epochs) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", root, name);
+        s = lp_svg_curves(path, runs, loaded, err);
+        if (!s)
+            out(p, "<img src=\"%s\" alt=\"loss and accuracy per epoch\" style=\"width:100%%;max-width:980px\">\n",
+                name);
+    } else if (!s)
+        out(p, "<p class=\"note\">No epoch recorded yet: no curves.</p>\n");
+    for (int i = 0; i < loaded; i++) lp_curve_run_free(&runs[i]);
+    return s;
+}
+
+static lp_status section_curves(page *p, lp_runsdb *db, const char *root, int64_t id, lp_error *err)
+{
+    char name[96];
+    snprintf(name, sizeof name, "run-%lld/curves.svg", (long long)id);
+    out(p, "<section id=\"curves\"><h2>Learning curves</h2>\n<p class=\"note\">Loss (left) and accuracy (right) per epoch: "
+           "training dashed, test solid. Same as <code>loupe viz curves %lld -o curves.svg</code>.</p>\n",
+        (long long)id);
+    lp_status s = curves_figure(p, db, root, name, &id, 1, err);
+    out(p, "</section>\n");
+    return s;
+}
+
+/* Background of a confusion cell: the share of its row, green on the diagonal (right),
+ * red off it (wrong; scaled to the largest mistake so the few stand out). */
+static void heat(page *p, long long count, long long row, long long worst, bool diagonal)
+{
+    double t = diagonal ? (row ? (double)count / row : 0) : (worst ? (double)count / worst : 0);
+    int r, g, b;
+    if (diagonal) r = (int)(255 - t * (255 - 22)), g = (int)(255 - t * (255 - 128)), b = (int)(255 - t * (255 - 61));
+    else r = (int)(255 - t * (255 - 200)), g = (int)(255 - t * (255 - 30)), b = (int)(255 - t * (255 - 45));
+    const char *ink = t > 0.55 ? "#fff" : count ? "#1f2328" : "#c0c4c8";
+    out(p, "<td style=\"background:rgb(%d,%d,%d);color:%s\" title=\"%lld\">%lld</td>", r, g, b, ink, count, count);
+}
+
+/* The confusion matrix and per-class table of run id at `epoch` (0: the last), or a
+ * note when the run has none (trained before loupe recorded them, or no epoch yet). */
+static lp_status section_evaluation(page *p, lp_runsdb *db, int64_t id, int epoch, lp_evaluation *ev,
+                                    lp_error *err)
+{
+    lp_error e = {0};
+    lp_status s = lp_runsdb_read_evaluation(db, id, epoch, "test", ev, &e);
+    if (s && epoch) {   /* no evaluation at the checkpoint's epoch: the last one */
+        lp_error_clear(&e);
+        s = lp_runsdb_read_evaluation(db, id, 0, "test", ev, &e);
+    }
+    if (s == LP_ERR_ARG) {
+        out(p, "<section><h2>Confusion matrix</h2><p class=\"note\">");
+        esc(p->f, e.msg);
+        out(p, "</p></section>\n");
+        return LP_OK;
+    }
+    if (s) return lp_error_set(err, s, "%s", e.msg);
+    int k = ev->n_classes;
+    long long worst = 0;
+    for (int t = 0; t < k; t++)
+        for (int q = 0; q < k; q++)
+            if (t != q && ev->confusion[t * k + q] > worst) worst = ev->confusion[t * k + q];
+    out(p, "<div class=\"row\"><section id=\"confusion\"><h2>Confusion matrix</h2>\n<p class=\"note\">Test images after epoch %d: "
+           "row = true class, column = predicted. %lld of %lld right (%.2f%%); green shows the share of its row, "
+           "red the mistakes (the darkest is the most common, %lld images).</p>\n"
+           "<table class=\"cm\"><tr><th style=\"white-space:nowrap\">true \\ pred</th>",
+        ev->epoch, ev->correct, ev->total, ev->total ? 100.0 * ev->correct / ev->total : 0.0, worst);
+    for (int q = 0; q < k; q++) out(p, "<th>%d</th>", q);
+    out(p, "<th class=\"n\">images</th></tr>\n");
+    for (int t = 0; t < k; t++) {
+        out(p, "<tr><th>%d</th>", t);
+        for (int q = 0; q < k; q++) heat(p, ev->confusion[t * k + q], ev->classes[t].support, worst, t == q);
+        out(p, "<td class=\"n\" style=\"width:auto\">%lld</td></tr>\n", ev->classes[t].support);
+    }
+    out(p, "</table></section>\n<section><h2>Per class</h2>\n<table><tr><th>class</th><th class=\"n\">images</th>"
+           "<th class=\"n\">predicted</th><th class=\"n\">precision</th><th class=\"n\">recall</th>"
+           "<th class=\"n\">F1</th></tr>\n");
+    for (int c = 0; c < k; c++) {
+        const lp_class_metrics *m = &ev->classes[c];
+        out(p, "<tr><td>%d</td><td class=\"n\">%lld</td><td class=\"n\">%lld</td>", m->cls, m->support, m->predicted);
+        cell_num(p, 100 * m->precision, "%.2f%%");
+        cell_num(p, 100 * m->recall, "%.2f%%");
+        if (isnan(m->f1)) out(p, "<td class=\"n\">-</td>");
+        else
+            out(p, "<td class=\"n\" style=\"background:linear-gradient(90deg,#dbeafe %.1f%%,transparent %.1f%%)\">"
+                   "%.4f</td>", 100 * m->f1, 100 * m->f1, m->f1);
+        out(p, "</tr>\n");
+    }
+    out(p, "</table><p class=\"note\">Precision: of the images predicted as the class, the share that are; "
+           "recall: of the class's images, the share found; F1 their harmonic mean.</p></section></div>\n");
+    return LP_OK;
+}
+
+/* The worst-misclassified test images (lowest probability of their true class), each
+ * a PNG from the test set's pixels with its labels. */
+static lp_status section_mistakes(page *p, const char *root, int64_t id, const lp_evaluation *ev,
+                                  const lp_dataset *test, int worst, lp_error *err)
+{
+    if (!ev->n_classes || worst <= 0) return LP_OK;
+    out(p, "<section id=\"mistakes\"><h2>Worst mistakes</h2>\n<p class=\"note\">");
+    if (!ev->n_misclassified) {
+        out(p, "No test image misclassified after epoch %d.</p></section>\n", ev->epoch);
+        return LP_OK;
+    }
+    int n = ev->n_misclassified < worst ? ev->n_misclassified : worst;
+    out(p, "The %d test images (of %d misclassified after epoch %d) to which the model gave the lowest "
+           "probability of their true class: test-set index, true label &rarr; predicted, and the probabilities "
+           "of both.</p>\n<div class=\"gallery\">\n", n, ev->n_misclassified, ev->epoch);
+    lp_status s = LP_OK;
+    for (int i = 0; !s && i < n; i++) {
+        const lp_misclassified *w = &ev->misclassified[i];
+        if (w->image_index < 0 || w->image_index >= test->n) continue;   /* recorded with another test set */
+        lp_image img;
+        size_t per = (size_t)test->c * test->h * test->w;
+        s = lp_viz_upscale(test->pixels + per * w->image_index, test->c, test->h, test->w, 3, &img, err);
+        char name[96];
+        snprintf(name, sizeof name, "run-%lld/wrong-%d.png", (long long)id, w->image_index);
+        if (!s) s = write_png(root, name, &img, err);
+        if (!s)
+            out(p, "<figure><img class=\"px\" src=\"%s\" width=\"%d\" height=\"%d\" alt=\"test image %d\">"
+                   "<figcaption>#%d: %d &rarr; <b>%d</b><br>p %.2f (true %.2f)</figcaption></figure>\n",
+                name, img.w, img.h, w->image_index, w->image_index, w->true_label, w->pred_label, w->pred_prob,
+                w->true_prob);
+        lp_image_free(&img);
+    }
+    out(p, "</div></section>\n");
+    return s;
+}
+
 static void section_config(page *p, const run_info *r)
 {
-    out(p, "<section><h2>Config, as it ran</h2>\n<pre>");
+    out(p, "<section id=\"config\"><h2>Config, as it ran</h2>\n<pre>");
     esc(p->f, r->d.config_yaml);
     out(p, "</pre></section>\n");
 }
@@ -410,22 +554,26 @@ static lp_status write_run(const report_args *a, lp_runsdb *db, const char *root
     out(&p, " &middot; <a href=\"index.html\">all runs in this report</a></div></div></header>\n"
             "<main class=\"wrap\">\n");
     section_facts(&p, r, m.graph ? &m : NULL);
+    lp_evaluation ev = {0};
+    s = section_curves(&p, db, root, id, err);
+    if (!s) s = section_evaluation(&p, db, id, m.graph ? m.epoch : 0, &ev, err);
+    if (!s && m.graph) s = section_mistakes(&p, root, id, &ev, &test, (int)a->worst, err);
     out(&p, "<div class=\"row\">\n");
     section_epochs(&p, r);
     if (m.graph) section_layers(&p, &m);
     out(&p, "</div>\n");
-    if (m.graph) {
+    if (!s && m.graph) {
         s = section_filters(&p, root, id, &m, err);
         if (!s) s = section_maps(&p, root, id, &m, &test, (int)a->maps, err);
-    } else
+    } else if (!s)
         out(&p, "<section><p class=\"note\">No checkpoint recorded yet: no layers, filters or feature maps."
                 "</p></section>\n");
     section_config(&p, r);
     out(&p, "</main>\n");
     lp_status c = page_close(&p, err);
+    lp_evaluation_free(&ev);
     lp_dataset_free(&test);
     cli_free_model(&m);
-    (void)db;
     return s ? s : c;
 }
 
@@ -497,8 +645,13 @@ static lp_status write_index(lp_runsdb *db, const char *root, run_info *runs, in
         esc(p.f, fmt_time(row->started_at, dur, sizeof dur));
         out(&p, "</td></tr>\n");
     }
-    out(&p, "</table></section>\n");
-    if (n > 1) s = section_differences(&p, db, runs, n, err);
+    out(&p, "</table></section>\n<section><h2>Learning curves</h2>\n<p class=\"note\">Every run on shared "
+            "axes: loss (left) and accuracy (right) per epoch, one colour a run, training dashed, test solid.</p>\n");
+    int64_t ids[MAX_RUNS];
+    for (int i = 0; i < n; i++) ids[i] = runs[i].d.run.id;
+    s = curves_figure(&p, db, root, "curves.svg", ids, n, err);
+    out(&p, "</section>\n");
+    if (!s && n > 1) s = section_differences(&p, db, runs, n, err);
     out(&p, "</main>\n");
     lp_status c = page_close(&p, err);
     return s ? s : c;

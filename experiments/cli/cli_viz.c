@@ -17,6 +17,7 @@ static void usage(FILE *f)
             "usage: loupe viz filters --run RUN [--layer NAME] [-o FILE.png]\n"
             "       loupe viz maps --run RUN --index I [--layer NAME] [-o FILE.png]\n"
             "       loupe viz convolve [--index I] [--data DIR] [-o FILE.png]\n"
+            "       loupe viz curves RUN [RUN...] -o FILE.svg\n"
             "       (filters and maps also take --checkpoint best|last|EPOCH, --db PATH,\n"
             "        --set k=v, --plugin PATH)\n\n"
             "Pictures as PNG, each value an upscaled square (nearest neighbour):\n"
@@ -29,6 +30,7 @@ static void usage(FILE *f)
             "  convolve  the tutorial's edge-filter examples: its 5x5 block and MNIST test\n"
             "            image I (default 0) through the vertical [-1 0 1] and horizontal\n"
             "            kernels, edge strength, 2x2 max-pool. Default -o convolve-I.png\n"
+            "  curves    loss and accuracy per epoch of runs on shared axes, as SVG\n"
             "The run's best checkpoint is used unless --checkpoint says otherwise.\n"
             "docs/pictures.md shows each.\n");
 }
@@ -196,6 +198,7 @@ static const struct {
     {"filters", viz_filters},
     {"maps", viz_maps},
     {"convolve", viz_convolve},
+    {"curves", cli_viz_curves},   /* cli_viz_curves.c */
 };
 
 int cli_viz(int argc, char **argv)
@@ -210,5 +213,5 @@ int cli_viz(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         if (!strcmp(argv[1], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
-    return cli_usage_error("viz", "unknown picture '%s': filters, maps, convolve", argv[1]);
+    return cli_usage_error("viz", "unknown picture '%s': filters, maps, convolve, curves", argv[1]);
 }
