@@ -26,6 +26,9 @@ int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
 int cli_viz(int argc, char **argv);
 int cli_report(int argc, char **argv);
+int cli_sweep(int argc, char **argv);
+/* `loupe runs compare --sweep SWEEP [--by SPLIT/METRIC]` (cli_sweep.c). */
+int cli_runs_compare_sweep(int argc, char **argv);
 /* `loupe viz curves` (argv[0] = "curves"): dispatched by `loupe viz`. */
 int cli_viz_curves(int argc, char **argv);
 

@@ -13,6 +13,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"train", cli_train, "train a model from an experiment YAML, recording the run"},
+    {"sweep", cli_sweep, "train every trial of a config's sweep: as child runs, J at a time"},
     {"eval", cli_eval, "evaluate a trained model on the test set"},
     {"predict", cli_predict, "classify one image (PGM file or test-set index)"},
     {"summary", cli_summary, "layer table and parameter counts of one or more configs"},

@@ -524,7 +524,7 @@ lp_status lp_config_apply_override(lp_value *root, const char *ov, lp_error *err
 /* ---- loading ------------------------------------------------------------ */
 
 static const char *const root_keys[] = {"name", "description", "model", "data", "train",
-                                        "tracking", "plugins", NULL};
+                                        "tracking", "plugins", "sweep", NULL};
 
 static lp_status read_all(lp_experiment_config *cfg, const char *path, lp_error *err)
 {
@@ -549,6 +549,7 @@ static lp_status read_all(lp_experiment_config *cfg, const char *path, lp_error 
     if ((s = read_data(root, &cfg->data, err))) return s;
     if ((s = read_train(root, &cfg->train, err))) return s;
     if ((s = read_tracking(root, &cfg->tracking, err))) return s;
+    cfg->sweep = lp_value_get(root, "sweep");   /* read by `loupe sweep` (experiments/sweep/) */
     return read_plugins(root, path, cfg, err);
 }
 
