@@ -234,6 +234,12 @@ static void section_facts(page *p, const run_info *r, const cli_model *m)
         fact(p, "pictures from checkpoint", buf);
     }
     out(p, "</div>\n");
+    if (r->d.kind && !strcmp(r->d.kind, "sweep"))
+        out(p, "<p class=\"note\">This run is a sweep: it trains nothing itself, its trials are runs of their own "
+               "(<code>loupe runs compare --sweep %lld</code> ranks them; give their ids to this report to see "
+               "them).</p>\n", (long long)row->id);
+    if (r->d.parent_run_id)
+        out(p, "<p class=\"note\">Trial %d of sweep run %lld.</p>\n", r->d.sweep_trial, (long long)r->d.parent_run_id);
     if (r->d.stop_reason) {
         out(p, "<p class=\"note\">Stopped: ");
         esc(p->f, r->d.stop_reason);
