@@ -310,10 +310,19 @@ static void section_layers(page *p, const cli_model *m)
         esc(p->f, lp_graph_node_op(g, i));
         out(p, "</td><td>");
         esc(p->f, lp_shape_str(lp_graph_node_shape(g, i), shape, sizeof shape));
-        out(p, "</td><td class=\"n\">%s</td></tr>\n", cli_with_commas(lp_graph_node_params(g, i), num, sizeof num));
+        /* as `loupe summary` counts them: parameters and buffers (running statistics) */
+        out(p, "</td><td class=\"n\">%s</td></tr>\n",
+            cli_with_commas(lp_graph_node_params(g, i) + lp_graph_node_buffers(g, i), num, sizeof num));
     }
-    out(p, "<tr><th colspan=\"3\">total</th><th class=\"n\">%s</th></tr></table></section>\n",
-        cli_with_commas((long long)lp_graph_param_floats(g), num, sizeof num));
+    long long frozen = (long long)lp_graph_buffer_floats(g), total = (long long)lp_graph_param_floats(g) + frozen;
+    out(p, "<tr><th colspan=\"3\">total</th><th class=\"n\">%s</th></tr>\n", cli_with_commas(total, num, sizeof num));
+    if (frozen) {
+        out(p, "<tr><td colspan=\"3\">trainable</td><td class=\"n\">%s</td></tr>\n",
+            cli_with_commas(total - frozen, num, sizeof num));
+        out(p, "<tr><td colspan=\"3\">non-trainable (running statistics)</td><td class=\"n\">%s</td></tr>\n",
+            cli_with_commas(frozen, num, sizeof num));
+    }
+    out(p, "</table></section>\n");
 }
 
 static lp_status write_png(const char *dir, const char *name, lp_image *img, lp_error *err)

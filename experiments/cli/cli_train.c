@@ -341,6 +341,24 @@ static void free_session(train_session *t)
     free(t->resume_data_sha256);
 }
 
+/* Batch norm estimates each channel's mean and variance from the training batch:
+ * one sample gives no variance (PyTorch refuses it for features). A batch of 1,
+ * configured or left over at the end of an epoch, is a config error. */
+static lp_status check_batch_stats(const lp_experiment_config *cfg, const lp_graph *g, int n_train,
+                                   lp_error *err)
+{
+    int b = cfg->train.batch_size;
+    if (!lp_graph_uses_batch_stats(g) || (b >= 2 && n_train % b != 1)) return LP_OK;
+    if (b < 2)
+        lp_error_set(err, LP_ERR_CONFIG, "batch size 1 with batch_norm: its batch statistics need at "
+                     "least 2 samples per training batch");
+    else
+        lp_error_set(err, LP_ERR_CONFIG, "%d training images in batches of %d leave a last batch of 1, "
+                     "too few for batch_norm's batch statistics: change train.batch_size or "
+                     "data.train_limit", n_train, b);
+    return cli_blame_key(cfg, "train.batch_size", err);
+}
+
 /* Everything after the arguments: load, build, train, record. *run_out (may be
  * NULL) receives the run's id once it is recorded. Returns the exit code. */
 static int train_main(train_args a, int64_t *run_out)
@@ -368,6 +386,7 @@ static int train_main(train_args a, int64_t *run_out)
     if (!s) s = lp_compute_reserve(&err);
     if (!s) s = cli_build_from_config(&t.cfg, &t.graph, &err);
     if (!s) s = cli_load_data(&t.cfg, &t.train, &t.test, &err);
+    if (!s) s = check_batch_stats(&t.cfg, t.graph, t.train.n, &err);
     if (!s) lp_data_fingerprint_of(&t.train, &t.test, &t.data);
     if (!s && a.resume) s = check_resumed_data(&t, &err);
     if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
