@@ -2,7 +2,7 @@
 # Install the Debian packages loupe builds against, only those missing.
 # As root: apt-get installs them. Otherwise: print the one command to run.
 set -e
-PKGS="gcc make pkg-config libyaml-dev libsqlite3-dev libcriterion-dev zlib1g-dev libopenblas-dev sqlite3 ca-certificates"
+PKGS="gcc make pkg-config libyaml-dev libsqlite3-dev libcriterion-dev zlib1g-dev libopenblas-dev libpng-dev sqlite3 ca-certificates"
 # Open MPI (mpirun -np N loupe train, docs/scaling.md) is optional: installed as root
 # unless MPI=0 (make passes LOUPE_MPI), only suggested otherwise.
 MPI_PKGS="libopenmpi-dev openmpi-bin"

@@ -69,6 +69,28 @@ for n in 2 4; do
     check_eq "np $n: the same epochs and metrics" "$(cut -d' ' -f1-3 "$T/b" | tr '\n' ,)" "$(cut -d' ' -f1-3 "$T/a" | tr '\n' ,)"
 done
 
+# Dropout's masks are a function of each sample's place in the global batch (the
+# graph's batch offset is the rank's shard start): the same masks, the same curve.
+sed -e 's/^name: mnist_two_conv/name: mnist_two_conv_dropout/' \
+    -e 's/^\( *\)- {op: dense, name: fc2, units: 10}/\1- {op: dropout, rate: 0.3}\n\1- {op: dense, name: fc2, units: 10}/' \
+    configs/mnist_two_conv.yaml >"$T/dropout.yaml"
+DROP="$T/dropout.yaml --set data.dir=$MNIST --set data.train_limit=643 --set data.test_limit=500
+      --set train.epochs=2 --threads 1"
+# shellcheck disable=SC2086
+run "$L" train $DROP --db "$T/drop0.db"
+expect_rc 0 "the dropout net, one process"
+check_eq "its config has a dropout layer" "$(grep -c 'op: dropout' "$T/dropout.yaml")" 1
+losses_of "$T/drop0.db" >"$T/a"
+for n in 2 4; do
+    # shellcheck disable=SC2086
+    run $MPIRUN $n "$L" train $DROP --db "$T/drop$n.db"
+    expect_rc 0 "the dropout net on $n ranks"
+    losses_of "$T/drop$n.db" >"$T/b"
+    worst=$(paste -d' ' "$T/a" "$T/b" | awk '$3 == "loss" { d = $4 - $8; if (d < 0) d = -d; r = d / $4; if (r > w) w = r }
+                                             END { printf "%.3g", w + 0 }')
+    check_num "dropout, np $n: per-epoch losses within $TOL of one process (the same masks)" "$worst" '<=' $TOL
+done
+
 # Batch norm normalises with each rank's shard (docs/scaling.md): not one process's
 # curve, but it trains and its weights stay identical (the hash check each epoch).
 # shellcheck disable=SC2086
@@ -112,17 +134,18 @@ check_eq "it completes; world_size stays the one it started with" \
     "$(sq "SELECT status || ' ' || epochs_done || ' ' || world_size FROM runs")" "completed 20 4"
 
 # ---- resume under MPI with another world size ----
-# 12 epochs of 3,000 images on 2 ranks (an epoch outlasts the 50 ms poll below, so
-# the stop lands mid-run), stopped with SIGTERM to mpirun (what Ctrl-C does: it passes
-# SIGTERM to every rank) once one is committed, then resumed on 4 ranks.
+# 30 epochs of 3,000 images on 2 ranks (~0.15 s each), stopped with SIGTERM to mpirun
+# as soon as epoch 1's line is out (what Ctrl-C does: mpirun sends the ranks SIGCONT at
+# once, SIGTERM a second later, SIGKILL a second after that), then resumed on 4.
 DB=$T/resume.db
 RESUME="configs/mnist_two_conv.yaml --set data.train_limit=3000 --set data.test_limit=200
-        --set train.epochs=12 --threads 1"
+        --set train.epochs=30 --threads 1"
 # shellcheck disable=SC2086
 $MPIRUN 2 "$L" train $RESUME --db "$DB" >"$T/out" 2>"$T/err" &
 MPID=$!
 E2E_PIDS="$E2E_PIDS $MPID"
-wait_for_run "epochs_done >= 1" 600
+n=0
+while ! grep -q '^epoch 1/30' "$T/err" && [ $n -lt 3000 ]; do n=$((n + 1)); sleep_ms 10; done
 kill -TERM "$MPID"
 wait "$MPID"
 RC=$?
@@ -134,7 +157,7 @@ done_before=$(sq "SELECT epochs_done FROM runs")
 run $MPIRUN 4 "$L" train --resume 1 --db "$DB" --threads 1
 expect_rc 0 "resumed on 4 ranks"
 expect_err "(checkpoint sent to every rank)" "rank 0 read the checkpoint and sent it"
-check_eq "the resumed run completed all 12 epochs" "$(sq "SELECT status || ' ' || epochs_done FROM runs")" "completed 12"
+check_eq "the resumed run completed all 30 epochs" "$(sq "SELECT status || ' ' || epochs_done FROM runs")" "completed 30"
 # The same run trained on 2 ranks without a stop: the first epoch after the resume
 # starts from the same checkpoint bits, so it agrees to float-reduction tolerance
 # (and the hash check above passed on every epoch: all 4 ranks loaded the weights).

@@ -81,8 +81,8 @@ uint64_t lp_dist_hash(const void *p, size_t n);
 
 /* Rank 0's guard against a rank that dies: a thread that watches, while this rank
  * waits in one of the collectives above, whether a rank on this host has died
- * (its process gone or a zombie; mpirun then ends the job with SIGTERM and, about
- * two seconds later, SIGKILL). It calls on_dead(ctx, message) once, from that thread,
+ * (its process gone or a zombie; mpirun then ends the job: SIGCONT, SIGTERM a
+ * second later, SIGKILL a second after that). It calls on_dead(ctx, message) once, from that thread,
  * with a sentence naming the dead rank, then ends this process with exit status 1.
  * No-op for a world of 1 and on ranks other than 0. */
 typedef void (*lp_dist_dead_fn)(void *ctx, const char *message);

@@ -207,9 +207,6 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
     float *params = lp_graph_params(g);
     const float *grads = lp_graph_grads(g);
     size_t per_sample = (size_t)d->c * d->h * d->w;
-    /* Dropout-like ops draw per slice from (seed, step, slice start): each rank's
-     * shard starts at 0, so the ranks other than 0 take seeds of their own. */
-    uint64_t step_seed = lp_dist_rank() ? lp_rng_derive(o->seed, (1ull << 32) + (uint64_t)lp_dist_rank()) : o->seed;
 
     for (int epoch = t->start_epoch; epoch < o->epochs; epoch++) {
         lp_rng rng;
@@ -229,13 +226,15 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
                 lp_augment_shift(t->x, n, d->c, d->h, d->w, o->augment_shift, &rng, o->augment_fill);
             lr = lp_schedule_lr(&o->schedule, o->optim.lr, epoch + (double)b / steps_per_epoch,
                                 o->epochs);
-            lp_graph_set_step(g, step_seed, (uint64_t)step);
+            lp_graph_set_step(g, o->seed, (uint64_t)step);
             /* This rank's shard of the batch (all of it for one process; train_dist.h) */
             int lo, hi, batch_correct = 0;
             lp_dist_shard(n, &lo, &hi);
             float loss = 0;
             if (hi > lo) {
+                lp_graph_set_batch_offset(g, lo);   /* dropout draws the masks of samples lo.. */
                 loss = lp_graph_train_step(g, t->x + (size_t)lo * per_sample, t->y + lo, hi - lo);
+                lp_graph_set_batch_offset(g, 0);
                 batch_correct = count_correct(lp_graph_batch_logits(g), t->y + lo, hi - lo, k);
             }
             bool stop = lp_train_stop_requested();
