@@ -1,8 +1,10 @@
 #include "train.h"
 
 #include "compute.h"
+#include "dist.h"
 #include "rng.h"
 #include "shape.h"
+#include "train_dist.h"
 
 #include <math.h>
 #include <signal.h>
@@ -71,7 +73,9 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
         lp_trainer_free(t);
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory for batch buffers");
     }
-    return LP_OK;
+    s = lp_train_dist_init(t, err);
+    if (s) lp_trainer_free(t);
+    return s;
 }
 
 void lp_trainer_free(lp_trainer *t)
@@ -81,6 +85,8 @@ void lp_trainer_free(lp_trainer *t)
     free(t->order);
     free(t->x);
     free(t->y);
+    free(t->reduce);
+    t->reduce = NULL;
     t->order = NULL;
     t->x = NULL;
     t->y = NULL;
@@ -151,7 +157,15 @@ void lp_evaluate_confusion(lp_graph *g, const lp_dataset *d, int batch, double *
 
 void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc)
 {
-    evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, loss, acc, &t->eval);
+    /* Under mpirun rank 0 evaluates the whole test set (the evaluation's records,
+     * confusion and misclassified images, are its to commit) and every rank gets its
+     * figures: the others add zeros, exactly (dist.h). */
+    double r[2] = {0, 0};
+    if (lp_dist_rank() == 0)
+        evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, &r[0], &r[1], &t->eval);
+    lp_dist_sum_f64(r, 2);
+    *loss = r[0];
+    *acc = r[1];
 }
 
 static void format_eta(double s, char *buf, size_t size)
@@ -192,6 +206,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
     long long step = (long long)t->start_epoch * steps_per_epoch;
     float *params = lp_graph_params(g);
     const float *grads = lp_graph_grads(g);
+    size_t per_sample = (size_t)d->c * d->h * d->w;
 
     for (int epoch = t->start_epoch; epoch < o->epochs; epoch++) {
         lp_rng rng;
@@ -212,7 +227,18 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lr = lp_schedule_lr(&o->schedule, o->optim.lr, epoch + (double)b / steps_per_epoch,
                                 o->epochs);
             lp_graph_set_step(g, o->seed, (uint64_t)step);
-            float loss = lp_graph_train_step(g, t->x, t->y, n);
+            /* This rank's shard of the batch (all of it for one process; train_dist.h) */
+            int lo, hi, batch_correct = 0;
+            lp_dist_shard(n, &lo, &hi);
+            float loss = 0;
+            if (hi > lo) {
+                lp_graph_set_batch_offset(g, lo);   /* dropout draws the masks of samples lo.. */
+                loss = lp_graph_train_step(g, t->x + (size_t)lo * per_sample, t->y + lo, hi - lo);
+                lp_graph_set_batch_offset(g, 0);
+                batch_correct = count_correct(lp_graph_batch_logits(g), t->y + lo, hi - lo, k);
+            }
+            bool stop = lp_train_stop_requested();
+            if (t->reduce) loss = lp_train_dist_step(t, loss, hi - lo, n, &batch_correct, &stop);
             if (!isfinite(loss))
                 return lp_error_set(err, LP_ERR_NUMERIC,
                                     "loss became %s in epoch %d at step %lld (batch %d of %d): "
@@ -222,7 +248,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lp_optim_step(&t->optim, params, grads, lr);
             step++;
             loss_sum += (double)loss * n;
-            correct += count_correct(lp_graph_batch_logits(g), t->y, n, k);
+            correct += batch_correct;
             seen += n;
             if (o->progress) {
                 double el = lp_seconds() - t0;
@@ -232,7 +258,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
                     last_draw = el;
                 }
             }
-            if (lp_train_stop_requested()) {
+            if (stop) {
                 if (o->progress) fputc('\n', stderr);
                 return lp_error_set(err, LP_ERR_INTERRUPTED,
                                     "interrupted in epoch %d at step %lld (batch %d of %d); "
@@ -248,6 +274,8 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         lp_trainer_evaluate(t, &r.test_loss, &r.test_acc);
         r.evaluation = &t->eval;
         if (o->progress) fputc('\n', stderr);
+        lp_status same = lp_train_dist_check_weights(t, epoch + 1, err);
+        if (same) return same;
         /* Every step's loss was finite, but the last update may still have blown the
          * weights up (a loss is computed before its update): such an epoch must not
          * reach the hook, which would commit its checkpoint (as the best, at epoch 1). */
@@ -269,10 +297,11 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         fflush(log);
         if (last) *last = r;
         if (hook) {
-            lp_status s = hook(hook_ctx, &r, err);
+            lp_status s = lp_dist_rank() == 0 ? hook(hook_ctx, &r, err) : LP_OK;
+            s = lp_dist_agree(s, err);
             if (s) return s;
         }
-        if (lp_train_stop_requested())
+        if (lp_dist_any(lp_train_stop_requested()))
             return lp_error_set(err, LP_ERR_INTERRUPTED,
                                 "interrupted after epoch %d (it is kept)", epoch + 1);
     }

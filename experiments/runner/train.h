@@ -63,6 +63,7 @@ typedef struct lp_trainer {
     int *order;
     float *x;
     int32_t *y;
+    float *reduce;            /* the ranks' gradient sum (train_dist.h); NULL for one process */
 } lp_trainer;
 
 /* Prepare: plan the graph for the batch sizes, allocate the optimizer state and
@@ -76,6 +77,9 @@ void lp_trainer_free(lp_trainer *t);
  * hook fails. An epoch whose steps all had finite losses but that ends with
  * non-finite weights or a non-finite test loss also stops with LP_ERR_NUMERIC
  * before its hook runs, so a poisoned epoch is never recorded. The last epoch result is copied to *last if not NULL. */
+/* Under mpirun (dist.h) every rank runs this loop on its shard of each batch and the
+ * hook runs on rank 0 alone: what it returns (and a stop asked on any rank) ends the
+ * loop on every rank alike; rank 0 evaluates the test set and shares its figures. */
 lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_epoch_result *last,
                          lp_error *err);
 
