@@ -468,7 +468,7 @@ Test(config, rmsprop_nesterov_adamw_and_exponential_schedule)
     cr_assert_float_eq(cfg.train.optim.eps, 1e-8f, 1e-12);
     cr_assert_float_eq(cfg.train.optim.momentum, 0.5f, 1e-9);
     cr_assert_eq(cfg.train.schedule.type, LP_SCHEDULE_EXPONENTIAL);
-    cr_assert_float_eq(lp_schedule_lr(&cfg.train.schedule, 1.0f, 2.5, 10), 0.64f, 1e-6);
+    cr_assert_float_eq(lp_schedule_lr(&cfg.train.schedule, 1.0f, 25, 10, 10), 0.64f, 1e-6);
     lp_config_free(&cfg);
     load_config(MODEL "train:\n  optimizer: {type: sgd, nesterov: true}\n", NULL, 0, &cfg);
     cr_assert(cfg.train.optim.nesterov);
