@@ -36,6 +36,11 @@ check_eq "early stop: 300 validation images, 1200 trained on (the data fingerpri
     "$(sq "SELECT data_train_count || ' ' || data_test_count FROM runs WHERE id = 1")" "1200 300"
 run "$L" runs show 1 --db "$DB"
 expect_out "stopped: early_stop: val/acc did not improve for 2 epochs" "early stop: runs show prints the reason"
+expect_out "  val loss    val acc  test loss   test acc" "early stop: runs show has validation columns"
+check_eq "early stop: runs show's epoch-1 line has the recorded val and test accuracy" \
+    "$(grep -E '^ +1 ' "$T/out" | awk '{print $5, $7}')" \
+    "$(sq "SELECT printf('%.2f%%', 100 * (SELECT value FROM metrics WHERE run_id = 1 AND epoch = 1 AND split = 'val' AND name = 'acc')) || ' ' ||
+                  printf('%.2f%%', 100 * (SELECT value FROM metrics WHERE run_id = 1 AND epoch = 1 AND split = 'test' AND name = 'acc'))")"
 
 # A run that trains all its epochs says so; without early stopping the best
 # checkpoint follows val/acc when there is a split.
