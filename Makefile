@@ -42,7 +42,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-deps plugins accuracy accuracy-deps fuzz fuzz-build fuzz-merge
+.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-deps plugins accuracy accuracy-deps fuzz fuzz-build fuzz-merge fuzz-cpu
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
@@ -193,6 +193,12 @@ fuzz: fuzz-build
 	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
 	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|ERROR|SUMMARY" || true; \
 	  ! grep -qE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error' $(FUZZ_BUILD)/fuzz_$$t.log; done
+
+# `make fuzz-cpu FUZZ_CPU_SECONDS=3600`: each target until it has used that much CPU
+# time (tests/fuzz/fuzz_cpu.sh; on a shared machine wall time says little), one line each.
+FUZZ_CPU_SECONDS ?= 3600
+fuzz-cpu: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do bash tests/fuzz/fuzz_cpu.sh $$t $(FUZZ_CPU_SECONDS); done
 
 # Keeps the hand-written and generated seeds (seed-*, shipped-*, small-*) and a minimal
 # set of the rest covering the same edges (-use_counters=0: edges, not hit counts).

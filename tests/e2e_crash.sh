@@ -2,7 +2,8 @@
 # e2e_crash.sh - crash safety of the runs database: training runs on one database
 # are killed with SIGKILL at random moments, new runs and resumed ones alike. After
 # every kill the file passes PRAGMA integrity_check and every committed epoch has
-# both its metrics and its checkpoint; then every run resumes to completion.
+# its metrics, its checkpoint and its evaluation (confusion matrix, per-class rows,
+# misclassified images), or none of them; then every run resumes to completion.
 # Ctrl-C (SIGINT) stops a run as 'interrupted' with exit 130, and it resumes too,
 # also when it came before the first epoch was committed.
 #
@@ -56,6 +57,7 @@ while [ $i -le $KILLS ]; do
     fi
     check_eq "round $i: integrity_check" "$(sq 'PRAGMA integrity_check')" ok
     check_eq "round $i: every committed epoch has metrics and checkpoint" "$(sq "$CONSISTENT")" "0|0|0|0"
+    check_eq "round $i: and its whole evaluation, no other epoch any" "$(sq "$EVAL_CONSISTENT")" "0|0"
     n=$(sq "SELECT count(*) FROM runs WHERE status = 'running' AND epochs_done BETWEEN 1 AND $((EPOCHS - 1))")
     [ "$n" -gt 0 ] && midway=$((midway + 1))
     i=$((i + 1))
@@ -81,6 +83,7 @@ check_eq "exactly one best checkpoint per run" \
     "$(sq "SELECT count(*) FROM runs r WHERE (SELECT sum(is_best) FROM checkpoints WHERE run_id = r.id) != 1")" 0
 check_eq "integrity_check after the resumes" "$(sq 'PRAGMA integrity_check')" ok
 check_eq "final consistency" "$(sq "$CONSISTENT")" "0|0|0|0"
+check_eq "final consistency of the evaluations" "$(sq "$EVAL_CONSISTENT")" "0|0"
 
 # A resumed run's last checkpoint reloads to the accuracy recorded for it.
 R=$(sq "SELECT id FROM runs ORDER BY id DESC LIMIT 1")

@@ -10,6 +10,7 @@
 #   check "what" test-command  # passes when the command succeeds
 #   todo_skip "what" "why"     # a documented known bug: printed, not counted
 #   sq "SQL"; sq "$CONSISTENT" # sqlite3 on $DB; the crash-consistency query (0|0|0|0)
+#   sq "$EVAL_CONSISTENT"      # and the evaluations' (0|0)
 #   wait_for_run "id = 3 AND epochs_done >= 2" 600; sleep_ms 250
 #   e2e_finish                 # "NAME: N passed, M failed"; exit status 1 if M > 0
 #
@@ -144,6 +145,21 @@ SELECT
     OR r.epochs_done != COALESCE((SELECT max(epoch) FROM m WHERE m.run_id = r.id), 0)))"
 }
 CONSISTENT=$(consistent_sql 1)
+
+# $EVAL_CONSISTENT prints 0|0 when no evaluation row (confusion, class_metrics,
+# misclassified) belongs to an epoch without a test accuracy, and every epoch with one
+# has its whole evaluation: k class rows, k x k cells, one misclassified row per image
+# off the diagonal (the epoch commit writes them all in its transaction).
+EVAL_CONSISTENT="WITH m AS (SELECT DISTINCT run_id, epoch FROM metrics WHERE split = 'test' AND name = 'acc'),
+  e AS (SELECT run_id, epoch FROM confusion UNION SELECT run_id, epoch FROM class_metrics
+        UNION SELECT run_id, epoch FROM misclassified),
+  k AS (SELECT m.run_id, m.epoch, (SELECT count(*) FROM class_metrics c WHERE c.run_id = m.run_id
+        AND c.epoch = m.epoch AND c.split = 'test') AS n FROM m)
+SELECT (SELECT count(*) FROM (SELECT run_id, epoch FROM e EXCEPT SELECT run_id, epoch FROM m)),
+  (SELECT count(*) FROM k WHERE n = 0
+    OR (SELECT count(*) FROM confusion c WHERE c.run_id = k.run_id AND c.epoch = k.epoch) != n * n
+    OR (SELECT count(*) FROM misclassified x WHERE x.run_id = k.run_id AND x.epoch = k.epoch) !=
+       (SELECT sum(count) FROM confusion c WHERE c.run_id = k.run_id AND c.epoch = k.epoch AND true_label <> pred_label))"
 
 # wait_for_run SQL-CONDITION POLLS: until exactly one run matches, polling every
 # 0.05 s; false after POLLS polls.

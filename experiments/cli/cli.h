@@ -24,6 +24,8 @@ int cli_gradcheck(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
+/* `loupe viz curves` (argv[0] = "curves"): dispatched by `loupe viz`. */
+int cli_viz_curves(int argc, char **argv);
 
 /* `loupe rerun`: train a new run from a recorded config text, as `loupe train`
  * would (recorded in db with run.rerun_of = original). Returns the exit code;

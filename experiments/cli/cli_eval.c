@@ -2,6 +2,7 @@
  * `loupe export`. A model comes either from a recorded run (--run RUN
  * [--checkpoint best|last|EPOCH]) or from a config plus a .safetensors file. */
 #include "cli.h"
+#include "cli_show.h"
 
 #include "compute.h"
 #include "dataset.h"
@@ -26,6 +27,7 @@ typedef struct model_args {
     const char *output;       /* export -o */
     long long index;          /* predict --index */
     const char *image;        /* predict --image */
+    bool confusion, ascii;    /* eval --confusion [--ascii] */
 } model_args;
 
 typedef struct model {
@@ -53,6 +55,8 @@ static int parse_model_args(const char *cmd, int argc, char **argv, model_args *
         } else if (!strcmp(s, "--checkpoint") && has_value) a->checkpoint = argv[++i];
         else if (!strcmp(s, "--weights") && has_value) a->weights = argv[++i];
         else if (!strcmp(s, "-o") && has_value) a->output = argv[++i];
+        else if (!strcmp(cmd, "eval") && !strcmp(s, "--confusion")) a->confusion = true;
+        else if (!strcmp(cmd, "eval") && !strcmp(s, "--ascii")) a->ascii = true;
         else if (!strcmp(s, "--image") && has_value) a->image = argv[++i];
         else if (!strcmp(s, "--index") && has_value) {
             if (!cli_parse_int(argv[++i], 0, INT32_MAX, &a->index))
@@ -126,8 +130,12 @@ static void free_model(model *m)
 static void eval_usage(void)
 {
     printf("usage: loupe eval --run RUN [--checkpoint best|last|EPOCH] [--db PATH] [--json]\n"
-           "       loupe eval CONFIG.yaml --weights FILE.safetensors [--json]\n\n"
-           "Loss and accuracy of a trained model on the test set its config names.\n");
+           "       loupe eval CONFIG.yaml --weights FILE.safetensors [--json]\n"
+           "       loupe eval ... --confusion [--ascii]\n\n"
+           "Loss and accuracy of a trained model on the test set its config names.\n"
+           "--confusion also prints the confusion matrix with per-class recall, precision\n"
+           "and F1 and the worst misclassified images, as `loupe runs show RUN --confusion`\n"
+           "prints those recorded during training (nothing is written to the database).\n");
 }
 
 int cli_eval(int argc, char **argv)
@@ -147,13 +155,29 @@ int cli_eval(int argc, char **argv)
         return cli_fail(&err);
     }
     double loss, acc;
-    lp_evaluate(m.graph, &test, 500, &loss, &acc);
+    lp_evaluation ev = {0};
+    if (a.confusion) {
+        s = lp_evaluation_init(&ev, (int)lp_shape_numel(lp_graph_logits_shape(m.graph)), test.n, "test", &err);
+        if (s) {
+            free_model(&m);
+            lp_dataset_free(&test);
+            return cli_fail(&err);
+        }
+        ev.epoch = m.epoch;
+    }
+    lp_evaluate_confusion(m.graph, &test, 500, &loss, &acc, a.confusion ? &ev : NULL);
     if (a.c.json)
         printf("{\"run_id\":%lld,\"epoch\":%d,\"images\":%d,\"test_loss\":%.6f,\"test_acc\":%.6f}\n", a.run,
                m.epoch, test.n, loss, acc);
     else
         printf("%s%s: test loss %.4f, accuracy %.2f%% on %d images\n", m.cfg.name,
                a.run ? "" : " (weights file)", loss, 100 * acc, test.n);
+    if (a.confusion && !a.c.json) {
+        lp_evaluation_sort_misclassified(&ev);
+        putchar('\n');
+        cli_print_confusion(stdout, &ev, 10, !a.ascii && cli_locale_is_utf8());
+    }
+    lp_evaluation_free(&ev);
     free_model(&m);
     lp_dataset_free(&test);
     return 0;

@@ -2,6 +2,8 @@
  * from the command line (plain `sqlite3 runs.db` works too: docs/runs-db.md). */
 #include "cli.h"
 
+#include "cli_show.h"
+#include "evaluation.h"
 #include "runsdb.h"
 
 #include <math.h>
@@ -13,7 +15,7 @@ static void usage(void)
 {
     printf("usage: loupe runs list [--name PATTERN] [--status S] [--param KEY=VALUE]...\n"
            "                       [--order-by FIELD] [--asc] [--limit N] [--db PATH] [--json]\n"
-           "       loupe runs show RUN [--db PATH]\n"
+           "       loupe runs show RUN [--confusion [--epoch E] [--split test|val]] [--ascii] [--db PATH]\n"
            "       loupe runs compare RUN RUN... [--db PATH]\n"
            "       loupe runs export RUN (--csv | --json) [--db PATH]\n"
            "       loupe runs delete RUN [--db PATH]\n\n"
@@ -21,7 +23,11 @@ static void usage(void)
            "completed, failed, interrupted or crashed; --param keeps runs whose setting equals\n"
            "VALUE (e.g. train.optimizer.lr=0.05); FIELD is id, name, started, duration,\n"
            "best_test_acc, final_test_acc or SPLIT/METRIC (test/loss).\n"
-           "show: config, settings, per-epoch metrics and checkpoints of one run.\n"
+           "show: config, settings, per-epoch metrics, learning curves (sparklines) and\n"
+           "checkpoints of one run. --confusion prints instead the confusion matrix of the\n"
+           "last evaluation (or of epoch E) with per-class recall, precision and F1, the\n"
+           "most confused pairs and the worst misclassified images. Unicode characters when\n"
+           "the locale is UTF-8 (LANG=C.UTF-8), ASCII otherwise or with --ascii.\n"
            "compare: settings that differ, then final metrics side by side.\n"
            "export: every metric row as CSV or JSON on stdout.\n");
 }
@@ -124,11 +130,41 @@ static int parse_ids(const char *verb, int argc, char **argv, cli_common *c, int
     return n;
 }
 
+/* `runs show RUN --confusion`: the matrix of one evaluation. */
+static int show_confusion(const cli_common *c, int64_t id, int epoch, const char *split, bool utf8);
+
 static int runs_show(int argc, char **argv)
 {
     cli_common c = {0};
-    int64_t id;
-    if (parse_ids("show", argc, argv, &c, &id, 1, NULL) != 1) return cli_usage_error("runs", "show takes one run id");
+    int64_t id = 0;
+    int n_ids = 0;
+    bool confusion = false, ascii = false;
+    long long epoch = 0;
+    const char *split = "test";
+    for (int i = 2; i < argc; i++) {
+        int r = cli_common_option("runs show", argc, argv, &i, &c);
+        if (r < 0) return 2;
+        if (r == 1) continue;
+        const char *s = argv[i];
+        long long v;
+        if (!strcmp(s, "--confusion")) confusion = true;
+        else if (!strcmp(s, "--ascii")) ascii = true;
+        else if (!strcmp(s, "--epoch") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], 1, INT32_MAX, &epoch))
+                return cli_usage_error("runs", "--epoch expects an epoch number (1, 2, ...), got '%s'", argv[i]);
+        } else if (!strcmp(s, "--split") && i + 1 < argc) {
+            split = argv[++i];
+            if (strcmp(split, "test") && strcmp(split, "val"))
+                return cli_usage_error("runs", "--split expects test or val, got '%s'", split);
+        } else if (s[0] != '-' && cli_parse_int(s, 1, INT64_MAX, &v) && n_ids == 0) {
+            id = v;
+            n_ids++;
+        } else return cli_usage_error("runs", "show: unexpected argument '%s'", s);
+    }
+    if (n_ids != 1) return cli_usage_error("runs", "show takes one run id");
+    if (epoch && !confusion) return cli_usage_error("runs", "--epoch goes with --confusion");
+    bool utf8 = !ascii && cli_locale_is_utf8();
+    if (confusion) return show_confusion(&c, id, (int)epoch, split, utf8);
     lp_error err = {0};
     lp_runsdb *db = NULL;
     lp_run_details d;
@@ -186,6 +222,17 @@ static int runs_show(int argc, char **argv)
         if (has_val) printf("%10.4f %9.2f%% ", loss[1], 100 * acc[1]);
         printf("%10.4f %9.2f%% %10.4g %8.2f\n", loss[2], 100 * acc[2], lr, sec);
     }
+    cli_print_curves(stdout, m, nm, utf8);
+    int *ev_epochs = NULL, n_ev = 0;
+    if (lp_runsdb_evaluation_epochs(db, id, "test", &ev_epochs, &n_ev, &err) == LP_OK && n_ev > 0) {
+        char which[48];
+        if (n_ev == 1) snprintf(which, sizeof which, "epoch %d", ev_epochs[0]);
+        else snprintf(which, sizeof which, "%d epochs from %d to %d", n_ev, ev_epochs[0], ev_epochs[n_ev - 1]);
+        printf("\nconfusion matrices of the test set: %s (loupe runs show %lld --confusion [--epoch E])\n", which,
+               (long long)id);
+    }
+    lp_error_clear(&err);
+    free(ev_epochs);
     printf("\ncheckpoints:\n");
     for (int i = 0; i < d.n_checkpoints; i++) {
         const lp_ckpt_info *k = &d.checkpoints[i];
@@ -194,6 +241,30 @@ static int runs_show(int argc, char **argv)
     }
     printf("\nconfig:\n%s\n", d.config_yaml);
     lp_metric_rows_free(m, nm);
+    lp_run_details_free(&d);
+    lp_runsdb_close(db);
+    return 0;
+}
+
+static int show_confusion(const cli_common *c, int64_t id, int epoch, const char *split, bool utf8)
+{
+    lp_error err = {0};
+    lp_runsdb *db = NULL;
+    lp_run_details d;
+    lp_evaluation ev;
+    lp_status s = open_db(c, &db, &err);
+    bool have_details = false;
+    if (!s) have_details = !(s = lp_runsdb_show(db, id, &d, &err));
+    if (!s) s = lp_runsdb_read_evaluation(db, id, epoch, split, &ev, &err);
+    if (s) {
+        if (have_details) lp_run_details_free(&d);
+        lp_runsdb_close(db);
+        return cli_fail(&err);
+    }
+    printf("run %lld: %s  [%s, %d epoch%s]\n", (long long)id, d.run.name, d.run.status, d.run.epochs_done,
+           d.run.epochs_done == 1 ? "" : "s");
+    cli_print_confusion(stdout, &ev, 10, utf8);
+    lp_evaluation_free(&ev);
     lp_run_details_free(&d);
     lp_runsdb_close(db);
     return 0;

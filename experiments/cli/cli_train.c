@@ -4,6 +4,7 @@
 
 #include "compute.h"
 #include "dataset.h"
+#include "evaluation.h"
 #include "holdout.h"
 #include "lifecycle.h"
 #include "provenance.h"
@@ -163,8 +164,9 @@ static lp_status record_epoch(void *ctx, const lp_epoch_result *r, lp_error *err
                                          &size, err);
         if (s) return s;
     }
-    lp_status s = lp_runsdb_commit_epoch(rec->db, rec->run_id, r->epoch, r->step, m, n_metrics, blob, size,
-                                         is_best, err);
+    /* The test pass's confusion matrix etc. go in the epoch's transaction too. */
+    lp_status s = lp_runsdb_commit_epoch_eval(rec->db, rec->run_id, r->epoch, r->step, m, n_metrics, blob,
+                                              size, is_best, r->evaluation, err);
     free(blob);
     if (s) return s;
     if (r->test_acc > rec->best_acc) rec->best_acc = r->test_acc;

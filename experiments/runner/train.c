@@ -77,10 +77,14 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
                             "model input has %lld values per image, the data has %d x %d x %d",
                             per_sample, train->c, train->h, train->w);
     int max_batch = opt->batch_size > eval_batch_of(opt) ? opt->batch_size : eval_batch_of(opt);
-    lp_status s = lp_graph_plan_lanes(g, max_batch, lp_threads(), err);
-    if (s) return s;
-    s = lp_optim_init(&t->optim, &opt->optim, lp_graph_param_floats(g), err);
-    if (s) return s;
+    lp_status s = lp_evaluation_init(&t->eval, (int)lp_shape_numel(lp_graph_logits_shape(g)),
+                                     test ? test->n : 0, "test", err);
+    if (!s) s = lp_graph_plan_lanes(g, max_batch, lp_threads(), err);
+    if (!s) s = lp_optim_init(&t->optim, &opt->optim, lp_graph_param_floats(g), err);
+    if (s) {
+        lp_trainer_free(t);
+        return s;
+    }
     lp_plateau_init(&t->plateau, &opt->schedule.plateau, opt->optim.lr);
     lp_early_stop_config sel = selection_of(t);
     lp_early_stop_init(&t->select, &sel);
@@ -97,6 +101,7 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
 void lp_trainer_free(lp_trainer *t)
 {
     lp_optim_free(&t->optim);
+    lp_evaluation_free(&t->eval);
     free(t->order);
     free(t->x);
     free(t->y);
@@ -120,25 +125,37 @@ static int count_correct(const float *logits, const int32_t *y, int n, int k)
 }
 
 /* Loss and accuracy over d in batches of `batch`, each gathered into x (room for
- * `batch` samples). */
+ * `batch` samples); the confusion matrix etc. into ev too when it is not NULL. */
 static void evaluate_into(lp_graph *g, const lp_dataset *d, int batch, float *x, double *loss,
-                          double *acc)
+                          double *acc, lp_evaluation *ev)
 {
     int k = (int)lp_shape_numel(lp_graph_logits_shape(g));
     double loss_sum = 0;
     long long correct = 0;
+    if (ev) lp_evaluation_reset(ev);
     for (int start = 0; start < d->n; start += batch) {
         int n = d->n - start < batch ? d->n - start : batch;
         const int32_t *y = d->labels + start;
         lp_dataset_gather_range(d, start, n, x, NULL);
         loss_sum += (double)lp_graph_infer(g, x, y, n) * n;
-        correct += count_correct(lp_graph_batch_logits(g), y, n, k);
+        if (ev) lp_evaluation_add_batch(ev, lp_graph_batch_logits(g), y, n, k, start);
+        else correct += count_correct(lp_graph_batch_logits(g), y, n, k);
+    }
+    if (ev) {
+        lp_evaluation_compute_classes(ev);
+        correct = ev->correct;
     }
     *loss = d->n ? loss_sum / d->n : 0;
     *acc = d->n ? (double)correct / d->n : 0;
 }
 
 void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc)
+{
+    lp_evaluate_confusion(g, d, batch, loss, acc, NULL);
+}
+
+void lp_evaluate_confusion(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc,
+                           lp_evaluation *ev)
 {
     size_t per = (size_t)d->c * d->h * d->w;
     /* Test batches are gathered into one buffer, allocated once per call (the set is
@@ -152,13 +169,13 @@ void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, doub
         *loss = *acc = NAN;
         return;
     }
-    evaluate_into(g, d, batch, x, loss, acc);
+    evaluate_into(g, d, batch, x, loss, acc, ev);
     free(x);
 }
 
 void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc)
 {
-    evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, loss, acc);
+    evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, loss, acc, &t->eval);
 }
 
 static void format_eta(double s, char *buf, size_t size)
@@ -261,8 +278,9 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         r.train_acc = (double)correct / seen;
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
         lp_trainer_evaluate(t, &r.test_loss, &r.test_acc);
+        r.evaluation = &t->eval;
         r.val_loss = r.val_acc = NAN;
-        if (t->val) evaluate_into(g, t->val, eval_batch_of(o), t->x, &r.val_loss, &r.val_acc);
+        if (t->val) evaluate_into(g, t->val, eval_batch_of(o), t->x, &r.val_loss, &r.val_acc, NULL);
         if (o->progress) fputc('\n', stderr);
         /* Every step's loss was finite, but the last update may still have blown the
          * weights up (a loss is computed before its update): such an epoch must not

@@ -14,6 +14,7 @@
 
 #include "dataset.h"
 #include "early_stop.h"
+#include "evaluate.h"
 #include "graph.h"
 #include "optim.h"
 
@@ -47,6 +48,9 @@ typedef struct lp_epoch_result {
     bool stop;                /* early stopping ends training after this epoch */
     double seconds;           /* wall time of the training part */
     double images_per_s;
+    /* The test pass's confusion matrix, per-class rows and misclassified images
+     * (evaluate.h); owned by the trainer, valid during the hook. */
+    const lp_evaluation *evaluation;
 } lp_epoch_result;
 
 /* Called after each epoch's evaluation. Return LP_OK to go on; anything else
@@ -64,6 +68,7 @@ typedef struct lp_trainer {
     lp_plateau plateau;       /* the plateau schedule's lr, best, counters */
     lp_early_stop select;     /* best epoch and epochs since, for is_best and stopping */
     char stop_reason[192];    /* after lp_trainer_run returned LP_OK: why it ended */
+    lp_evaluation eval;       /* of the last test pass (lp_trainer_evaluate) */
     /* private */
     int *order;
     float *x;
@@ -89,8 +94,15 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
  * with lp_graph_plan_lanes). */
 void lp_evaluate(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc);
 
+/* The same, also filling ev (initialised for the model's classes and d->n
+ * misclassified images: evaluate.h) with the confusion matrix, per-class rows and the
+ * misclassified images, from the same pass. */
+void lp_evaluate_confusion(lp_graph *g, const lp_dataset *d, int batch, double *loss, double *acc,
+                           lp_evaluation *ev);
+
 /* The same on the trainer's test set, in batches of its eval_batch, through its
- * batch buffers: no allocation (what the epoch loop and `loupe bench` time). */
+ * batch buffers: no allocation (what the epoch loop and `loupe bench` time). Fills
+ * t->eval as lp_evaluate_confusion does. */
 void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc);
 
 /* Install SIGINT/SIGTERM handlers that ask the loop to stop after the current

@@ -2,6 +2,7 @@
  * commits, and the queries behind `loupe runs`. See docs/runs-db.md. */
 #include "runsdb.h"
 #include "checkpoint.h"   /* lp_crc32, lp_checkpoint_peek_version */
+#include "evaluation.h"
 #include "lifecycle.h"
 #include "runsdb_internal.h"
 #include "sha256.h"
@@ -762,9 +763,10 @@ static uint32_t blob_checksum(const void *blob, size_t size)
     return lp_crc32(blob, lpck ? size - 4 : size);
 }
 
-lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long long step,
-                                 const lp_metric *metrics, int n_metrics, const void *ckpt, size_t ckpt_size,
-                                 bool is_best, lp_error *err)
+/* lp_runsdb_commit_epoch, and lp_runsdb_commit_epoch_eval (evaluation.h) when ev is not NULL. */
+static lp_status commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long long step,
+                              const lp_metric *metrics, int n_metrics, const void *ckpt, size_t ckpt_size,
+                              bool is_best, const lp_evaluation *ev, lp_error *err)
 {
     assert(db && n_metrics >= 0 && (n_metrics == 0 || metrics));
     if (epoch < 1) return lp_error_set(err, LP_ERR_ARG, "runs database: epoch %d is not >= 1", epoch);
@@ -776,6 +778,8 @@ lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long 
                                   strcmp(metrics[i].split, "test")))
             return lp_error_set(err, LP_ERR_ARG, "runs database: metric %d has split '%s' (expected train, val "
                                 "or test)", i, metrics[i].split ? metrics[i].split : "(null)");
+    lp_status bad_ev = ev ? lp_rdb_check_evaluation(ev, err) : LP_OK;
+    if (bad_ev) return bad_ev;
     char what[96];
     snprintf(what, sizeof what, "cannot record epoch %d of run %lld", epoch, (long long)run_id);
 
@@ -847,8 +851,24 @@ lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long 
             sqlite3_finalize(st);
         }
     }
+    if (!s && ev) s = lp_rdb_write_evaluation(db, run_id, epoch, ev, what, err);
     if (s) return tx_abort(db, s);
     return tx_commit(db, what, err);
+}
+
+lp_status lp_runsdb_commit_epoch(lp_runsdb *db, int64_t run_id, int epoch, long long step,
+                                 const lp_metric *metrics, int n_metrics, const void *ckpt, size_t ckpt_size,
+                                 bool is_best, lp_error *err)
+{
+    return commit_epoch(db, run_id, epoch, step, metrics, n_metrics, ckpt, ckpt_size, is_best, NULL, err);
+}
+
+lp_status lp_runsdb_commit_epoch_eval(lp_runsdb *db, int64_t run_id, int epoch, long long step,
+                                      const lp_metric *metrics, int n_metrics, const void *ckpt,
+                                      size_t ckpt_size, bool is_best, const lp_evaluation *ev,
+                                      lp_error *err)
+{
+    return commit_epoch(db, run_id, epoch, step, metrics, n_metrics, ckpt, ckpt_size, is_best, ev, err);
 }
 
 /* Run one UPDATE/DELETE with a run id (and optional int) bound; rows changed in *changes. */
@@ -970,6 +990,7 @@ lp_status lp_runsdb_resume_run(lp_runsdb *db, int64_t run_id, int epoch, lp_erro
                           NULL, epoch, NULL, what, err);
     if (!s) s = run_write(db, "DELETE FROM checkpoints WHERE run_id = ?1 AND epoch > ?3",
                           run_id, NULL, epoch, NULL, what, err);
+    if (!s) s = lp_rdb_delete_evaluations_after(db, run_id, epoch, what, err);
     if (!s)
         s = run_write(db,
                       "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, "

@@ -27,4 +27,13 @@ lp_status lp_rdb_tx_begin(lp_runsdb *db, const char *what, lp_error *err);
 lp_status lp_rdb_tx_commit(lp_runsdb *db, const char *what, lp_error *err);
 lp_status lp_rdb_tx_abort(lp_runsdb *db, lp_status s);
 
+/* evaluation.c: an epoch's evaluation rows, inside the caller's transaction; checked
+ * before the transaction begins; deleted past an epoch when a run resumes. */
+struct lp_evaluation;
+lp_status lp_rdb_check_evaluation(const struct lp_evaluation *ev, lp_error *err);
+lp_status lp_rdb_write_evaluation(lp_runsdb *db, int64_t run_id, int epoch, const struct lp_evaluation *ev,
+                                  const char *what, lp_error *err);
+lp_status lp_rdb_delete_evaluations_after(lp_runsdb *db, int64_t run_id, int epoch, const char *what,
+                                          lp_error *err);
+
 #endif

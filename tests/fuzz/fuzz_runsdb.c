@@ -17,9 +17,12 @@
  * Invariants besides memory safety: every refusal carries its status and a message;
  * a row read successfully has its NOT NULL strings (name, status, config text and
  * hash, start time, metric split and name) non-NULL; a loaded checkpoint has the
- * size it says.
+ * size it says; an evaluation read back has a total and trace equal to its matrix's
+ * and labels inside its classes; loaded curves have ascending epochs.
  */
 #include "checkpoint.h"
+#include "curves.h"
+#include "evaluation.h"
 #include "fuzz_model.h"
 #include "lifecycle.h"
 #include "runsdb.h"
@@ -90,15 +93,30 @@ static void fuzz_runsdb_make_template(const char *path)
     size_t size;
     if (lp_checkpoint_encode(params, FUZZ_MODEL_N, states, FUZZ_MODEL_N, NULL, &blob, &size, &err))
         fuzz_runsdb_fail("template: checkpoint", err.msg);
+    /* An evaluation of 3 classes: 4 images, 2 wrong (one class never predicted). */
+    lp_evaluation ev;
+    if (lp_evaluation_init(&ev, 3, 2, "test", &err)) fuzz_runsdb_fail("template: evaluation", err.msg);
+    const long long cells[9] = {1, 1, 0, 0, 1, 0, 1, 0, 0};
+    memcpy(ev.confusion, cells, sizeof cells);
+    const double prf[3][3] = {{0.5, 0.5, 0.5}, {0.5, 1, 2.0 / 3}, {NAN, 0, NAN}};
+    for (int c = 0; c < 3; c++)
+        ev.classes[c] = (lp_class_metrics){.cls = c, .support = c == 1 ? 1 : 2, .precision = prf[c][0],
+                                           .recall = prf[c][1], .f1 = prf[c][2]};
+    ev.misclassified[0] = (lp_misclassified){.image_index = 1, .true_label = 0, .pred_label = 1,
+                                             .pred_prob = 0.7, .true_prob = 0.2};
+    ev.misclassified[1] = (lp_misclassified){.image_index = 3, .true_label = 2, .pred_label = 0,
+                                             .pred_prob = 0.5, .true_prob = 0.1};
+    ev.n_misclassified = 2;
     int64_t id;
     for (int run = 0; run < 2; run++) {
         if (lp_runsdb_begin_run(db, &r, &id, &err)) fuzz_runsdb_fail("template: begin", err.msg);
         for (int e = 1; e <= 2 - run; e++) {
             lp_metric m[] = {{"train", "loss", 1.0 / e}, {"test", "acc", 0.5 + 0.1 * e}, {"test", "loss", NAN}};
-            if (lp_runsdb_commit_epoch(db, id, e, 10 * e, m, 3, blob, size, e == 2, &err))
+            if (lp_runsdb_commit_epoch_eval(db, id, e, 10 * e, m, 3, blob, size, e == 2, &ev, &err))
                 fuzz_runsdb_fail("template: commit", err.msg);
         }
     }
+    lp_evaluation_free(&ev);
     if (lp_runsdb_finish_run(db, 1, LP_RUN_COMPLETED, NULL, &err)) fuzz_runsdb_fail("template: finish", err.msg);
     free(blob);
     lp_runsdb_close(db);
@@ -237,6 +255,45 @@ static void fuzz_runsdb_one_run(lp_runsdb *db, int64_t id)
         lp_error_clear(&err);
         s = lp_runsdb_export_metrics(db, id, f ? LP_EXPORT_JSON : LP_EXPORT_CSV, fuzz_runsdb_null, &err);
         fuzz_runsdb_contract(s, &err, "export");
+    }
+    /* `runs show --confusion`, `loupe report`: the evaluation of the last epoch and of epoch 1. */
+    for (int epoch = 0; epoch < 2; epoch++) {
+        lp_evaluation ev;
+        lp_error_clear(&err);
+        s = lp_runsdb_read_evaluation(db, id, epoch, "test", &ev, &err);
+        fuzz_runsdb_contract(s, &err, "read_evaluation");
+        if (s) continue;
+        int k = ev.n_classes;
+        long long total = 0, trace = 0;
+        for (int t = 0; t < k; t++)
+            for (int p = 0; p < k; p++) {
+                total += ev.confusion[(size_t)t * k + p];
+                if (t == p) trace += ev.confusion[(size_t)t * k + p];
+            }
+        if (k < 1 || total != ev.total || trace != ev.correct)
+            fuzz_runsdb_fail("read_evaluation: totals differ from the matrix", NULL);
+        for (int i = 0; i < ev.n_misclassified; i++) {
+            const lp_misclassified *m2 = &ev.misclassified[i];
+            if (m2->true_label < 0 || m2->true_label >= k || m2->pred_label < 0 || m2->pred_label >= k ||
+                m2->image_index < 0)
+                fuzz_runsdb_fail("read_evaluation: a misclassified label outside the classes", NULL);
+        }
+        lp_evaluation_free(&ev);
+    }
+    /* `viz curves`. */
+    lp_curve_run cr;
+    lp_error_clear(&err);
+    s = lp_curve_run_load(db, id, &cr, &err);
+    fuzz_runsdb_contract(s, &err, "curve_run_load");
+    if (!s) {
+        for (int e = 1; e < cr.n_epochs; e++)
+            if (cr.epochs[e] <= cr.epochs[e - 1]) fuzz_runsdb_fail("curve_run_load: epochs not ascending", NULL);
+        if (cr.n_epochs > 0) {
+            lp_error_clear(&err);
+            s = lp_svg_curves_write(fuzz_runsdb_null, &cr, 1, &err);
+            fuzz_runsdb_contract(s, &err, "svg_curves_write");
+        }
+        lp_curve_run_free(&cr);
     }
 }
 
