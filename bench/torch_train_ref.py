@@ -11,13 +11,14 @@ the first epoch, then CosineAnnealingLR to 0 (torch's SequentialLR, stepped ever
 batch: loupe's cosine schedule with warmup_epochs 1). The random numbers differ, so
 runs agree in distribution, not bit for bit.
 
-Prints one JSON object: final and best test accuracy, seconds. Run with Debian's
+Prints one JSON object: final and best test accuracy, wall and CPU seconds. Run with Debian's
 /usr/bin/python3 (python3-torch), OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=1.
 """
 import argparse
 import gzip
 import json
 import os
+import resource
 import struct
 import time
 
@@ -124,7 +125,9 @@ def main():
         acc = accuracy(net, xte, yte)
         best = max(best, acc)
     print(json.dumps({"seed": args.seed, "epochs": args.epochs, "final_test_acc": acc,
-                      "best_test_acc": best, "wall_s": time.perf_counter() - t0}))
+                      "best_test_acc": best, "wall_s": time.perf_counter() - t0,
+                      "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime
+                      + resource.getrusage(resource.RUSAGE_SELF).ru_stime}))
 
 
 if __name__ == "__main__":
