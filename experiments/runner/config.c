@@ -405,7 +405,9 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
     if (!s && sc->type != LP_SCHEDULE_MULTISTEP) s = not_for(m, p, "milestones", tk, types[type], err);
     const bool plateau = sc->type == LP_SCHEDULE_PLATEAU;
     if (!s && sc->type != LP_SCHEDULE_COSINE && !plateau) s = not_for(m, p, "min_lr", tk, types[type], err);
-    for (int k = 7; !s && !plateau && keys[k]; k++) s = not_for(m, p, keys[k], tk, types[type], err);
+    static const char *const plateau_keys[] = {"metric", "mode", "factor", "patience", "threshold",
+                                               "threshold_mode", "cooldown", "eps", NULL};
+    for (int k = 0; !s && !plateau && plateau_keys[k]; k++) s = not_for(m, p, plateau_keys[k], tk, types[type], err);
     if (!s && plateau) s = not_for(m, p, "warmup_epochs", tk, types[type], err);
     if (!s && sc->type == LP_SCHEDULE_STEP) {
         if (!lp_value_get(m, "step_size"))
