@@ -1,5 +1,6 @@
 #!/bin/sh
-# bench/run.sh - loupe beside PyTorch, in one run: dense, one-conv and two-conv at
+# bench/run.sh - loupe beside PyTorch, in one run: dense, one-conv, two-conv and
+# two-conv with batch norm and dropout (mnist_two_conv_bn.yaml) at
 # batch 16, 64 and 256 with 1 and 2 threads. Per row: training images/s over one
 # full MNIST epoch, inference images/s over the 10,000 test images, peak RSS, and
 # the loupe/PyTorch ratio; the median of BENCH_REPEAT runs (default 3) with the
@@ -9,7 +10,8 @@
 #   BENCH_QUICK=1 make bench      # batch 64 only, one run per row (about 2 minutes)
 #
 # Environment: LOUPE_BIN (default bin/loupe), BENCH_REPEAT, BENCH_NETS ("dense
-# one_conv two_conv"), BENCH_BATCHES ("16 64 256"), BENCH_THREADS ("1 2"),
+# one_conv two_conv two_conv_bn"; BENCH_NETS="two_conv two_conv_bn" for the BN rows
+# beside the plain net's), BENCH_BATCHES ("16 64 256"), BENCH_THREADS ("1 2"),
 # BENCH_OUT (raw JSON lines; default a temporary file), PYTHON (/usr/bin/python3).
 # PyTorch runs as the reference asks: OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=1, and
 # with glibc told to keep freed memory (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_):
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 
 LOUPE_BIN=${LOUPE_BIN:-bin/loupe}
 PYTHON=${PYTHON:-/usr/bin/python3}
-NETS=${BENCH_NETS:-"dense one_conv two_conv"}
+NETS=${BENCH_NETS:-"dense one_conv two_conv two_conv_bn"}
 BATCHES=${BENCH_BATCHES:-"16 64 256"}
 THREADS=${BENCH_THREADS:-"1 2"}
 REPEAT=${BENCH_REPEAT:-3}
@@ -98,18 +100,19 @@ def cell(runs, key):
     return f"{m:7.0f} ({lo:.0f}-{hi:.0f})" if len(runs) > 1 else f"{m:7.0f}"
 
 print(f"\nmedian of {sys.argv[2]} run(s), range in parentheses; images/s; ratio = loupe / PyTorch (medians)\n")
-hdr = (f"{'net':9} {'batch':>5} {'thr':>3} | {'loupe train':>21} {'torch train':>19} {'ratio':>6} |"
+hdr = (f"{'net':11} {'batch':>5} {'thr':>3} | {'loupe train':>21} {'torch train':>19} {'ratio':>6} |"
        f" {'loupe infer':>21} {'torch infer':>19} {'ratio':>6} | {'RSS MB loupe/torch':>18}")
 print(hdr)
 print("-" * len(hdr))
-for (net, b, t), who in sorted(rows.items(), key=lambda kv: (["dense", "one_conv", "two_conv"].index(kv[0][0]) if kv[0][0] in ("dense", "one_conv", "two_conv") else 9, kv[0][1], kv[0][2])):
+NETS = ["dense", "one_conv", "two_conv", "two_conv_bn"]
+for (net, b, t), who in sorted(rows.items(), key=lambda kv: (NETS.index(kv[0][0]) if kv[0][0] in NETS else 9, kv[0][1], kv[0][2])):
     lo, to = who.get("loupe", []), who.get("torch", [])
     def ratio(key):
         if not lo or not to: return "-"
         return f"{stat(lo, key)[0] / stat(to, key)[0]:5.1f}x"
     rss = f"{stat(lo, 'peak_rss_mb')[0]:.0f}" if lo else "-"
     rss += " / " + (f"{stat(to, 'peak_rss_mb')[0]:.0f}" if to else "-")
-    print(f"{net:9} {b:5} {t:3} | {cell(lo, 'train_images_per_s'):>21} {cell(to, 'train_images_per_s'):>19} "
+    print(f"{net:11} {b:5} {t:3} | {cell(lo, 'train_images_per_s'):>21} {cell(to, 'train_images_per_s'):>19} "
           f"{ratio('train_images_per_s'):>6} | {cell(lo, 'infer_images_per_s'):>21} "
           f"{cell(to, 'infer_images_per_s'):>19} {ratio('infer_images_per_s'):>6} | {rss:>18}")
 EOF

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference for `make bench`: the same three nets as configs/mnist_*.yaml,
+"""PyTorch reference for `make bench`: the same four nets as configs/mnist_*.yaml,
 trained for one full epoch on MNIST already in memory, then inference on the test set.
 
 Prints one JSON object: train_images_per_s, infer_images_per_s, peak_rss_mb.
@@ -39,6 +39,11 @@ def make_net(name):
         return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(16 * 5 * 5, 64), nn.ReLU(), nn.Linear(64, 10))
+    if name == "two_conv_bn":  # configs/mnist_two_conv_bn.yaml
+        return nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(8, 16, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(16 * 5 * 5, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(),
+                             nn.Dropout(0.2), nn.Linear(64, 10))
     raise SystemExit("unknown net " + name)
 
 
@@ -65,6 +70,7 @@ def main():
         loss.backward()
         opt.step()
     train_s = time.perf_counter() - t0
+    net.eval()  # batch norm's running statistics, no dropout
     t0 = time.perf_counter()
     with torch.no_grad():
         for i in range(0, xte.shape[0], 1000):

@@ -74,6 +74,13 @@ static int grow(int want)
     return started;
 }
 
+int lp_pool_reserve(int workers)
+{
+    if (workers <= 1) return workers < 1 ? 1 : workers;
+    int helpers = grow(workers - 1);
+    return helpers + 1 < workers ? helpers + 1 : workers;
+}
+
 void lp_pool_run(int workers, lp_pool_fn fn, void *ctx)
 {
     if (workers <= 1) {

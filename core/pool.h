@@ -22,4 +22,9 @@ typedef void (*lp_pool_fn)(void *ctx, int worker);
 /* Run fn(ctx, w) for every w in [0, workers) and return when all have returned. */
 void lp_pool_run(int workers, lp_pool_fn fn, void *ctx);
 
+/* Start threads for up to `workers` workers now; returns how many of them a run
+ * would run at once (workers, unless threads could not be started). A run whose
+ * workers wait for each other (lp_barrier) must use no more than that. */
+int lp_pool_reserve(int workers);
+
 #endif

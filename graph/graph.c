@@ -9,6 +9,7 @@
 #include "graph.h"
 
 #include "arena.h"
+#include "barrier.h"
 #include "compute.h"
 #include "pool.h"
 #include "registry.h"
@@ -32,6 +33,26 @@ typedef struct lp_param {
     size_t numel;
 } lp_param;
 
+/* A buffer: persistent, not trained (lp_node_add_buffer). */
+typedef struct lp_buffer {
+    char *name;        /* "bn1.running_mean" */
+    lp_shape shape;
+    lp_init init;
+    size_t offset;     /* in floats, into buffers */
+    size_t numel;
+} lp_buffer;
+
+/* Where the lanes of a training step meet for whole-batch sums
+ * (lp_node_batch_sum): two tables of one row of `width` doubles per lane, used in
+ * turn, and a barrier. Two tables, so one barrier per sum suffices: a lane can
+ * write a table again only after every lane has passed the next sum's barrier,
+ * that is, has finished reading it. */
+typedef struct lane_sync {
+    lp_barrier barrier;
+    int width, lanes;
+    double *slots;     /* [2, lanes, width] */
+} lane_sync;
+
 struct lp_node {
     lp_graph *g;
     const lp_op *op;   /* NULL for the input node */
@@ -44,6 +65,8 @@ struct lp_node {
     lp_shape out_shape;          /* per sample */
     size_t out_numel;            /* per sample */
     int first_param, n_params;   /* into g->param_table */
+    int first_buffer, n_buffers; /* into g->buffer_table */
+    int batch_sums;              /* lp_node_set_batch_sums: values it reduces at most */
     size_t scratch_per_sample, scratch_fixed;
     bool needs_grad;             /* its output gradient is needed */
     bool folded;                 /* absorbed by its consumer: never run, no buffers */
@@ -70,6 +93,12 @@ struct lp_graph {
     size_t param_floats;
     float *params, *grads;
 
+    lp_buffer *buffer_table;
+    int n_buffers, cap_buffers;
+    size_t buffer_floats;
+    float *buffers;    /* shared by the lanes, like params */
+    int batch_sums;    /* most any node reduces over the batch; 0: none (slices are free) */
+
     lp_arena arena;
     int max_batch;
     int batch;
@@ -78,6 +107,11 @@ struct lp_graph {
     bool profile;
     uint64_t seed, step;
     int sample_base;   /* index in the whole batch of this run's first sample */
+    int batch_total;   /* samples in the whole batch of this step */
+    int lane_rank;     /* this lane's number (0: the graph itself) */
+    int sync_used;     /* lanes meeting in lp_node_batch_sum this step (<= 1: none) */
+    unsigned sums_done;/* lp_node_batch_sum calls this step: picks the table */
+    lane_sync *sync;   /* lanes[0]'s, shared; NULL until planned with lanes */
     int op_threads;    /* what lp_node_threads answers; 0: lp_threads() */
     int lane_threads;  /* lanes a sliced run may use at once */
 
@@ -299,6 +333,51 @@ int lp_node_add_param(lp_node *n, const char *suffix, lp_shape shape, lp_init in
     return n->n_params - 1;
 }
 
+int lp_node_add_buffer(lp_node *n, const char *suffix, lp_shape shape, lp_init init)
+{
+    lp_graph *g = n->g;
+    long long numel = lp_shape_numel(shape);
+    char buf[64];
+    if (numel < 0) {
+        lp_node_fail(n, "buffer '%s' shape %s is empty or too large", suffix,
+                     lp_shape_str(shape, buf, sizeof buf));
+        return -1;
+    }
+    if (g->n_buffers == g->cap_buffers) {
+        int cap = g->cap_buffers ? 2 * g->cap_buffers : 8;
+        lp_buffer *t = realloc(g->buffer_table, (size_t)cap * sizeof *t);
+        if (!t) { lp_error_set(g->err, LP_ERR_NOMEM, "out of memory declaring buffers"); return -1; }
+        g->buffer_table = t;
+        g->cap_buffers = cap;
+    }
+    lp_buffer *b = &g->buffer_table[g->n_buffers];
+    size_t len = strlen(n->name) + strlen(suffix) + 2;
+    b->name = malloc(len);
+    if (!b->name) { lp_error_set(g->err, LP_ERR_NOMEM, "out of memory"); return -1; }
+    snprintf(b->name, len, "%s.%s", n->name, suffix);
+    b->shape = shape;
+    b->init = init;
+    b->numel = (size_t)numel;
+    b->offset = g->buffer_floats;
+    if (g->buffer_floats + b->numel > (size_t)LP_MAX_ELEMENTS) {
+        free(b->name);
+        lp_node_fail(n, "the model has more than %lld buffer values", LP_MAX_ELEMENTS);
+        return -1;
+    }
+    g->buffer_floats += b->numel;
+    if (n->n_buffers == 0) n->first_buffer = g->n_buffers;
+    n->n_buffers++;
+    g->n_buffers++;
+    return n->n_buffers - 1;
+}
+
+void lp_node_set_batch_sums(lp_node *n, int count)
+{
+    assert(count >= 0);
+    n->batch_sums = count;
+    if (count > n->g->batch_sums) n->g->batch_sums = count;
+}
+
 void *lp_node_alloc_state(lp_node *n, size_t bytes)
 {
     free(n->state);
@@ -342,6 +421,37 @@ int lp_node_training(const lp_node *n) { return n->g->training; }
 int lp_node_input_relu(const lp_node *n) { return n->absorbed != NULL; }
 const int32_t *lp_node_labels(const lp_node *n) { return n->g->labels; }
 int lp_node_threads(const lp_node *n) { return n->g->op_threads ? n->g->op_threads : lp_threads(); }
+int lp_node_batch_total(const lp_node *n) { return n->g->batch_total; }
+int lp_node_sample_offset(const lp_node *n) { return n->g->sample_base; }
+
+uint64_t lp_node_batch_seed(const lp_node *n)
+{
+    return lp_rng_derive(lp_rng_derive(n->g->seed, 0xD50B), n->g->step * 1024u + (uint64_t)n->index);
+}
+
+float *lp_node_buffer(const lp_node *n, int k)
+{
+    assert(k >= 0 && k < n->n_buffers);
+    return n->g->buffers + n->g->buffer_table[n->first_buffer + k].offset;
+}
+
+int lp_node_updates_buffers(const lp_node *n) { return n->g->training && n->g->lane_rank == 0; }
+
+void lp_node_batch_sum(lp_node *n, double *v, int count)
+{
+    lp_graph *g = n->g;
+    assert(count >= 0 && count <= n->batch_sums);
+    if (g->sync_used <= 1) return;
+    lane_sync *s = g->sync;
+    double *table = s->slots + (size_t)(g->sums_done++ & 1) * s->lanes * s->width;
+    memcpy(table + (size_t)g->lane_rank * s->width, v, (size_t)count * sizeof *v);
+    lp_barrier_wait(&s->barrier);
+    for (int i = 0; i < count; i++) {
+        double t = 0;
+        for (int r = 0; r < g->sync_used; r++) t += table[(size_t)r * s->width + i];
+        v[i] = t;
+    }
+}
 
 uint64_t lp_node_step_seed(const lp_node *n)
 {
@@ -673,10 +783,13 @@ lp_status lp_graph_build(const lp_model_spec *spec, lp_graph **out, lp_error *er
         plan_gradients(g, spec->input_grad);
         g->params = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
         g->grads = aligned_alloc(64, lp_arena_round((g->param_floats + 1) * sizeof(float)));
+        g->buffers = aligned_alloc(64, lp_arena_round((g->buffer_floats + 1) * sizeof(float)));
         g->lanes = malloc(sizeof *g->lanes);
         if (g->lanes) g->lanes[g->n_lanes++] = g;
-        if (!g->params || !g->grads || !g->lanes) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for parameters");
+        if (!g->params || !g->grads || !g->buffers || !g->lanes)
+            s = lp_error_set(err, LP_ERR_NOMEM, "out of memory for parameters");
         else {
+            memset(g->buffers, 0, g->buffer_floats * sizeof(float));
             memset(g->params, 0, g->param_floats * sizeof(float));
             memset(g->grads, 0, g->param_floats * sizeof(float));
         }
@@ -697,10 +810,17 @@ void lp_graph_free(lp_graph *g)
     free(g->nodes);
     for (int i = 0; i < g->n_params; i++) free(g->param_table[i].name);
     free(g->param_table);
+    for (int i = 0; i < g->n_buffers; i++) free(g->buffer_table[i].name);
+    free(g->buffer_table);
+    if (g->sync && g->lane_rank == 0) {
+        lp_barrier_destroy(&g->sync->barrier);
+        free(g->sync->slots);
+        free(g->sync);
+    }
     for (int i = 1; i < g->n_lanes; i++) lp_graph_free(g->lanes[i]);
     free(g->lanes);
     free(g->batch_logits);
-    if (!g->shared_params) free(g->params);
+    if (!g->shared_params) free(g->params), free(g->buffers);
     free(g->grads);
     lp_arena_free(&g->arena);
     free(g);
@@ -717,6 +837,11 @@ void lp_graph_init_params(lp_graph *g, uint64_t seed)
         for (size_t i = 0; i < p->numel; i++)
             w[i] = p->init == LP_INIT_HE ? (float)(std * lp_rng_normal(&rng))
                    : p->init == LP_INIT_ONE ? 1.0f : 0.0f;
+    }
+    for (int k = 0; k < g->n_buffers; k++) {
+        const lp_buffer *b = &g->buffer_table[k];
+        for (size_t i = 0; i < b->numel; i++)
+            g->buffers[b->offset + i] = b->init == LP_INIT_ONE ? 1.0f : 0.0f;
     }
 }
 
@@ -800,6 +925,8 @@ static double forward_sum(lp_graph *g, const float *x, const int32_t *labels, in
 float lp_graph_forward(lp_graph *g, const float *x, const int32_t *labels, int n, bool training)
 {
     g->sample_base = 0;
+    g->batch_total = n;
+    g->sync_used = 1;
     return (float)(forward_sum(g, x, labels, n, training) / n);
 }
 
@@ -868,7 +995,9 @@ static lp_status lane_new(lp_graph *g, lp_graph **out, lp_error *err)
     if (s) return s;
     assert(lane->n_nodes == g->n_nodes && lane->param_floats == g->param_floats);
     free(lane->params);
+    free(lane->buffers);
     lane->params = g->params;
+    lane->buffers = g->buffers;
     lane->shared_params = true;
     lane->profile = g->profile;
     lane->seed = g->seed;
@@ -898,6 +1027,8 @@ static size_t sample_bytes(const lp_graph *g, bool train)
  * LOUPE_SLICE and LOUPE_INFER_SLICE override it (for measuring). */
 static int choose_slice(const lp_graph *g, int max_batch, bool train)
 {
+    /* Whole-batch statistics: one slice per lane, so the lanes can meet mid-step. */
+    if (train && g->batch_sums) return (max_batch + g->lane_threads - 1) / g->lane_threads;
     const char *env = getenv(train ? "LOUPE_SLICE" : "LOUPE_INFER_SLICE");
     long forced = env ? strtol(env, NULL, 10) : 0;
     size_t slice = (4u << 20) / sample_bytes(g, train) / 8 * 8;
@@ -922,8 +1053,35 @@ lp_status lp_graph_plan_lanes(lp_graph *g, int max_batch, int threads, lp_error 
             g->n_lanes++;
         }
     }
+    /* Lanes that meet mid-step must all run at once. */
+    if (g->batch_sums) want = lp_pool_reserve(want);
+    bool threads_changed = want != g->lane_threads;
     g->lane_threads = want;
-    if (max_batch > g->lane_max_batch) {
+    if (g->batch_sums && g->n_lanes > 1 && (!g->sync || g->sync->lanes < g->n_lanes)) {
+        if (g->sync) {
+            lp_barrier_destroy(&g->sync->barrier);
+            free(g->sync->slots);
+            free(g->sync);
+            g->sync = NULL;
+        }
+        lane_sync *sync = calloc(1, sizeof *sync);
+        double *slots = calloc(2 * (size_t)g->n_lanes * (size_t)g->batch_sums, sizeof *slots);
+        if (!sync || !slots) {
+            free(sync);
+            free(slots);
+            return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        }
+        lp_barrier_init(&sync->barrier);
+        sync->width = g->batch_sums;
+        sync->lanes = g->n_lanes;
+        sync->slots = slots;
+        g->sync = sync;
+        for (int r = 0; r < g->n_lanes; r++) {
+            g->lanes[r]->sync = sync;
+            g->lanes[r]->lane_rank = r;
+        }
+    }
+    if (max_batch > g->lane_max_batch || (g->batch_sums && threads_changed)) {
         size_t k = g->output->out_numel;
         float *logits = realloc(g->batch_logits, (size_t)max_batch * k * sizeof *logits);
         if (!logits) return lp_error_set(err, LP_ERR_NOMEM, "out of memory for logits");
@@ -937,6 +1095,7 @@ lp_status lp_graph_plan_lanes(lp_graph *g, int max_batch, int threads, lp_error 
          * net, 109k parameters, 2 KB a sample, ran 1.6x slower on 2 lanes at batch 16). */
         size_t min = g->param_floats * sizeof(float) / sample_bytes(g, true) + 1;
         g->lanes_from = min < (size_t)INT32_MAX ? (int)min : INT32_MAX;
+        if (g->batch_sums) g->lanes_from = 1; /* one slice per lane, always */
     }
     int most = g->slice > g->infer_slice ? g->slice : g->infer_slice;
     char what[96];
@@ -958,6 +1117,11 @@ static double run_lane(lp_graph *g, int r, int used, const float *x, const int32
     const size_t per = g->nodes[0]->out_numel, k = g->output->out_numel;
     if (train) memset(lane->grads, 0, lane->param_floats * sizeof(float));
     double loss = 0;
+    lane->batch_total = n;
+    lane->sync_used = used;
+    lane->sums_done = 0;
+    /* Batch statistics see the whole batch only if no lane runs two slices. */
+    assert(!(train && g->batch_sums) || count == used);
     for (int j = count * r / used; j < count * (r + 1) / used; j++) {
         int a = (int)((long)n * j / count), b = (int)((long)n * (j + 1) / count);
         lane->sample_base = a;
@@ -1001,6 +1165,7 @@ static double run_sliced(lp_graph *g, const float *x, const int32_t *labels, int
     }
     sliced_run run = {.g = g, .x = x, .labels = labels, .n = n, .count = count, .used = used,
                       .train = train};
+    if (g->sync) lp_barrier_reset(&g->sync->barrier, used);
     for (int r = 0; r < used; r++) g->lanes[r]->op_threads = 1;
     lp_pool_run(used, lane_task, &run);
     g->op_threads = 0; /* lanes[0] is g: its whole-batch calls may use every thread again */
@@ -1043,11 +1208,28 @@ size_t lp_graph_param_floats(const lp_graph *g) { return g->param_floats; }
 float *lp_graph_params(lp_graph *g) { return g->params; }
 float *lp_graph_grads(lp_graph *g) { return g->grads; }
 const char *lp_graph_param_name(const lp_graph *g, int k) { return g->param_table[k].name; }
+
+int lp_graph_num_buffers(const lp_graph *g) { return g->n_buffers; }
+size_t lp_graph_buffer_floats(const lp_graph *g) { return g->buffer_floats; }
+float *lp_graph_buffers(lp_graph *g) { return g->buffers; }
+const char *lp_graph_buffer_name(const lp_graph *g, int k) { return g->buffer_table[k].name; }
+lp_shape lp_graph_buffer_shape(const lp_graph *g, int k) { return g->buffer_table[k].shape; }
+size_t lp_graph_buffer_offset(const lp_graph *g, int k) { return g->buffer_table[k].offset; }
+bool lp_graph_uses_batch_stats(const lp_graph *g) { return g->batch_sums > 0; }
+
+long long lp_graph_node_buffers(const lp_graph *g, int i)
+{
+    const lp_node *n = g->nodes[i];
+    long long total = 0;
+    for (int k = 0; k < n->n_buffers; k++) total += (long long)g->buffer_table[n->first_buffer + k].numel;
+    return total;
+}
 lp_shape lp_graph_param_shape(const lp_graph *g, int k) { return g->param_table[k].shape; }
 size_t lp_graph_param_offset(const lp_graph *g, int k) { return g->param_table[k].offset; }
 
 int lp_graph_num_nodes(const lp_graph *g) { return g->n_nodes; }
 const char *lp_graph_node_name(const lp_graph *g, int i) { return g->nodes[i]->name; }
+const float *lp_graph_node_output(const lp_graph *g, int i) { return g->nodes[i]->folded ? NULL : g->nodes[i]->out; }
 const char *lp_graph_node_op(const lp_graph *g, int i) { return g->nodes[i]->op ? g->nodes[i]->op->name : "input"; }
 lp_shape lp_graph_node_shape(const lp_graph *g, int i) { return g->nodes[i]->out_shape; }
 

@@ -56,7 +56,8 @@ typedef struct lp_graph lp_graph;
 lp_status lp_graph_build(const lp_model_spec *spec, lp_graph **out, lp_error *err);
 void lp_graph_free(lp_graph *g);
 
-/* Fill parameters: He-normal weights, zero biases, from seed. */
+/* Fill parameters: He-normal weights, zero biases, from seed; buffers with their
+ * initial values. */
 void lp_graph_init_params(lp_graph *g, uint64_t seed);
 
 /* Plan buffers for batches of up to max_batch samples (one arena; reallocated
@@ -111,12 +112,33 @@ const char *lp_graph_param_name(const lp_graph *g, int k);
 lp_shape lp_graph_param_shape(const lp_graph *g, int k);
 size_t lp_graph_param_offset(const lp_graph *g, int k);   /* in floats */
 
+/* Buffers: tensors kept across steps but not trained (batch norm's running mean
+ * and variance), in one block of their own with stable names ("bn1.running_var").
+ * Checkpoints and exports save them with the parameters; summaries count them as
+ * non-trainable. lp_graph_init_params fills them too (zeros or ones). */
+int lp_graph_num_buffers(const lp_graph *g);
+size_t lp_graph_buffer_floats(const lp_graph *g);
+float *lp_graph_buffers(lp_graph *g);
+const char *lp_graph_buffer_name(const lp_graph *g, int k);
+lp_shape lp_graph_buffer_shape(const lp_graph *g, int k);
+size_t lp_graph_buffer_offset(const lp_graph *g, int k);   /* in floats */
+
+/* True when some op computes statistics over the whole training batch (batch
+ * norm): a training batch then needs at least 2 samples, and runs as one slice
+ * per lane. */
+bool lp_graph_uses_batch_stats(const lp_graph *g);
+
 /* Nodes in topological order (for summaries and profiles). */
 int lp_graph_num_nodes(const lp_graph *g);
 const char *lp_graph_node_name(const lp_graph *g, int i);
 const char *lp_graph_node_op(const lp_graph *g, int i);
 lp_shape lp_graph_node_shape(const lp_graph *g, int i);
 long long lp_graph_node_params(const lp_graph *g, int i);  /* parameter count */
+long long lp_graph_node_buffers(const lp_graph *g, int i); /* buffer values (non-trainable) */
+/* Node i's output for the samples of the last lp_graph_forward, [n, shape] (what
+ * `loupe viz maps` draws); NULL for a node folded into its consumer (a ReLU before a
+ * max-pool: build with LOUPE_NO_FOLD=1 set to keep every node's output). */
+const float *lp_graph_node_output(const lp_graph *g, int i);
 
 /* Per-node time of forward and backward, accumulated while profiling is on. */
 void lp_graph_set_profile(lp_graph *g, bool on);

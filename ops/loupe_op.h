@@ -26,7 +26,19 @@
  * loupe binary exports the lp_* functions below, so a plugin needs only this
  * header (and lp_base.h) to build:  cc -shared -fPIC -o my.so my.c
  *
- * Example: see ops/relu.c (smallest) and ops/plugins/leaky_relu.c.
+ * State: an op that keeps tensors across steps which are not trained (batch
+ * norm's running mean and variance) declares them as buffers
+ * (lp_node_add_buffer). They are named like parameters ("bn1.running_mean"),
+ * saved in checkpoints, exported to safetensors and counted as non-trainable,
+ * and shared by the graph's lanes like parameters.
+ *
+ * Whole-batch numbers: a training step may run a batch as slices on several
+ * threads ("lanes"). An op whose output depends on the whole batch (batch
+ * statistics) declares that in setup (lp_node_set_batch_sums) and gets the
+ * sums over the whole batch from lp_node_batch_sum, identical in every lane.
+ *
+ * Example: see ops/relu.c (smallest), ops/batch_norm.c (buffers, batch sums)
+ * and ops/plugins/leaky_relu.c.
  */
 #ifndef LOUPE_OP_H
 #define LOUPE_OP_H
@@ -35,7 +47,7 @@
 #include <stdint.h>
 
 /* Bumped whenever lp_op, lp_plugin_host or the functions below change. */
-#define LP_OP_ABI_VERSION 1
+#define LP_OP_ABI_VERSION 2
 
 typedef struct lp_node lp_node; /* opaque: one node of a graph */
 
@@ -108,6 +120,18 @@ typedef enum lp_init {
  * index for lp_node_param(), or -1 after recording an error. */
 int lp_node_add_param(lp_node *n, const char *suffix, lp_shape shape, lp_init init, int fan_in);
 
+/* Declare a buffer: a float tensor named "<node>.<suffix>" ("bn1.running_mean")
+ * that persists across steps but is not trained (no gradient, no optimizer),
+ * like PyTorch's register_buffer. Initialised with `init` (zeros or ones), saved
+ * in checkpoints, exported, counted as non-trainable. Returns its index for
+ * lp_node_buffer(), or -1 after recording an error. */
+int lp_node_add_buffer(lp_node *n, const char *suffix, lp_shape shape, lp_init init);
+
+/* This op will call lp_node_batch_sum with up to `count` values in training:
+ * the graph then runs each training batch as one slice per lane, so that the
+ * lanes can meet mid-step. */
+void lp_node_set_batch_sums(lp_node *n, int count);
+
 /* Per-node memory that lives as long as the graph, zeroed: keep here what setup
  * read (stride, padding, alpha) for forward and backward to use. A descriptor is
  * shared by all nodes of its op, so per-node settings cannot live in statics.
@@ -140,6 +164,26 @@ const int32_t *lp_node_labels(const lp_node *n);     /* [N] class labels, or NUL
 /* A seed unique to this node and step, for seeded randomness (dropout). */
 uint64_t lp_node_step_seed(const lp_node *n);
 int lp_node_threads(const lp_node *n);
+
+/* Samples in the whole batch of this step (lp_node_batch is this slice's share),
+ * and the index in it of this slice's first sample. */
+int lp_node_batch_total(const lp_node *n);
+int lp_node_sample_offset(const lp_node *n);
+/* A seed unique to this node and step but the same in every slice: with
+ * lp_node_sample_offset, randomness per sample that does not depend on how the
+ * batch was cut (counter-based: hash(seed, global element index)). */
+uint64_t lp_node_batch_seed(const lp_node *n);
+
+/* Buffer k of this node (lp_node_add_buffer): [shape], shared by all lanes. */
+float *lp_node_buffer(const lp_node *n, int k);
+/* 1 when this call of forward should update the node's buffers: in a training
+ * forward, on exactly one lane of the step (the others read them only). */
+int lp_node_updates_buffers(const lp_node *n);
+/* Replace v[0..count) (this slice's partial sums) by their sum over the whole
+ * batch: every lane of the step calls it at the same point and gets the same
+ * values (lanes added in lane order, so the result is fixed for a thread
+ * count). Declared in setup with lp_node_set_batch_sums; a no-op on one lane. */
+void lp_node_batch_sum(lp_node *n, double *v, int count);
 
 /* Write or add v into an input gradient element, as the graph asked. */
 static inline void lp_grad_put(float *g, int accumulate, float v)

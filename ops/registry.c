@@ -11,11 +11,12 @@
 #include <string.h>
 
 extern const lp_op lp_op_conv2d, lp_op_maxpool, lp_op_relu, lp_op_flatten, lp_op_dense,
-    lp_op_add, lp_op_softmax_cross_entropy;
+    lp_op_add, lp_op_softmax_cross_entropy, lp_op_batch_norm, lp_op_dropout;
 
 static const lp_op *const builtin_ops[] = {
     &lp_op_conv2d, &lp_op_maxpool, &lp_op_relu, &lp_op_flatten,
-    &lp_op_dense,  &lp_op_add,     &lp_op_softmax_cross_entropy,
+    &lp_op_dense,  &lp_op_add,     &lp_op_softmax_cross_entropy, &lp_op_batch_norm,
+    &lp_op_dropout,
 };
 
 #define LP_MAX_OPS 256

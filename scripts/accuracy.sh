@@ -10,7 +10,7 @@
 set -eu
 BIN=${1:-bin/loupe}
 DB=${2:-accuracy.db}
-CONFIGS=${ACCURACY_CONFIGS:-"mnist_dense mnist_one_conv mnist_two_conv fashion_two_conv"}
+CONFIGS=${ACCURACY_CONFIGS:-"mnist_dense mnist_one_conv mnist_two_conv mnist_two_conv_bn fashion_two_conv"}
 SEEDS=${ACCURACY_SEEDS:-"1 2 3"}
 TORCH=${ACCURACY_TORCH:-1}
 OUT=$(mktemp)

@@ -25,7 +25,9 @@ run "$L" train "$@" --json
 expect_rc 0 "round 0: a whole run completes"
 WALL_MS=$(awk -v w="$(json_field wall_s "$T/out")" 'BEGIN { printf "%d", w * 1000 }')
 check_num "round 0: took a measurable time (ms)" "$WALL_MS" '>=' 200
-SPAN=$((WALL_MS * 9 / 10 - 50))
+# Kills fall in the first 60% of that: a busy machine can make round 0 slower than
+# the rounds after it, and a kill after the end kills nothing.
+SPAN=$((WALL_MS * 6 / 10 - 50))
 
 killed=0
 midway=0

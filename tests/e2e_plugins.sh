@@ -31,8 +31,10 @@ plugin_cc() { # OUT.so SRC.c
 run "$L" ops --plugin "$LEAKY" --plugin "$AVG" --plugin "$DROP"
 expect_rc 0 "ops with three plugins"
 for p in leaky_relu avgpool dropout; do
-    check "ops: $p listed, from $PLUGINS/$p.so" \
-        awk -v op="$p" -v from="    from $PLUGINS/$p.so; 1 input" \
+    op=$p
+    [ "$p" = dropout ] && op=plugin_dropout # the built-in dropout has the plain name
+    check "ops: $op listed, from $PLUGINS/$p.so" \
+        awk -v op="$op" -v from="    from $PLUGINS/$p.so; 1 input" \
         '$1 == op { getline nxt; found = (nxt == from) } END { exit !found }' "$T/out"
 done
 check "ops: built-in conv2d says so" \
@@ -53,8 +55,8 @@ done <<EOF
 --op leaky_relu --plugin $LEAKY --attr alpha=0.2 --shape 2,5,5
 --op avgpool --plugin $AVG --attr size=2
 --op avgpool --plugin $AVG --attr size=3 --attr stride=2
---op dropout --plugin $DROP
---op dropout --plugin $DROP --attr rate=0.9 --seed 7
+--op plugin_dropout --plugin $DROP
+--op plugin_dropout --plugin $DROP --attr rate=0.9 --seed 7
 --op conv2d --attr filters=3 --attr kernel=3
 --op conv2d --attr filters=3 --attr kernel=3 --attr padding=same --attr stride=2
 --op maxpool --attr size=2
@@ -65,7 +67,7 @@ EOF
 sed -e 's/\.name = "leaky_relu"/.name = "leaky_broken"/' \
     -e 's/x\[i\] > 0 ? dy\[i\] : alpha \* dy\[i\]/x[i] > 0 ? dy[i] : 2 * alpha * dy[i]/' \
     ops/plugins/leaky_relu.c >"$T/src/leaky_broken.c"
-sed -e 's/\.name = "dropout"/.name = "dropout_nomask"/' -e 's/acc, dy\[i\] \* mask\[i\])/acc, dy[i])/' \
+sed -e 's/\.name = "plugin_dropout"/.name = "dropout_nomask"/' -e 's/acc, dy\[i\] \* mask\[i\])/acc, dy[i])/' \
     ops/plugins/dropout.c >"$T/src/dropout_nomask.c"
 check "test setup: the two breakages were applied" \
     sh -c "grep -q '2 \* alpha \* dy' '$T/src/leaky_broken.c' && grep -q 'acc, dy\[i\]);' '$T/src/dropout_nomask.c'"
@@ -90,7 +92,7 @@ run "$L" summary "$T/exp/mnist_plugins.yaml"
 expect_rc 0 "summary of the plugin config"
 expect_out "total                                                      27,562" "summary: 27,562 parameters"
 check "summary: plugin layers with their shapes" sh -c \
-    "grep -Eq '^  leaky_relu1 +leaky_relu +\[8, 26, 26\] +0$' '$T/out' && grep -Eq '^  avgpool2 +avgpool +\[16, 5, 5\] +0$' '$T/out' && grep -Eq '^  dropout1 +dropout +\[64\] +0$' '$T/out'"
+    "grep -Eq '^  leaky_relu1 +leaky_relu +\[8, 26, 26\] +0$' '$T/out' && grep -Eq '^  avgpool2 +avgpool +\[16, 5, 5\] +0$' '$T/out' && grep -Eq '^  plugin_dropout1 +plugin_dropout +\[64\] +0$' '$T/out'"
 run "$L" summary configs/mnist_plugins.yaml --set "plugins=[$LEAKY, $AVG, $DROP]"
 expect_rc 0 "summary of the shipped configs/mnist_plugins.yaml (plugins from \$LOUPE_BUILD)"
 expect_out "27,562" "shipped config: 27,562 parameters"
@@ -177,7 +179,7 @@ done <<EOF
 missing.so|plugin $T/so/missing.so: file not found
 text.so|plugin $T/so/text.so: cannot load: $T/so/text.so: invalid ELF header
 bad_no_entry.so|no function loupe_plugin_init() found: a loupe plugin must export it
-bad_abi.so|op ABI version 999, but this loupe has ABI version 1: rebuild the plugin
+bad_abi.so|op ABI version 999, but this loupe has ABI version 2: rebuild the plugin
 bad_duplicate.so|op 'relu' is already registered (by built-in)
 leaky_copy.so|op 'leaky_relu' is already registered (by $LEAKY)
 bad_no_backward.so|op 'no_backward_op' has no backward function

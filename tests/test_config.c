@@ -737,6 +737,7 @@ static const shipped shipped_configs[] = {
     {"configs/mnist_two_conv.yaml", 27562},
     {"configs/tutorial_demo.yaml", 87322},
     {"configs/fashion_two_conv.yaml", 27562},
+    {"configs/mnist_two_conv_sweep.yaml", 27562},
 };
 
 ParameterizedTestParameters(graph_config, shipped_builds)

@@ -5,6 +5,7 @@
 #include "cli_show.h"
 #include "evaluation.h"
 #include "runsdb.h"
+#include "sweeps.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@ static void usage(void)
            "                       [--order-by FIELD] [--asc] [--limit N] [--db PATH] [--json]\n"
            "       loupe runs show RUN [--confusion [--epoch E] [--split test|val]] [--ascii] [--db PATH]\n"
            "       loupe runs compare RUN RUN... [--db PATH]\n"
+           "       loupe runs compare --sweep SWEEP [--by SPLIT/METRIC] [--json] [--db PATH]\n"
            "       loupe runs export RUN (--csv | --json) [--db PATH]\n"
            "       loupe runs delete RUN [--db PATH]\n\n"
            "list: newest first. PATTERN is an SQL LIKE pattern (mnist%%); S is running,\n"
@@ -28,7 +30,9 @@ static void usage(void)
            "last evaluation (or of epoch E) with per-class recall, precision and F1, the\n"
            "most confused pairs and the worst misclassified images. Unicode characters when\n"
            "the locale is UTF-8 (LANG=C.UTF-8), ASCII otherwise or with --ascii.\n"
-           "compare: settings that differ, then final metrics side by side.\n"
+           "compare: settings that differ, then final metrics side by side; --sweep ranks\n"
+           "a sweep's trials by their best SPLIT/METRIC (default test/acc), with the swept\n"
+           "settings, status and duration of each.\n"
            "export: every metric row as CSV or JSON on stdout.\n");
 }
 
@@ -88,20 +92,32 @@ static int runs_list(int argc, char **argv)
     }
     char b1[16], b2[16];
     if (c.json) printf("[");
-    else printf("%5s  %-20s %-11s %6s %9s %9s %9s  %s\n", "id", "name", "status", "epochs", "final", "best", "seconds", "started");
+    else printf("%5s  %-20s %-11s %6s %9s %9s %9s  %-24s  %s\n", "id", "name", "status", "epochs", "final", "best",
+                "seconds", "started", "sweep");
     for (int i = 0; i < n; i++) {
         const lp_run_row *r = &rows[i];
+        /* A sweep ("sweep (6 trials)") or a trial of one ("trial 3 of 12"): sweeps.h. */
+        lp_sweep_role role;
+        char sweep[48] = "";
+        if (lp_sweeps_role(db, r->id, &role, &err) == LP_OK) {
+            if (role.is_sweep) snprintf(sweep, sizeof sweep, "sweep (%d trials)", role.n_trials);
+            else if (role.parent_run_id)
+                snprintf(sweep, sizeof sweep, "trial %d of %lld", role.sweep_trial, (long long)role.parent_run_id);
+        }
+        lp_error_clear(&err);
         if (c.json)
             printf("%s{\"id\":%lld,\"name\":\"%s\",\"status\":\"%s\",\"epochs\":%d,\"final_test_acc\":%s%.6f%s,"
-                   "\"best_test_acc\":%.6f,\"duration_s\":%.3f,\"started_at\":\"%s\"}",
+                   "\"best_test_acc\":%.6f,\"duration_s\":%.3f,\"started_at\":\"%s\",\"kind\":\"%s\","
+                   "\"parent_run_id\":%lld,\"sweep_trial\":%d}",
                    i ? "," : "", (long long)r->id, r->name, r->status, r->epochs_done, "",
                    isnan(r->final_test_acc) ? 0 : r->final_test_acc, "",
                    isnan(r->best_test_acc) ? 0 : r->best_test_acc, isnan(r->duration_s) ? 0 : r->duration_s,
-                   r->started_at ? r->started_at : "");
+                   r->started_at ? r->started_at : "", role.is_sweep ? "sweep" : "train",
+                   (long long)role.parent_run_id, role.sweep_trial);
         else
-            printf("%5lld  %-20s %-11s %6d %9s %9s %9.1f  %s\n", (long long)r->id, r->name, r->status,
+            printf("%5lld  %-20s %-11s %6d %9s %9s %9.1f  %-24s  %s\n", (long long)r->id, r->name, r->status,
                    r->epochs_done, pct(r->final_test_acc, b1, sizeof b1), pct(r->best_test_acc, b2, sizeof b2),
-                   isnan(r->duration_s) ? 0.0 : r->duration_s, r->started_at ? r->started_at : "");
+                   isnan(r->duration_s) ? 0.0 : r->duration_s, r->started_at ? r->started_at : "", sweep);
     }
     if (c.json) printf("]\n");
     else if (n == 0) printf("(no runs match)\n");
@@ -189,6 +205,7 @@ static int runs_show(int argc, char **argv)
     if (d.stop_reason) printf("  stopped: %s\n", d.stop_reason);
     if (d.kind && strcmp(d.kind, "train")) printf("  kind: %s\n", d.kind);
     if (d.parent_run_id > 0) printf("  trial %d of sweep run %lld\n", d.sweep_trial, (long long)d.parent_run_id);
+    if (d.kind && !strcmp(d.kind, "sweep")) printf("  its trials: loupe runs compare --sweep %lld\n", (long long)id);
     if (d.world_size > 1) printf("  trained on %d MPI ranks\n", d.world_size);
     if (d.pid >= 0) printf("  process %lld on %s, last heartbeat %s\n", d.pid, r->host ? r->host : "-",
                            d.heartbeat_at ? d.heartbeat_at : "-");
@@ -274,6 +291,8 @@ static int show_confusion(const cli_common *c, int64_t id, int epoch, const char
 
 static int runs_compare(int argc, char **argv)
 {
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--sweep")) return cli_runs_compare_sweep(argc, argv);
     cli_common c = {0};
     int64_t ids[MAX_COMPARE];
     int n = parse_ids("compare", argc, argv, &c, ids, MAX_COMPARE, NULL);

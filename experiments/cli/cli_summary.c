@@ -10,8 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* 27562 -> "27,562" */
-static const char *with_commas(long long v, char *buf, size_t size)
+const char *cli_with_commas(long long v, char *buf, size_t size)
 {
     char digits[32];
     snprintf(digits, sizeof digits, "%lld", v < 0 ? -v : v);
@@ -53,7 +52,10 @@ int cli_summary(int argc, char **argv)
             printf("usage: loupe summary CONFIG.yaml [CONFIG.yaml ...] [--set k=v]... [--plugin PATH]... [--json]\n\n"
                    "For each config: every layer with its output shape (per image) and\n"
                    "parameter count, and the total. With several configs, their totals side\n"
-                   "by side and how many times fewer parameters each has than the largest.\n");
+                   "by side and how many times fewer parameters each has than the largest.\n"
+                   "Counts include non-trainable values (batch norm's running mean and variance,\n"
+                   "as Keras counts them); a model that has some gets a trainable / non-trainable\n"
+                   "split under its total.\n");
             return 0;
         }
         int r = cli_common_option("summary", argc, argv, &i, &c);
@@ -81,16 +83,20 @@ int cli_summary(int argc, char **argv)
             return cli_fail(&err);
         }
         snprintf(names[f], sizeof names[f], "%s", cfg.name);
-        totals[f] = (long long)lp_graph_param_floats(g);
+        /* Keras's convention: a layer's count and the total include its buffers
+         * (batch norm's running statistics), split below into trainable and not. */
+        long long frozen = (long long)lp_graph_buffer_floats(g);
+        totals[f] = (long long)lp_graph_param_floats(g) + frozen;
         char shape[64], num[32];
         if (c.json) {
-            printf("%s{\"config\":\"%s\",\"name\":\"%s\",\"params\":%lld,\"layers\":[", f ? "," : "",
-                   files[f], cfg.name, totals[f]);
+            printf("%s{\"config\":\"%s\",\"name\":\"%s\",\"params\":%lld,\"trainable\":%lld,"
+                   "\"non_trainable\":%lld,\"layers\":[", f ? "," : "", files[f], cfg.name, totals[f],
+                   totals[f] - frozen, frozen);
             for (int i = 1; i < lp_graph_num_nodes(g); i++)
                 printf("%s{\"name\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"params\":%lld}", i > 1 ? "," : "",
                        lp_graph_node_name(g, i), lp_graph_node_op(g, i),
                        lp_shape_str(lp_graph_node_shape(g, i), shape, sizeof shape),
-                       lp_graph_node_params(g, i));
+                       lp_graph_node_params(g, i) + lp_graph_node_buffers(g, i));
             printf("]}");
         } else {
             printf("%s (%s)\n", cfg.name, files[f]);
@@ -98,8 +104,13 @@ int cli_summary(int argc, char **argv)
             for (int i = 0; i < lp_graph_num_nodes(g); i++)
                 printf("  %-14s %-22s %-16s %10s\n", lp_graph_node_name(g, i), lp_graph_node_op(g, i),
                        lp_shape_str(lp_graph_node_shape(g, i), shape, sizeof shape),
-                       with_commas(lp_graph_node_params(g, i), num, sizeof num));
-            printf("  %-54s %10s\n\n", "total", with_commas(totals[f], num, sizeof num));
+                       cli_with_commas(lp_graph_node_params(g, i) + lp_graph_node_buffers(g, i), num, sizeof num));
+            printf("  %-54s %10s\n", "total", cli_with_commas(totals[f], num, sizeof num));
+            if (frozen) {
+                printf("  %-54s %10s\n", "trainable", cli_with_commas(totals[f] - frozen, num, sizeof num));
+                printf("  %-54s %10s\n", "non-trainable (running statistics)", cli_with_commas(frozen, num, sizeof num));
+            }
+            printf("\n");
         }
         lp_graph_free(g);
         lp_config_free(&cfg);
@@ -115,7 +126,7 @@ int cli_summary(int argc, char **argv)
         printf("%-24s %10s  %s\n", "model", "params", "compared with the largest");
         for (int f = 0; f < n_files; f++) {
             char num[32];
-            printf("%-24s %10s  ", names[f], with_commas(totals[f], num, sizeof num));
+            printf("%-24s %10s  ", names[f], cli_with_commas(totals[f], num, sizeof num));
             if (totals[f] == most) printf("(the largest)\n");
             else printf("%.2fx fewer parameters (%.1f%% of it)\n", (double)most / (totals[f] ? totals[f] : 1),
                         100.0 * totals[f] / most);

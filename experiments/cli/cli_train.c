@@ -194,7 +194,9 @@ static void usage(void)
            "  --resume RUN           continue run RUN from its last checkpoint\n"
            "  --profile              print time per op (forward/backward) at the end\n"
            "  --quiet                no per-epoch lines\n"
-           "  --json                 print the final summary as one JSON object on stdout\n");
+           "  --json                 print the final summary as one JSON object on stdout\n"
+           "  --parent-run ID --sweep-trial N\n"
+           "                         internal (loupe sweep): record the run as trial N of sweep ID\n");
 }
 
 typedef struct train_args {
@@ -206,6 +208,7 @@ typedef struct train_args {
     /* `loupe rerun`: the recorded config text (named config_name) instead of a file */
     const char *config_text, *config_name;
     long long rerun_of;
+    long long parent_run, sweep_trial;   /* `loupe sweep` starts each trial as a child run */
 } train_args;
 
 static int parse_args(int argc, char **argv, train_args *a)
@@ -223,12 +226,18 @@ static int parse_args(int argc, char **argv, train_args *a)
         else if (!strcmp(s, "--resume") && i + 1 < argc) {
             if (!cli_parse_int(argv[++i], 1, INT64_MAX, &a->resume))
                 return cli_usage_error("train", "--resume expects a run id, got '%s'", argv[i]);
+        } else if ((!strcmp(s, "--parent-run") || !strcmp(s, "--sweep-trial")) && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], 1, s[2] == 'p' ? INT64_MAX : INT32_MAX,
+                               s[2] == 'p' ? &a->parent_run : &a->sweep_trial))
+                return cli_usage_error("train", "%s expects a positive number, got '%s'", s, argv[i]);
         } else if (s[0] == '-') return cli_usage_error("train", "unknown option '%s'", s);
         else if (a->config) return cli_usage_error("train", "one config at a time ('%s' and '%s')", a->config, s);
         else a->config = s;
     }
     if (!a->config && !a->resume) return cli_usage_error("train", "give a CONFIG.yaml (or --resume RUN)");
     if (a->config && a->resume) return cli_usage_error("train", "give either a config or --resume RUN, not both");
+    if (!a->parent_run != !a->sweep_trial || (a->parent_run && !a->config))
+        return cli_usage_error("train", "--parent-run and --sweep-trial go together, with a CONFIG (loupe sweep uses them)");
     return 0;
 }
 
@@ -316,7 +325,8 @@ static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
                           .data_sha256 = t->data.sha256, .data_train_count = t->data.train_count,
                           .data_test_count = t->data.test_count, .data_shape = t->data.shape,
                           .loupe_version = lp_loupe_version(), .loupe_commit = lp_loupe_commit(),
-                          .compiler = lp_compiler(), .cflags = lp_cflags()};
+                          .compiler = lp_compiler(), .cflags = lp_cflags(),
+                          .parent_run_id = a->parent_run, .sweep_trial = (int)a->sweep_trial};
         s = lp_runsdb_begin_run(t->db, &run, &t->run_id, err);
     }
     free(keys);
@@ -378,6 +388,24 @@ static const char *selected_by(const train_session *t)
     return t->val.n > 0 ? "val/acc" : "test/acc";
 }
 
+/* Batch norm estimates each channel's mean and variance from the training batch:
+ * one sample gives no variance (PyTorch refuses it for features). A batch of 1,
+ * configured or left over at the end of an epoch, is a config error. */
+static lp_status check_batch_stats(const lp_experiment_config *cfg, const lp_graph *g, int n_train,
+                                   lp_error *err)
+{
+    int b = cfg->train.batch_size;
+    if (!lp_graph_uses_batch_stats(g) || (b >= 2 && n_train % b != 1)) return LP_OK;
+    if (b < 2)
+        lp_error_set(err, LP_ERR_CONFIG, "batch size 1 with batch_norm: its batch statistics need at "
+                     "least 2 samples per training batch");
+    else
+        lp_error_set(err, LP_ERR_CONFIG, "%d training images in batches of %d leave a last batch of 1, "
+                     "too few for batch_norm's batch statistics: change train.batch_size or "
+                     "data.train_limit", n_train, b);
+    return cli_blame_key(cfg, "train.batch_size", err);
+}
+
 /* Everything after the arguments: load, build, train, record. *run_out (may be
  * NULL) receives the run's id once it is recorded. Returns the exit code. */
 static int train_main(train_args a, int64_t *run_out)
@@ -396,6 +424,10 @@ static int train_main(train_args a, int64_t *run_out)
     } else if (!s) {
         s = lp_config_load(a.config, a.c.sets, a.c.n_sets, &t.cfg, &err);
         t.cfg_loaded = s == LP_OK;
+        if (!s && t.cfg.sweep && !a.sweep_trial)
+            s = lp_error_at(&err, LP_ERR_CONFIG, t.cfg.root->key_locs[lp_value_find(t.cfg.root, "sweep")],
+                            "this config declares a sweep: run it with `loupe sweep %s` (loupe train trains one "
+                            "config; a sweep trains one per trial)", a.config);
     }
     if (!s) lp_threads_init(a.c.threads ? a.c.threads : t.cfg.train.threads);
     if (!s) s = lp_compute_reserve(&err);
@@ -406,6 +438,8 @@ static int train_main(train_args a, int64_t *run_out)
         if (s == LP_ERR_ARG) err.status = s = LP_ERR_CONFIG;
         if (s) s = cli_blame_key(&t.cfg, "data.validation", &err);
     }
+    /* after the hold-out: what batch norm sees is what is trained on */
+    if (!s) s = check_batch_stats(&t.cfg, t.graph, t.train.n, &err);
     if (!s) lp_data_fingerprint_of(&t.train, &t.val, &t.test, &t.data);
     if (!s && a.resume) s = check_resumed_data(&t, &err);
     if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
@@ -462,7 +496,9 @@ static int train_main(train_args a, int64_t *run_out)
             fprintf(stderr, "resuming run %lld after epoch %d of %d\n", (long long)t.run_id, epoch, tc->epochs);
         }
     } else if (!s) {
-        s = begin_run(&a, &t, &err);
+        /* Stopped while loading (e.g. its sweep died): record no run that never trained. */
+        if (lp_train_stop_requested()) s = lp_error_set(&err, LP_ERR_INTERRUPTED, "interrupted before the run started");
+        else s = begin_run(&a, &t, &err);
     }
     if (s) {
         int code = cli_fail(&err);

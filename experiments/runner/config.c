@@ -608,7 +608,7 @@ lp_status lp_config_apply_override(lp_value *root, const char *ov, lp_error *err
 /* ---- loading ------------------------------------------------------------ */
 
 static const char *const root_keys[] = {"name", "description", "model", "data", "train",
-                                        "tracking", "plugins", NULL};
+                                        "tracking", "plugins", "sweep", NULL};
 
 static lp_status read_all(lp_experiment_config *cfg, const char *path, lp_error *err)
 {
@@ -639,6 +639,7 @@ static lp_status read_all(lp_experiment_config *cfg, const char *path, lp_error 
         (s = needs_validation(root, "early_stop", cfg->train.early_stop.metric, &cfg->data, err)))
         return s;
     if ((s = read_tracking(root, &cfg->tracking, err))) return s;
+    cfg->sweep = lp_value_get(root, "sweep");   /* read by `loupe sweep` (experiments/sweep/) */
     return read_plugins(root, path, cfg, err);
 }
 

@@ -67,6 +67,8 @@ typedef struct lp_experiment_config {
     char **overrides;         /* the --set strings applied, in order */
     int n_overrides;
     lp_value *root;           /* the tree after overrides (locations valid) */
+    lp_value *sweep;          /* the `sweep:` section in root, or NULL: `loupe sweep` reads it
+                                 (sweep.h); `loupe train` refuses a config that has one */
 } lp_experiment_config;
 
 /* Read the experiment file at path, apply the overrides ("train.epochs=3",

@@ -7,9 +7,9 @@
 lp_status lp_snapshot_make(lp_graph *g, lp_optimizer *o, lp_snapshot *s, lp_error *err)
 {
     memset(s, 0, sizeof *s);
-    int np = lp_graph_num_params(g);
+    int np = lp_graph_num_params(g), nb = lp_graph_num_buffers(g);
     int ns = o ? np * lp_optim_num_states(o) : 0;
-    s->params = calloc((size_t)np + 1, sizeof *s->params);
+    s->params = calloc((size_t)np + (size_t)nb + 1, sizeof *s->params);
     s->states = calloc((size_t)ns + 1, sizeof *s->states);
     size_t names_size = 1;
     for (int k = 0; k < np && o; k++)
@@ -24,7 +24,13 @@ lp_status lp_snapshot_make(lp_graph *g, lp_optimizer *o, lp_snapshot *s, lp_erro
         s->params[k] = (lp_tensor_ref){lp_graph_param_name(g, k), lp_graph_param_shape(g, k),
                                        params + lp_graph_param_offset(g, k)};
     }
-    s->n_params = np;
+    /* Buffers (running statistics) travel with the parameters, as in a PyTorch
+     * state_dict: same section of a checkpoint, same safetensors file. */
+    float *buffers = lp_graph_buffers(g);
+    for (int k = 0; k < nb; k++)
+        s->params[np + k] = (lp_tensor_ref){lp_graph_buffer_name(g, k), lp_graph_buffer_shape(g, k),
+                                            buffers + lp_graph_buffer_offset(g, k)};
+    s->n_params = np + nb;
     char *p = s->names;
     for (int j = 0; o && j < lp_optim_num_states(o); j++)
         for (int k = 0; k < np; k++) {

@@ -1,7 +1,9 @@
 /* snapshot.h - a graph's parameters and an optimizer's state as named tensors,
  * for checkpoints and safetensors files.
  *
- * Parameter tensors keep the graph's names ("conv1.weight"); optimizer state
+ * Parameter tensors keep the graph's names ("conv1.weight"), and the graph's
+ * buffers follow them ("bn1.running_var": a model's whole state, as a PyTorch
+ * state_dict holds it); optimizer state
  * tensors are named "<param>.<state>" ("conv1.weight.momentum"). The views point
  * into the graph's and the optimizer's blocks: nothing is copied.
  */
@@ -13,7 +15,7 @@
 #include "optim.h"
 
 typedef struct lp_snapshot {
-    lp_tensor_ref *params;
+    lp_tensor_ref *params;   /* the parameters, then the buffers ("bn1.running_mean") */
     int n_params;
     lp_tensor_ref *states;   /* NULL when made without an optimizer */
     int n_states;

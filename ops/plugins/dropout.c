@@ -1,4 +1,6 @@
-/* dropout.c - example plugin: inverted dropout.
+/* dropout.c - example plugin: inverted dropout, registered as `plugin_dropout`
+ * (loupe has a built-in `dropout`, ops/dropout.c, whose masks do not depend on
+ * how a batch is sliced; this one stays as the smallest example of a seeded op).
  *
  * Training: each element is kept with probability 1 - rate and scaled by
  * 1 / (1 - rate); the mask comes from lp_node_step_seed(), so a seed fixes it.
@@ -82,7 +84,7 @@ static const lp_attr_doc dropout_attrs[] = {
 
 static const lp_op dropout_op = {
     LP_OP_HEADER,
-    .name = "dropout",
+    .name = "plugin_dropout",
     .summary = "inverted dropout, seeded; identity in evaluation (example plugin)",
     .min_inputs = 1,
     .max_inputs = 1,

@@ -7,6 +7,9 @@
  * step (forward + backward, batch 2) runs too, so every op's setup AND its
  * arithmetic see the odd shapes, strides and paddings the fuzzer invents.
  *
+ * A `sweep:` section is read and expanded too, and every trial's config checked
+ * when there are few trials (sweep.h).
+ *
  * Invariant checked besides memory safety: every refusal carries a message.
  *
  * Built by `make fuzz` (clang -fsanitize=fuzzer,address,undefined), and replayed
@@ -17,6 +20,7 @@
 #include "config.h"
 #include "graph.h"
 #include "shape.h"
+#include "sweep.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +92,19 @@ int LP_FUZZ_ENTRY(const uint8_t *data, size_t size)
         fuzz_config_check_err(s, &gerr);
         if (s == LP_OK) fuzz_config_step(g);
         lp_graph_free(g);
+        if (cfg.sweep) {
+            lp_sweep_spec spec;
+            lp_sweep_trial *trials = NULL;
+            int n = 0;
+            lp_error serr = {0};
+            s = lp_sweep_spec_read(cfg.sweep, &spec, &serr);
+            if (s == LP_OK && spec.trials <= 256) s = lp_sweep_expand(&spec, &trials, &n, &serr);
+            if (s == LP_OK && n <= 16)
+                s = lp_sweep_check_trials(&cfg, sets, set ? 1 : 0, &spec, trials, n, &serr);
+            fuzz_config_check_err(s, &serr);
+            lp_sweep_trials_free(trials, n);
+            lp_sweep_spec_free(&spec);
+        }
     }
     lp_config_free(&cfg);
     free(set);

@@ -1,0 +1,333 @@
+/* batch_norm.c - batch normalization (Ioffe & Szegedy 2015), as PyTorch's
+ * BatchNorm1d/BatchNorm2d compute it.
+ *
+ * Per channel c of x [N, C, *] (a conv output [N, C, H, W]: per channel over N*H*W
+ * values; a dense output [N, F]: per feature over N values):
+ *
+ *   training:  mean, var = batch mean and biased variance of channel c
+ *              y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]
+ *              running_mean = (1 - momentum) * running_mean + momentum * mean
+ *              running_var  = (1 - momentum) * running_var + momentum * var * m / (m - 1)
+ *   eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight[c] + bias[c]
+ *
+ * m = values per channel in the whole batch; the running variance takes the
+ * unbiased variance (PyTorch's convention, and its momentum convention too).
+ * running_mean and running_var are buffers (persistent, not trained).
+ *
+ * The statistics cover the whole batch even when the graph runs it as slices on
+ * several lanes: each lane sums its slice, lp_node_batch_sum adds the lanes' sums.
+ * Forward: one pass for the sums, one for y = (x - mean) * scale + bias. Backward, with
+ * xhat = (x - mean) * invstd and sums over the whole batch:
+ *
+ *   dbias   = sum dy                dweight = sum dy * xhat
+ *   dx = weight * invstd * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m)
+ *
+ * again one pass for the sums (of dy and dy * (x - mean), which is sum dy * xhat
+ * / invstd) and one for dx = a * dy + b * (x - mean) + c per channel: loops a
+ * compiler vectorizes. Sums are float along a row of H*W, double across rows.
+ */
+#include "loupe_op.h"
+
+#include "compute.h"
+#include "shape.h"
+
+#include <math.h>
+#include <stddef.h>
+
+typedef struct bn_state {
+    int C;            /* channels (features) */
+    long inner;       /* values per channel per sample: H*W, or 1 */
+    float momentum, eps;
+    int affine;       /* weight and bias present */
+} bn_state;
+
+/* scratch (planned once, per lane): mean [C] and invstd [C] from forward to
+ * backward, three per-channel coefficients [3C] for the passes, then
+ * the per-channel sums [2C] (doubles) that forward and backward reduce. */
+#define BN_FLOATS 5
+static float *mean_of(const lp_node *n) { return lp_node_scratch(n); }
+static float *invstd_of(const lp_node *n, int C) { return (float *)lp_node_scratch(n) + C; }
+static float *coef_of(const lp_node *n, int C, int k) { return (float *)lp_node_scratch(n) + (2 + k) * C; }
+static size_t floats_bytes(int C) { return ((size_t)BN_FLOATS * C * sizeof(float) + 7) / 8 * 8; }
+static double *sums_of(const lp_node *n, int C)
+{
+    return (double *)((char *)lp_node_scratch(n) + floats_bytes(C));
+}
+
+static lp_status bn_setup(lp_node *n)
+{
+    lp_shape s = lp_node_in_shape(n, 0);
+    bn_state *st = lp_node_alloc_state(n, sizeof *st);
+    if (!st) return LP_ERR_NOMEM;
+    lp_status e = lp_attr_float(n, "momentum", 0.1f, &st->momentum);
+    if (!e) e = lp_attr_float(n, "epsilon", 1e-5f, &st->eps);
+    if (!e) e = lp_attr_bool(n, "affine", 1, &st->affine);
+    if (e) return e;
+    if (!(st->momentum >= 0.0f && st->momentum < 1.0f))
+        return lp_node_fail_attr(n, "momentum",
+                                 "momentum must be in [0, 1) (the weight of the new batch in the "
+                                 "running statistics, PyTorch's convention), got %g",
+                                 st->momentum);
+    if (!(st->eps >= 0.0f))
+        return lp_node_fail_attr(n, "epsilon", "epsilon must be >= 0, got %g", st->eps);
+    st->C = s.dims[0];
+    st->inner = 1;
+    for (int i = 1; i < s.ndim; i++) st->inner *= s.dims[i];
+    lp_shape c = lp_shape1(st->C);
+    if (st->affine) {
+        if (lp_node_add_param(n, "weight", c, LP_INIT_ONE, 1) < 0) return LP_ERR_SHAPE;
+        if (lp_node_add_param(n, "bias", c, LP_INIT_ZERO, 1) < 0) return LP_ERR_SHAPE;
+    }
+    if (lp_node_add_buffer(n, "running_mean", c, LP_INIT_ZERO) < 0) return LP_ERR_SHAPE;
+    if (lp_node_add_buffer(n, "running_var", c, LP_INIT_ONE) < 0) return LP_ERR_SHAPE;
+    lp_node_set_batch_sums(n, 2 * st->C);
+    lp_node_set_scratch(n, 0, floats_bytes(st->C) + (size_t)2 * st->C * sizeof(double));
+    return lp_node_set_out_shape(n, s);
+}
+
+/* For channels [c0, c1) of this slice: s1[c] = sum of (a - ka[c]) and
+ * s2[c] = sum of (a - ka[c]) * (b - kb[c]), or of (a - ka[c])^2 when b is NULL.
+ * Centring first keeps the float row sums exact enough when a channel's mean is
+ * far from 0 (E[x^2] - mean^2 would cancel). ka == NULL: no centring of a. */
+static void channel_sums(const float *a, const float *ka, const float *b, const float *kb, int N, int C,
+                         long inner, int c0, int c1, double *s1, double *s2)
+{
+    for (int c = c0; c < c1; c++) s1[c] = s2[c] = 0;
+    if (inner == 1) { /* features: vectorize across them */
+        for (int i = 0; i < N; i++) {
+            const float *ar = a + (size_t)i * C, *br = b ? b + (size_t)i * C : NULL;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) {
+                double u = ka ? (double)ar[c] - ka[c] : ar[c];
+                double v = br ? (double)br[c] - kb[c] : u;
+                s1[c] += u;
+                s2[c] += u * v;
+            }
+        }
+        return;
+    }
+    for (int c = c0; c < c1; c++) {
+        const float ca = ka ? ka[c] : 0.0f, cb = kb ? kb[c] : 0.0f;
+        for (int i = 0; i < N; i++) {
+            const float *ar = a + ((size_t)i * C + c) * inner;
+            const float *br = b ? b + ((size_t)i * C + c) * inner : ar;
+            const float cbb = b ? cb : ca;
+            float r1 = 0, r2 = 0; /* a row of H*W: float is plenty, double across rows */
+#pragma omp simd reduction(+ : r1, r2)
+            for (long k = 0; k < inner; k++) {
+                float u = ar[k] - ca;
+                r1 += u;
+                r2 += u * (br[k] - cbb);
+            }
+            s1[c] += r1;
+            s2[c] += r2;
+        }
+    }
+}
+
+/* out = (x - mean) * scale + shift per channel (x, out [N, C, inner]). */
+static void channel_affine(const float *x, const float *mean, const float *scale, const float *shift,
+                           float *out, int N, int C, long inner, int c0, int c1)
+{
+    for (int i = 0; i < N; i++) {
+        if (inner == 1) {
+            const float *xr = x + (size_t)i * C;
+            float *yr = out + (size_t)i * C;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) yr[c] = (xr[c] - mean[c]) * scale[c] + shift[c];
+            continue;
+        }
+        for (int c = c0; c < c1; c++) {
+            const float *xr = x + ((size_t)i * C + c) * inner;
+            float *yr = out + ((size_t)i * C + c) * inner;
+            const float mu = mean[c], a = scale[c], b = shift[c];
+#pragma omp simd
+            for (long k = 0; k < inner; k++) yr[k] = (xr[k] - mu) * a + b;
+        }
+    }
+}
+
+/* dx (=|+=) a * dy + b * (x - mean) + c per channel, for channels [c0, c1). */
+static void channel_input_grad(const float *dy, const float *x, const float *mean, const float *ka,
+                               const float *kb, const float *kc, float *dx, int acc, int N, int C,
+                               long inner, int c0, int c1)
+{
+    for (int i = 0; i < N; i++) {
+        if (inner == 1) {
+            const size_t r = (size_t)i * C;
+            if (acc) {
+#pragma omp simd
+                for (int c = c0; c < c1; c++)
+                    dx[r + c] += ka[c] * dy[r + c] + kb[c] * (x[r + c] - mean[c]) + kc[c];
+            } else {
+#pragma omp simd
+                for (int c = c0; c < c1; c++)
+                    dx[r + c] = ka[c] * dy[r + c] + kb[c] * (x[r + c] - mean[c]) + kc[c];
+            }
+            continue;
+        }
+        for (int c = c0; c < c1; c++) {
+            const size_t r = ((size_t)i * C + c) * inner;
+            const float a = ka[c], b = kb[c], k = kc[c], mu = mean[c];
+            if (acc) {
+#pragma omp simd
+                for (long j = 0; j < inner; j++) dx[r + j] += a * dy[r + j] + b * (x[r + j] - mu) + k;
+            } else {
+#pragma omp simd
+                for (long j = 0; j < inner; j++) dx[r + j] = a * dy[r + j] + b * (x[r + j] - mu) + k;
+            }
+        }
+    }
+}
+
+/* The team's threads for a node: lanes run ops on one thread; alone, split the
+ * channels (each channel's sums stay on one thread: the same bits either way). */
+static int team_for(const lp_node *n, const bn_state *st, int N)
+{
+    int t = lp_node_threads(n);
+    if ((long)N * st->C * st->inner < 65536 || st->C < 2) return 1;
+    return t < st->C ? t : st->C;
+}
+
+static void bn_forward(lp_node *n)
+{
+    const bn_state *st = lp_node_state(n);
+    const int N = lp_node_batch(n), C = st->C;
+    const long inner = st->inner;
+    const float *x = lp_node_in(n, 0);   /* [N, C, inner] */
+    float *y = lp_node_out(n);           /* [N, C, inner] */
+    float *mean = mean_of(n), *invstd = invstd_of(n, C);
+    float *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
+    double *sums = sums_of(n, C);        /* [2C]: sum x, sum x^2 (centred, then combined) */
+    const float *w = st->affine ? lp_node_param(n, 0) : NULL, *b = st->affine ? lp_node_param(n, 1) : NULL;
+    float *rmean = lp_node_buffer(n, 0), *rvar = lp_node_buffer(n, 1);
+    const int team = team_for(n, st, N);
+    const int training = lp_node_training(n);
+
+    const double local = (double)N * (double)inner;
+    if (training) {
+        /* Centre each channel on its first row's mean in this slice (within a few
+         * standard deviations of the batch mean), so the float sums of squares do
+         * not cancel when the mean is far from 0. */
+        for (int c = 0; c < C; c++) {
+            const float *row = x + (size_t)c * inner;
+            double t = 0;
+            for (long k = 0; k < inner; k++) t += row[k];
+            pivot[c] = (float)(t / (double)inner);
+        }
+#pragma omp parallel num_threads(team) if (team > 1)
+        {
+            int nt;
+            long c0, c1;
+            lp_thread_share(C, &nt, &c0, &c1);
+            channel_sums(x, pivot, NULL, NULL, N, C, inner, (int)c0, (int)c1, sums, sums + C);
+        }
+        /* The lanes' pivots differ: add up what does not depend on them, the sum
+         * and M2 + n * mean^2 of each slice (Chan et al.'s parallel variance). */
+        for (int c = 0; c < C; c++) {
+            double u1 = sums[c], u2 = sums[C + c], slice_mean = pivot[c] + u1 / local;
+            sums[c] = local * slice_mean;
+            sums[C + c] = (u2 - u1 * u1 / local) + local * slice_mean * slice_mean;
+        }
+        lp_node_batch_sum(n, sums, 2 * C);
+    }
+    const double m = (double)lp_node_batch_total(n) * (double)inner;
+    const int update = training && lp_node_updates_buffers(n);
+    for (int c = 0; c < C; c++) {
+        double mu, var;
+        if (training) {
+            mu = sums[c] / m;
+            var = sums[C + c] / m - mu * mu;
+            if (var < 0) var = 0; /* rounding */
+        } else {
+            mu = rmean[c];
+            var = rvar[c];
+        }
+        double is = 1.0 / sqrt(var + (double)st->eps);
+        mean[c] = (float)mu;
+        invstd[c] = (float)is;
+        scale[c] = (float)(w ? w[c] * is : is);
+        shift[c] = b ? b[c] : 0.0f;
+        if (update) {
+            double unbiased = m > 1 ? var * m / (m - 1) : var;
+            rmean[c] = (float)((1.0 - st->momentum) * rmean[c] + st->momentum * mu);
+            rvar[c] = (float)((1.0 - st->momentum) * rvar[c] + st->momentum * unbiased);
+        }
+    }
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int nt;
+        long c0, c1;
+        lp_thread_share(C, &nt, &c0, &c1);
+        channel_affine(x, mean, scale, shift, y, N, C, inner, (int)c0, (int)c1);
+    }
+}
+
+static void bn_backward(lp_node *n)
+{
+    const bn_state *st = lp_node_state(n);
+    const int N = lp_node_batch(n), C = st->C;
+    const long inner = st->inner;
+    const float *x = lp_node_in(n, 0);
+    const float *dy = lp_node_out_grad(n);
+    float *dx = lp_node_in_grad(n, 0);
+    const float *mean = mean_of(n), *invstd = invstd_of(n, C);
+    double *sums = sums_of(n, C); /* [2C]: sum dy, sum dy * (x - mean) */
+    const int team = team_for(n, st, N);
+
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int nt;
+        long c0, c1;
+        lp_thread_share(C, &nt, &c0, &c1);
+        channel_sums(dy, NULL, x, mean, N, C, inner, (int)c0, (int)c1, sums, sums + C);
+    }
+    /* This slice's share of the parameter gradients (the graph adds the lanes'). */
+    if (st->affine) {
+        float *dw = lp_node_param_grad(n, 0), *db = lp_node_param_grad(n, 1);
+        for (int c = 0; c < C; c++) {
+            dw[c] += (float)(invstd[c] * sums[C + c]);
+            db[c] += (float)sums[c];
+        }
+    }
+    lp_node_batch_sum(n, sums, 2 * C);
+    if (!dx) return;
+    const double m = (double)lp_node_batch_total(n) * (double)inner;
+    const float *w = st->affine ? lp_node_param(n, 0) : NULL;
+    float *ka = coef_of(n, C, 0), *kb = coef_of(n, C, 1), *kc = coef_of(n, C, 2);
+    for (int c = 0; c < C; c++) {
+        double is = invstd[c], a = (w ? w[c] : 1.0) * is;
+        /* sum dy * xhat = invstd * sum dy * (x - mean) */
+        ka[c] = (float)a;
+        kb[c] = (float)(-a * is * is * sums[C + c] / m);
+        kc[c] = (float)(-a * sums[c] / m);
+    }
+    const int acc = lp_node_in_grad_accumulate(n, 0);
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int nt;
+        long c0, c1;
+        lp_thread_share(C, &nt, &c0, &c1);
+        channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, (int)c0, (int)c1);
+    }
+}
+
+static const lp_attr_doc bn_attrs[] = {
+    {"momentum", "float", "0.1",
+     "weight of each training batch in the running mean/variance, in [0, 1) (PyTorch's convention)"},
+    {"epsilon", "float", "1e-5", "added to the variance before its square root, >= 0"},
+    {"affine", "bool", "true", "learn a per-channel weight (gamma) and bias (beta)"},
+    {NULL, NULL, NULL, NULL},
+};
+
+const lp_op lp_op_batch_norm = {
+    LP_OP_HEADER,
+    .name = "batch_norm",
+    .summary = "batch normalization per channel ([C,H,W]) or feature ([F]); running stats in eval",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .attrs = bn_attrs,
+    .setup = bn_setup,
+    .forward = bn_forward,
+    .backward = bn_backward,
+};
