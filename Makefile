@@ -50,7 +50,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-mpi bench-deps plugins accuracy fuzz fuzz-build fuzz-merge fuzz-cpu
+.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-mpi bench-deps plugins accuracy accuracy-deps fuzz fuzz-build fuzz-merge fuzz-cpu
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
@@ -117,9 +117,14 @@ demo: all data
 soak: all data
 	@LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) sh tests/soak.sh
 
-# Final test accuracy of each shipped MNIST config for seeds 1-3 (minutes; docs/accuracy.md).
-accuracy: all data
+# Final test accuracy of each shipped config for seeds 1-3, with medians, and the
+# Fashion-MNIST net beside PyTorch (tens of minutes on 2 cores; docs/accuracy.md).
+accuracy: all data accuracy-deps
 	sh scripts/accuracy.sh $(BIN)/loupe
+
+# Fashion-MNIST (dataset-fashion-mnist) and PyTorch for the accuracy table's rows.
+accuracy-deps:
+	@LOUPE_EXTRA_DEPS="dataset-fashion-mnist python3-torch" sh scripts/deps.sh
 
 # loupe beside PyTorch, one table (bench/run.sh; BENCH_QUICK=1 for a short subset).
 # PyTorch rows need python3-torch: make bench-deps.
