@@ -64,7 +64,7 @@ Test(early_stop, nan_never_improves_and_disabled_never_stops)
 {
     const double loss[] = {NAN, NAN, 0.3};
     lp_early_stop_config c = {.enabled = true, .metric = LP_METRIC_TRAIN_LOSS, .patience = 5};
-    int best[3] = {0};
+    int best[4] = {0};   /* room for flat[] below */
     run_rule(&c, loss, 3, best);
     const int want[] = {0, 0, 1};
     cr_assert_arr_eq(best, want, sizeof want);
