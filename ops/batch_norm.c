@@ -33,12 +33,15 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct bn_state {
     int C;            /* channels (features) */
     long inner;       /* values per channel per sample: H*W, or 1 */
     float momentum, eps;
     int affine;       /* weight and bias present */
+    int two_pass;     /* LOUPE_BN_TWO_PASS=1: never channel by channel (to compare, in tests) */
 } bn_state;
 
 /* scratch (planned once, per lane): mean [C] and invstd [C] from forward to
@@ -70,6 +73,8 @@ static lp_status bn_setup(lp_node *n)
                                  st->momentum);
     if (!(st->eps >= 0.0f))
         return lp_node_fail_attr(n, "epsilon", "epsilon must be >= 0, got %g", st->eps);
+    const char *two = getenv("LOUPE_BN_TWO_PASS");
+    st->two_pass = two && *two && strcmp(two, "0") != 0;
     st->C = s.dims[0];
     st->inner = 1;
     for (int i = 1; i < s.ndim; i++) st->inner *= s.dims[i];
@@ -189,6 +194,97 @@ static int team_for(const lp_node *n, const bn_state *st, int N)
     return t < st->C ? t : st->C;
 }
 
+/* Channel c's pivot: the mean of its first row in this slice, within a few
+ * standard deviations of the batch mean, so that the float sums of squares around
+ * it do not cancel when the mean is far from 0. */
+static float channel_pivot(const float *x, long inner, int c)
+{
+    const float *row = x + (size_t)c * inner;
+    double t = 0;
+    for (long k = 0; k < inner; k++) t += row[k];
+    return (float)(t / (double)inner);
+}
+
+/* Channel c's sums around its pivot (s1 = sum u, s2 = sum u^2, over `local`
+ * values) -> the sum and M2 + n * mean^2 of the slice, which do not depend on the
+ * pivot, so the lanes' can be added (Chan et al.'s parallel variance). */
+static void channel_uncentre(double *sums, int C, int c, float pivot, double local)
+{
+    double u1 = sums[c], u2 = sums[C + c], slice_mean = pivot + u1 / local;
+    sums[c] = local * slice_mean;
+    sums[C + c] = (u2 - u1 * u1 / local) + local * slice_mean * slice_mean;
+}
+
+/* Channel c's mean, invstd and affine coefficients from the whole batch's sums
+ * (training, m values) or the running statistics (eval); the running statistics
+ * move when `update`. */
+static void channel_coefs(lp_node *n, const bn_state *st, int c, const double *sums, double m, int training,
+                          int update)
+{
+    const int C = st->C;
+    const float *w = st->affine ? lp_node_param(n, 0) : NULL, *b = st->affine ? lp_node_param(n, 1) : NULL;
+    float *rmean = lp_node_buffer(n, 0), *rvar = lp_node_buffer(n, 1);
+    double mu, var;
+    if (training) {
+        mu = sums[c] / m;
+        var = sums[C + c] / m - mu * mu;
+        if (var < 0) var = 0; /* rounding */
+    } else {
+        mu = rmean[c];
+        var = rvar[c];
+    }
+    double is = 1.0 / sqrt(var + (double)st->eps);
+    mean_of(n)[c] = (float)mu;
+    invstd_of(n, C)[c] = (float)is;
+    coef_of(n, C, 0)[c] = (float)(w ? w[c] * is : is);
+    coef_of(n, C, 1)[c] = b ? b[c] : 0.0f;
+    if (update) {
+        double unbiased = m > 1 ? var * m / (m - 1) : var;
+        rmean[c] = (float)((1.0 - st->momentum) * rmean[c] + st->momentum * mu);
+        rvar[c] = (float)((1.0 - st->momentum) * rvar[c] + st->momentum * unbiased);
+    }
+}
+
+/* Channel c's backward coefficients: dx = ka * dy + kb * (x - mean) + kc. */
+static void channel_grad_coefs(lp_node *n, const bn_state *st, int c, const double *sums, double m)
+{
+    const int C = st->C;
+    const float *w = st->affine ? lp_node_param(n, 0) : NULL;
+    double is = invstd_of(n, C)[c], a = (w ? w[c] : 1.0) * is;
+    /* sum dy * xhat = invstd * sum dy * (x - mean) */
+    coef_of(n, C, 0)[c] = (float)a;
+    coef_of(n, C, 1)[c] = (float)(-a * is * is * sums[C + c] / m);
+    coef_of(n, C, 2)[c] = (float)(-a * sums[c] / m);
+}
+
+/* This slice's share of channel c's parameter gradients (the graph adds the lanes'). */
+static void channel_param_grads(lp_node *n, const bn_state *st, int c, const double *sums)
+{
+    if (!st->affine) return;
+    const int C = st->C;
+    lp_node_param_grad(n, 0)[c] += (float)(invstd_of(n, C)[c] * sums[C + c]);
+    lp_node_param_grad(n, 1)[c] += (float)sums[c];
+}
+
+/* Past this many bytes read by a first pass, a second whole pass would find them
+ * evicted from L2 (1-2 MiB per core on current x86; 2 MiB on the machine measured). */
+#define BN_CACHE_BYTES (2L << 20)
+
+/* Does this lane hold the whole batch, and would a whole pass over `tensors`
+ * tensors of it outgrow the cache? Then each channel's first pass (statistics or
+ * backward sums) and second (normalization or input gradient) run together, channel
+ * by channel: the second reads a channel's N * inner values (173 KB for MNIST's
+ * conv1 at batch 64) from the cache the first left them in, instead of the whole
+ * tensors again (2.8 MB of dy and x for conv1's backward). The same operations in
+ * the same order as the two whole passes: the same bits. Not when it fits: channel by
+ * channel, the second pass strides across samples (measured slower for conv2's
+ * 11 x 11 rows, 0.5 MB). Not with lanes: they meet between the passes. */
+static int channel_by_channel(const lp_node *n, const bn_state *st, int N, int tensors)
+{
+    const long bytes = (long)tensors * N * st->C * st->inner * (long)sizeof(float);
+    return !st->two_pass && st->inner > 1 && lp_node_batch_total(n) == N && bytes > BN_CACHE_BYTES;
+}
+
 static void bn_forward(lp_node *n)
 {
     const bn_state *st = lp_node_state(n);
@@ -196,25 +292,31 @@ static void bn_forward(lp_node *n)
     const long inner = st->inner;
     const float *x = lp_node_in(n, 0);   /* [N, C, inner] */
     float *y = lp_node_out(n);           /* [N, C, inner] */
-    float *mean = mean_of(n), *invstd = invstd_of(n, C);
-    float *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
+    float *mean = mean_of(n), *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
     double *sums = sums_of(n, C);        /* [2C]: sum x, sum x^2 (centred, then combined) */
-    const float *w = st->affine ? lp_node_param(n, 0) : NULL, *b = st->affine ? lp_node_param(n, 1) : NULL;
-    float *rmean = lp_node_buffer(n, 0), *rvar = lp_node_buffer(n, 1);
     const int team = team_for(n, st, N);
     const int training = lp_node_training(n);
-
+    const int update = training && lp_node_updates_buffers(n);
     const double local = (double)N * (double)inner;
-    if (training) {
-        /* Centre each channel on its first row's mean in this slice (within a few
-         * standard deviations of the batch mean), so the float sums of squares do
-         * not cancel when the mean is far from 0. */
-        for (int c = 0; c < C; c++) {
-            const float *row = x + (size_t)c * inner;
-            double t = 0;
-            for (long k = 0; k < inner; k++) t += row[k];
-            pivot[c] = (float)(t / (double)inner);
+
+    if (training && channel_by_channel(n, st, N, 1)) {
+#pragma omp parallel num_threads(team) if (team > 1)
+        {
+            int nt;
+            long c0, c1;
+            lp_thread_share(C, &nt, &c0, &c1);
+            for (int c = (int)c0; c < (int)c1; c++) {
+                pivot[c] = channel_pivot(x, inner, c);
+                channel_sums(x, pivot, NULL, NULL, N, C, inner, c, c + 1, sums, sums + C);
+                channel_uncentre(sums, C, c, pivot[c], local);
+                channel_coefs(n, st, c, sums, local, 1, update);
+                channel_affine(x, mean, scale, shift, y, N, C, inner, c, c + 1);
+            }
         }
+        return;
+    }
+    if (training) {
+        for (int c = 0; c < C; c++) pivot[c] = channel_pivot(x, inner, c);
 #pragma omp parallel num_threads(team) if (team > 1)
         {
             int nt;
@@ -222,38 +324,11 @@ static void bn_forward(lp_node *n)
             lp_thread_share(C, &nt, &c0, &c1);
             channel_sums(x, pivot, NULL, NULL, N, C, inner, (int)c0, (int)c1, sums, sums + C);
         }
-        /* The lanes' pivots differ: add up what does not depend on them, the sum
-         * and M2 + n * mean^2 of each slice (Chan et al.'s parallel variance). */
-        for (int c = 0; c < C; c++) {
-            double u1 = sums[c], u2 = sums[C + c], slice_mean = pivot[c] + u1 / local;
-            sums[c] = local * slice_mean;
-            sums[C + c] = (u2 - u1 * u1 / local) + local * slice_mean * slice_mean;
-        }
+        for (int c = 0; c < C; c++) channel_uncentre(sums, C, c, pivot[c], local);
         lp_node_batch_sum(n, sums, 2 * C);
     }
     const double m = (double)lp_node_batch_total(n) * (double)inner;
-    const int update = training && lp_node_updates_buffers(n);
-    for (int c = 0; c < C; c++) {
-        double mu, var;
-        if (training) {
-            mu = sums[c] / m;
-            var = sums[C + c] / m - mu * mu;
-            if (var < 0) var = 0; /* rounding */
-        } else {
-            mu = rmean[c];
-            var = rvar[c];
-        }
-        double is = 1.0 / sqrt(var + (double)st->eps);
-        mean[c] = (float)mu;
-        invstd[c] = (float)is;
-        scale[c] = (float)(w ? w[c] * is : is);
-        shift[c] = b ? b[c] : 0.0f;
-        if (update) {
-            double unbiased = m > 1 ? var * m / (m - 1) : var;
-            rmean[c] = (float)((1.0 - st->momentum) * rmean[c] + st->momentum * mu);
-            rvar[c] = (float)((1.0 - st->momentum) * rvar[c] + st->momentum * unbiased);
-        }
-    }
+    for (int c = 0; c < C; c++) channel_coefs(n, st, c, sums, m, training, update);
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
@@ -271,10 +346,29 @@ static void bn_backward(lp_node *n)
     const float *x = lp_node_in(n, 0);
     const float *dy = lp_node_out_grad(n);
     float *dx = lp_node_in_grad(n, 0);
-    const float *mean = mean_of(n), *invstd = invstd_of(n, C);
+    const float *mean = mean_of(n);
+    float *ka = coef_of(n, C, 0), *kb = coef_of(n, C, 1), *kc = coef_of(n, C, 2);
     double *sums = sums_of(n, C); /* [2C]: sum dy, sum dy * (x - mean) */
     const int team = team_for(n, st, N);
+    const int acc = dx ? lp_node_in_grad_accumulate(n, 0) : 0;
+    const double m = (double)lp_node_batch_total(n) * (double)inner;
 
+    if (channel_by_channel(n, st, N, 2)) {
+#pragma omp parallel num_threads(team) if (team > 1)
+        {
+            int nt;
+            long c0, c1;
+            lp_thread_share(C, &nt, &c0, &c1);
+            for (int c = (int)c0; c < (int)c1; c++) {
+                channel_sums(dy, NULL, x, mean, N, C, inner, c, c + 1, sums, sums + C);
+                channel_param_grads(n, st, c, sums);
+                if (!dx) continue;
+                channel_grad_coefs(n, st, c, sums, m);
+                channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, c, c + 1);
+            }
+        }
+        return;
+    }
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
@@ -282,27 +376,10 @@ static void bn_backward(lp_node *n)
         lp_thread_share(C, &nt, &c0, &c1);
         channel_sums(dy, NULL, x, mean, N, C, inner, (int)c0, (int)c1, sums, sums + C);
     }
-    /* This slice's share of the parameter gradients (the graph adds the lanes'). */
-    if (st->affine) {
-        float *dw = lp_node_param_grad(n, 0), *db = lp_node_param_grad(n, 1);
-        for (int c = 0; c < C; c++) {
-            dw[c] += (float)(invstd[c] * sums[C + c]);
-            db[c] += (float)sums[c];
-        }
-    }
+    for (int c = 0; c < C; c++) channel_param_grads(n, st, c, sums);
     lp_node_batch_sum(n, sums, 2 * C);
     if (!dx) return;
-    const double m = (double)lp_node_batch_total(n) * (double)inner;
-    const float *w = st->affine ? lp_node_param(n, 0) : NULL;
-    float *ka = coef_of(n, C, 0), *kb = coef_of(n, C, 1), *kc = coef_of(n, C, 2);
-    for (int c = 0; c < C; c++) {
-        double is = invstd[c], a = (w ? w[c] : 1.0) * is;
-        /* sum dy * xhat = invstd * sum dy * (x - mean) */
-        ka[c] = (float)a;
-        kb[c] = (float)(-a * is * is * sums[C + c] / m);
-        kc[c] = (float)(-a * sums[c] / m);
-    }
-    const int acc = lp_node_in_grad_accumulate(n, 0);
+    for (int c = 0; c < C; c++) channel_grad_coefs(n, st, c, sums, m);
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;

@@ -178,6 +178,59 @@ Test(batch_norm, dense_output_forward_backward) { check_training(lp_shape1(7), 5
 Test(batch_norm, two_samples_of_features) { check_training(lp_shape1(3), 2, 13); }
 /* Above the op's threading threshold: channels split over two threads. */
 Test(batch_norm, large_conv_output_on_two_threads) { check_training(lp_shape3(4, 40, 40), 12, 14); }
+/* One training step of a lone batch norm on x with output gradient r: its output,
+ * input gradient, parameter gradients and running statistics, concatenated. */
+static float *bn_step(lp_shape in, int N, const float *x, const float *r, long *count)
+{
+    lp_graph *g = build_bn(in, NULL, N);
+    const int C = in.dims[0];
+    const long len = (long)N * (long)lp_shape_numel(in);
+    lp_rng rng;
+    lp_rng_seed(&rng, 21);
+    fill(&rng, lp_graph_params(g), 2 * C, 0.5, 1.0);
+    *count = 2 * len + 4L * C;
+    float *out = malloc((size_t)*count * sizeof *out);
+    lp_graph_forward(g, x, NULL, N, true);
+    lp_graph_backward(g, r);
+    memcpy(out, lp_graph_final(g), (size_t)len * sizeof *out);
+    memcpy(out + len, lp_graph_input_grad(g), (size_t)len * sizeof *out);
+    memcpy(out + 2 * len, lp_graph_grads(g), (size_t)2 * C * sizeof *out);
+    memcpy(out + 2 * len + 2 * C, lp_graph_buffers(g), (size_t)2 * C * sizeof *out);
+    lp_graph_free(g);
+    return out;
+}
+
+/* Past 2 MiB a tensor (2.4 MB here), forward and backward run channel by channel,
+ * each channel's second pass straight after its first (see channel_by_channel):
+ * the same operations in the same order as the two whole passes, so the same bits.
+ * (The two-pass path is checked against the references above.) */
+Test(batch_norm, channel_by_channel_matches_two_passes_bit_for_bit)
+{
+    const lp_shape in = lp_shape3(3, 64, 64);
+    const int N = 48;
+    const long len = N * 3L * 64 * 64;
+    float *x = malloc((size_t)len * sizeof *x), *r = malloc((size_t)len * sizeof *r);
+    lp_rng rng;
+    lp_rng_seed(&rng, 16);
+    fill(&rng, x, len, 2.0, 3.0);
+    fill(&rng, r, len, 1.0, 0.0);
+    long n1, n2;
+    float *fused = bn_step(in, N, x, r, &n1);
+    setenv("LOUPE_BN_TWO_PASS", "1", 1);
+    float *passes = bn_step(in, N, x, r, &n2);
+    unsetenv("LOUPE_BN_TWO_PASS");
+    cr_assert_eq(n1, n2);
+    long differ = 0, first = -1;
+    for (long i = 0; i < n1; i++)
+        if (memcmp(&fused[i], &passes[i], sizeof(float)) != 0) {
+            if (first < 0) first = i;
+            differ++;
+        }
+    cr_expect_eq(differ, 0, "%ld of %ld values differ, the first at %ld (%.9g vs %.9g)", differ, n1, first,
+                 first >= 0 ? fused[first] : 0.0, first >= 0 ? passes[first] : 0.0);
+    free(x); free(r); free(fused); free(passes);
+}
+
 /* A mean 1000 times its spread: centring keeps the variance right. */
 Test(batch_norm, far_from_zero_mean) { check_training_at(lp_shape3(2, 6, 6), 4, 15, 0.01, 10.0); }
 
