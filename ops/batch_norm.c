@@ -26,6 +26,7 @@
  * / invstd) and one for dx = a * dy + b * (x - mean) + c per channel: loops a
  * compiler vectorizes. Sums are float along a row of H*W, double across rows.
  */
+#include "batch_norm.h"
 #include "loupe_op.h"
 
 #include "compute.h"
@@ -145,9 +146,7 @@ static void channel_affine(const float *x, const float *mean, const float *scale
         for (int c = c0; c < c1; c++) {
             const float *xr = x + ((size_t)i * C + c) * inner;
             float *yr = out + ((size_t)i * C + c) * inner;
-            const float mu = mean[c], a = scale[c], b = shift[c];
-#pragma omp simd
-            for (long k = 0; k < inner; k++) yr[k] = (xr[k] - mu) * a + b;
+            lp_batch_norm_row(xr, yr, inner, mean[c], scale[c], shift[c]);
         }
     }
 }
@@ -298,6 +297,7 @@ static void bn_forward(lp_node *n)
     const int training = lp_node_training(n);
     const int update = training && lp_node_updates_buffers(n);
     const double local = (double)N * (double)inner;
+    const int applied = lp_node_out_applied(n);
 
     if (training && channel_by_channel(n, st, N, 1)) {
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -310,7 +310,7 @@ static void bn_forward(lp_node *n)
                 channel_sums(x, pivot, NULL, NULL, N, C, inner, c, c + 1, sums, sums + C);
                 channel_uncentre(sums, C, c, pivot[c], local);
                 channel_coefs(n, st, c, sums, local, 1, update);
-                channel_affine(x, mean, scale, shift, y, N, C, inner, c, c + 1);
+                if (!applied) channel_affine(x, mean, scale, shift, y, N, C, inner, c, c + 1);
             }
         }
         return;
@@ -329,6 +329,7 @@ static void bn_forward(lp_node *n)
     }
     const double m = (double)lp_node_batch_total(n) * (double)inner;
     for (int c = 0; c < C; c++) channel_coefs(n, st, c, sums, m, training, update);
+    if (applied) return; /* the consumer normalizes as it reads (lp_node_out_applied) */
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
@@ -387,6 +388,14 @@ static void bn_backward(lp_node *n)
         lp_thread_share(C, &nt, &c0, &c1);
         channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, (int)c0, (int)c1);
     }
+}
+
+void lp_batch_norm_coefs(const lp_node *bn, const float **mean, const float **scale, const float **shift)
+{
+    const bn_state *st = lp_node_state(bn);
+    *mean = mean_of(bn);
+    *scale = coef_of(bn, st->C, 0);
+    *shift = coef_of(bn, st->C, 1);
 }
 
 static const lp_attr_doc bn_attrs[] = {

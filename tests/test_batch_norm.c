@@ -361,6 +361,87 @@ Test(batch_norm, matches_pytorch_training_mode)
     for (size_t i = 0; i < sizeof bn_ref_cases / sizeof bn_ref_cases[0]; i++) check_torch(&bn_ref_cases[i]);
 }
 
+/* ---- max-pool applying batch norm (lp_op_applies) --------------------------- */
+
+/* Each max-pool kernel after a batch norm: conv1's 26 x 26 planes (2x2 windows, with
+ * a folded ReLU), conv2's 11 x 11 (row pairs spanning planes, no ReLU), and general
+ * windows (2x2 stride 1, with a ReLU). */
+static lp_graph *build_pooled_net(int fold)
+{
+    if (fold) unsetenv("LOUPE_NO_FOLD");
+    else setenv("LOUPE_NO_FOLD", "1", 1);
+    lp_model_spec s = {.input = lp_shape3(1, 28, 28)};
+    const char *in[1];
+#define ADD(name, op, from, a)                                          \
+    do {                                                                \
+        in[0] = from;                                                   \
+        cr_assert_eq(lp_model_spec_add(&s, name, op, in, 1, a), LP_OK); \
+    } while (0)
+    ADD("conv1", "conv2d", "input", attrs_kv("filters", "4", "kernel", "3"));
+    ADD("bn1", "batch_norm", "conv1", NULL);
+    ADD("relu1", "relu", "bn1", NULL);
+    ADD("pool1", "maxpool", "relu1", attrs_kv("size", "2", NULL, NULL));
+    ADD("conv2", "conv2d", "pool1", attrs_kv("filters", "3", "kernel", "3"));
+    ADD("bn2", "batch_norm", "conv2", NULL);
+    ADD("pool2", "maxpool", "bn2", attrs_kv("size", "2", NULL, NULL));
+    ADD("conv3", "conv2d", "pool2", attrs_kv("filters", "2", "kernel", "2"));
+    ADD("bn3", "batch_norm", "conv3", NULL);
+    ADD("relu3", "relu", "bn3", NULL);
+    ADD("pool3", "maxpool", "relu3", attrs_kv("size", "2", "stride", "1"));
+    ADD("flat", "flatten", "pool3", NULL);
+    ADD("fc", "dense", "flat", attrs_kv("units", "5", NULL, NULL));
+#undef ADD
+    s.loss = strdup("softmax_cross_entropy");
+    lp_graph *g = NULL;
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_build(&s, &g, &err), LP_OK, "%s", err.msg);
+    unsetenv("LOUPE_NO_FOLD");
+    lp_model_spec_free(&s);
+    lp_graph_init_params(g, 4);
+    return g;
+}
+
+/* Max-pool normalizing batch norm's input itself gives the same bits as batch norm
+ * writing its output and max-pool reading it (LOUPE_NO_FOLD=1): training steps
+ * (loss, gradients, running statistics) and evaluation. */
+Test(batch_norm, maxpool_applying_batch_norm_gives_the_same_bits)
+{
+    enum { NB = 6 };
+    static float x[NB * 28 * 28];
+    int32_t y[NB];
+    lp_rng rng;
+    lp_rng_seed(&rng, 31);
+    fill(&rng, x, NB * 28 * 28, 1.0, 0.3);
+    for (int i = 0; i < NB; i++) y[i] = i % 5;
+    lp_graph *a = build_pooled_net(1), *b = build_pooled_net(0);
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_plan(a, NB, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_graph_plan(b, NB, &err), LP_OK, "%s", err.msg);
+    const size_t P = lp_graph_param_floats(a), B = lp_graph_buffer_floats(a);
+    for (int step = 0; step < 3; step++) {
+        float la = lp_graph_forward(a, x, y, NB, true), lb = lp_graph_forward(b, x, y, NB, true);
+        cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "step %d: loss %.9g applied, %.9g not", step, la, lb);
+        memset(lp_graph_grads(a), 0, P * sizeof(float));
+        memset(lp_graph_grads(b), 0, P * sizeof(float));
+        lp_graph_backward(a, NULL);
+        lp_graph_backward(b, NULL);
+        cr_assert_eq(memcmp(lp_graph_grads(a), lp_graph_grads(b), P * sizeof(float)), 0,
+                     "step %d: parameter gradients differ", step);
+        cr_assert_eq(memcmp(lp_graph_buffers(a), lp_graph_buffers(b), B * sizeof(float)), 0,
+                     "step %d: running statistics differ", step);
+        float *pa = lp_graph_params(a), *pb = lp_graph_params(b); /* move: other statistics next step */
+        for (size_t i = 0; i < P; i++) {
+            pa[i] -= 0.1f * lp_graph_grads(a)[i];
+            pb[i] -= 0.1f * lp_graph_grads(b)[i];
+        }
+    }
+    float la = lp_graph_forward(a, x, y, NB, false), lb = lp_graph_forward(b, x, y, NB, false);
+    cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "evaluation: loss %.9g applied, %.9g not", la, lb);
+    cr_assert_eq(memcmp(lp_graph_logits(a), lp_graph_logits(b), NB * 5 * sizeof(float)), 0, "evaluation logits");
+    lp_graph_free(a);
+    lp_graph_free(b);
+}
+
 /* ---- lanes ---------------------------------------------------------------- */
 
 /* conv -> batch_norm -> relu -> maxpool -> flatten -> dense -> batch_norm -> dense
