@@ -422,7 +422,7 @@ void *lp_node_scratch(const lp_node *n) { return n->scratch; }
 int lp_node_training(const lp_node *n) { return n->g->training; }
 int lp_node_input_relu(const lp_node *n) { return n->absorbed != NULL; }
 int lp_node_out_applied(const lp_node *n) { return n->out_applied; }
-const lp_node *lp_node_input_applied(const lp_node *n) { return n->applies_input ? n->in[0] : NULL; }
+lp_node *lp_node_input_applied(const lp_node *n) { return n->applies_input ? n->in[0] : NULL; }
 const int32_t *lp_node_labels(const lp_node *n) { return n->g->labels; }
 int lp_node_threads(const lp_node *n) { return n->g->op_threads ? n->g->op_threads : lp_threads(); }
 int lp_node_batch_total(const lp_node *n) { return n->g->batch_total; }

@@ -117,16 +117,7 @@ static void channel_sums(const float *a, const float *ka, const float *b, const 
         for (int i = 0; i < N; i++) {
             const float *ar = a + ((size_t)i * C + c) * inner;
             const float *br = b ? b + ((size_t)i * C + c) * inner : ar;
-            const float cbb = b ? cb : ca;
-            float r1 = 0, r2 = 0; /* a row of H*W: float is plenty, double across rows */
-#pragma omp simd reduction(+ : r1, r2)
-            for (long k = 0; k < inner; k++) {
-                float u = ar[k] - ca;
-                r1 += u;
-                r2 += u * (br[k] - cbb);
-            }
-            s1[c] += r1;
-            s2[c] += r2;
+            lp_batch_norm_row_sums(ar, ca, br, b ? cb : ca, inner, &s1[c], &s2[c]);
         }
     }
 }
@@ -173,13 +164,7 @@ static void channel_input_grad(const float *dy, const float *x, const float *mea
         for (int c = c0; c < c1; c++) {
             const size_t r = ((size_t)i * C + c) * inner;
             const float a = ka[c], b = kb[c], k = kc[c], mu = mean[c];
-            if (acc) {
-#pragma omp simd
-                for (long j = 0; j < inner; j++) dx[r + j] += a * dy[r + j] + b * (x[r + j] - mu) + k;
-            } else {
-#pragma omp simd
-                for (long j = 0; j < inner; j++) dx[r + j] = a * dy[r + j] + b * (x[r + j] - mu) + k;
-            }
+            lp_batch_norm_row_grad(dy + r, x + r, dx + r, inner, acc, mu, a, b, k);
         }
     }
 }
@@ -354,6 +339,7 @@ static void bn_backward(lp_node *n)
     const int acc = dx ? lp_node_in_grad_accumulate(n, 0) : 0;
     const double m = (double)lp_node_batch_total(n) * (double)inner;
 
+    if (lp_node_out_applied(n)) return; /* the max-pool after it did all (lp_batch_norm_sums_done) */
     if (channel_by_channel(n, st, N, 2)) {
 #pragma omp parallel num_threads(team) if (team > 1)
         {
@@ -388,6 +374,31 @@ static void bn_backward(lp_node *n)
         lp_thread_share(C, &nt, &c0, &c1);
         channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, (int)c0, (int)c1);
     }
+}
+
+double *lp_batch_norm_grad_sums(const lp_node *bn, const float **mean)
+{
+    const bn_state *st = lp_node_state(bn);
+    double *sums = sums_of(bn, st->C);
+    for (int c = 0; c < 2 * st->C; c++) sums[c] = 0;
+    *mean = mean_of(bn);
+    return sums;
+}
+
+int lp_batch_norm_sums_done(lp_node *bn, const float **ka, const float **kb, const float **kc)
+{
+    const bn_state *st = lp_node_state(bn);
+    const int C = st->C;
+    double *sums = sums_of(bn, C);
+    for (int c = 0; c < C; c++) channel_param_grads(bn, st, c, sums);
+    lp_node_batch_sum(bn, sums, 2 * C);
+    if (!lp_node_in_grad(bn, 0)) return 0;
+    const double m = (double)lp_node_batch_total(bn) * (double)st->inner;
+    for (int c = 0; c < C; c++) channel_grad_coefs(bn, st, c, sums, m);
+    *ka = coef_of(bn, C, 0);
+    *kb = coef_of(bn, C, 1);
+    *kc = coef_of(bn, C, 2);
+    return 1;
 }
 
 void lp_batch_norm_coefs(const lp_node *bn, const float **mean, const float **scale, const float **shift)

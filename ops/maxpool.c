@@ -548,7 +548,7 @@ static void maxpool_forward(lp_node *n)
     lp_shape in = lp_node_in_shape(n, 0), out = lp_node_out_shape(n);
     const int H = in.dims[1], W = in.dims[2], OH = out.dims[1], OW = out.dims[2];
     const long planes = (long)lp_node_batch(n) * in.dims[0];
-    const lp_node *bn = lp_node_input_applied(n);
+    lp_node *bn = lp_node_input_applied(n);
     if (bn) { pool_applied(n, bn, planes, in.dims[0], H, W, OH, OW); return; }
     if (st->fast) { pool2_forward(n, planes, H, W, OH, OW); return; }
     const float *x = lp_node_in(n, 0); /* [N, C, H, W] */
@@ -560,13 +560,74 @@ static void maxpool_forward(lp_node *n)
         pool_plane(st, x + p * H * W, W, OH, OW, y + p * OH * OW, arg + p * OH * OW, relu);
 }
 
+/* dy of a block of count planes (all their inputs written: the gradient or 0) from
+ * the outputs' gradients g and the argmax. */
+static void unpool_block(const maxpool_state *st, const float *g, const void *arg, float *block, long count,
+                         int H, int W, int OH, int OW)
+{
+    const long HW = (long)H * W, OHW = (long)OH * OW;
+    for (long q = 0; q < count; q++) {
+        float *d = block + q * HW;
+        if (st->fast) {
+            unpool2_plane(&st->small, g + q * OHW, (const uint8_t *)arg + q * OHW, d, H, W, OH, OW, 0);
+            continue;
+        }
+        const int32_t *ap = (const int32_t *)arg + q * OHW;
+        memset(d, 0, (size_t)HW * sizeof(float));
+        for (long o = 0; o < OHW; o++)
+            if (ap[o] >= 0) d[ap[o]] += g[q * OHW + o];
+    }
+}
+
+/* Backward of max-pool and of the batch norm it applied (lp_node_input_applied), in
+ * two passes over batch norm's input instead of five tensor passes: blocks of the
+ * gradient of batch norm's output are rebuilt in the scratch (in L1) from the pooled
+ * gradients, once for batch norm's sums and once for its input gradient, and never
+ * written out. The rows go through the same functions in the same order as in batch
+ * norm's own backward: the same bits. */
+static void unpool_applied(lp_node *n, lp_node *bn, long planes, int C, int H, int W, int OH, int OW)
+{
+    const maxpool_state *st = lp_node_state(n);
+    const float *g = lp_node_out_grad(n), *x = lp_node_in(bn, 0), *mean, *ka, *kb, *kc;
+    const char *arg = arg_of(n);
+    const size_t arg_size = st->fast ? 1 : sizeof(int32_t);
+    double *sums = lp_batch_norm_grad_sums(bn, &mean);
+    float *block = plane_of(n);
+    const long HW = (long)H * W, OHW = (long)OH * OW, per = block_planes(H, W);
+    for (long p0 = 0; p0 < planes; p0 += per) {
+        const long count = planes - p0 < per ? planes - p0 : per;
+        unpool_block(st, g + p0 * OHW, arg + p0 * OHW * arg_size, block, count, H, W, OH, OW);
+        for (long q = 0; q < count; q++) {
+            const int c = (int)((p0 + q) % C);
+            lp_batch_norm_row_sums(block + q * HW, 0.0f, x + (p0 + q) * HW, mean[c], HW, &sums[c], &sums[C + c]);
+        }
+    }
+    if (!lp_batch_norm_sums_done(bn, &ka, &kb, &kc)) return;
+    float *dx = lp_node_in_grad(bn, 0);
+    const int acc = lp_node_in_grad_accumulate(bn, 0);
+    for (long p0 = 0; p0 < planes; p0 += per) {
+        const long count = planes - p0 < per ? planes - p0 : per;
+        unpool_block(st, g + p0 * OHW, arg + p0 * OHW * arg_size, block, count, H, W, OH, OW);
+        for (long q = 0; q < count; q++) {
+            const long p = p0 + q;
+            const int c = (int)(p % C);
+            lp_batch_norm_row_grad(block + q * HW, x + p * HW, dx + p * HW, HW, acc, mean[c], ka[c], kb[c], kc[c]);
+        }
+    }
+}
+
 static void maxpool_backward(lp_node *n)
 {
-    float *dx = lp_node_in_grad(n, 0);
-    if (!dx) return;
     lp_shape in = lp_node_in_shape(n, 0), out = lp_node_out_shape(n);
     const long HW = (long)in.dims[1] * in.dims[2], OHW = (long)out.dims[1] * out.dims[2];
     const long planes = (long)lp_node_batch(n) * in.dims[0];
+    lp_node *bn = lp_node_input_applied(n);
+    if (bn) {
+        unpool_applied(n, bn, planes, in.dims[0], in.dims[1], in.dims[2], out.dims[1], out.dims[2]);
+        return;
+    }
+    float *dx = lp_node_in_grad(n, 0);
+    if (!dx) return;
     const maxpool_state *st = lp_node_state(n);
     if (st->fast) {
         pool2_backward(n, dx, planes, in.dims[1], in.dims[2], out.dims[1], out.dims[2]);
