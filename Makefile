@@ -5,7 +5,7 @@ BUILD    ?= build
 BIN      ?= bin
 CC       ?= gcc
 SANITIZE ?= 0
-PKGS     := yaml-0.1 sqlite3 zlib openblas
+PKGS     := yaml-0.1 sqlite3 zlib openblas libpng
 
 # pkg-config runs when a rule first needs it, not when make reads this file: on a
 # fresh machine `make deps` (the first prerequisite of all and test) installs it and
@@ -87,8 +87,9 @@ data: data/mnist/.verified
 data/mnist/.verified: scripts/fetch_mnist.sh
 	@sh scripts/fetch_mnist.sh data/mnist
 
-# Unit suites first (fast, precise), then the end-to-end scripts.
-test: all $(TEST_BIN) data
+# Unit suites first (fast, precise), then the end-to-end scripts. png_info decodes the
+# pictures e2e_report.sh checks.
+test: all $(TEST_BIN) $(BUILD)/tests/png_info data
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) $$t --jobs 2; done
 	@set -e; for s in tests/e2e_*.sh; do [ -f "$$s" ] || continue; echo "== $$s"; LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) sh $$s; done
 

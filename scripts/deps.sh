@@ -2,7 +2,7 @@
 # Install the Debian packages loupe builds against, only those missing.
 # As root: apt-get installs them. Otherwise: print the one command to run.
 set -e
-PKGS="gcc make pkg-config libyaml-dev libsqlite3-dev libcriterion-dev zlib1g-dev libopenblas-dev sqlite3 ca-certificates"
+PKGS="gcc make pkg-config libyaml-dev libsqlite3-dev libcriterion-dev zlib1g-dev libopenblas-dev libpng-dev sqlite3 ca-certificates"
 [ -n "$LOUPE_EXTRA_DEPS" ] && PKGS="$PKGS $LOUPE_EXTRA_DEPS"
 missing=""
 for p in $PKGS; do

@@ -24,6 +24,8 @@ int cli_gradcheck(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
+int cli_viz(int argc, char **argv);
+int cli_report(int argc, char **argv);
 int cli_sweep(int argc, char **argv);
 /* `loupe runs compare --sweep SWEEP [--by SPLIT/METRIC]` (cli_sweep.c). */
 int cli_runs_compare_sweep(int argc, char **argv);
@@ -56,6 +58,8 @@ lp_status cli_load_data(const lp_experiment_config *cfg, lp_dataset *train, lp_d
  * the message with that value's file:line:col and the key: the failure was caused by
  * what is written there. Returns err's status (LP_OK when there is none). */
 lp_status cli_blame_key(const lp_experiment_config *cfg, const char *dotted, lp_error *err);
+/* 27562 -> "27,562" (summary, report). */
+const char *cli_with_commas(long long v, char *buf, size_t size);
 /* Parse a whole decimal integer in [lo, hi]; false if it is not one. */
 bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 
@@ -77,6 +81,19 @@ int cli_common_option(const char *cmd, int argc, char **argv, int *i, cli_common
 
 /* Load the plugins a config names, then build its graph. */
 lp_status cli_build_from_config(lp_experiment_config *cfg, lp_graph **g, lp_error *err);
+
+/* A trained model of a recorded run: its config (as recorded, with c->sets applied)
+ * and graph with the weights of checkpoint `which` (best | last | EPOCH) restored.
+ * The caller loads --plugin paths first (cli_load_plugins). Shared by eval, predict,
+ * export, viz and report. */
+typedef struct cli_model {
+    lp_experiment_config cfg;
+    bool cfg_loaded;
+    lp_graph *graph;
+    int epoch;                /* checkpoint epoch, 0 when from a file */
+} cli_model;
+lp_status cli_load_run_model(const cli_common *c, int64_t run, const char *which, cli_model *m, lp_error *err);
+void cli_free_model(cli_model *m);
 
 /* Load --plugin paths; LP_OK or the first failure. */
 lp_status cli_load_plugins(const cli_common *c, lp_error *err);

@@ -30,12 +30,7 @@ typedef struct model_args {
     bool confusion, ascii;    /* eval --confusion [--ascii] */
 } model_args;
 
-typedef struct model {
-    lp_experiment_config cfg;
-    bool cfg_loaded;
-    lp_graph *graph;
-    int epoch;                /* checkpoint epoch, 0 when from a file */
-} model;
+typedef cli_model model;
 
 static int parse_model_args(const char *cmd, int argc, char **argv, model_args *a, void (*usage)(void))
 {
@@ -90,29 +85,35 @@ static lp_status load_model(const model_args *a, model *m, lp_error *err)
         lp_snapshot_free(&snap);
         return s;
     }
+    return cli_load_run_model(&a->c, a->run, a->checkpoint, m, err);
+}
+
+lp_status cli_load_run_model(const cli_common *c, int64_t run, const char *which, cli_model *m, lp_error *err)
+{
+    memset(m, 0, sizeof *m);
     lp_runsdb *db = NULL;
-    s = lp_runsdb_open_readonly(a->c.db ? a->c.db : "runs.db", &db, err);
+    lp_status s = lp_runsdb_open_readonly(c->db ? c->db : "runs.db", &db, err);
     lp_run_details d;
     bool have_details = false;
     if (!s) {
-        s = lp_runsdb_show(db, a->run, &d, err);
+        s = lp_runsdb_show(db, run, &d, err);
         have_details = s == LP_OK;
     }
     if (!s) {
         const char *path = "recorded.yaml";
         for (int i = 0; i < d.n_params; i++)
             if (!strcmp(d.keys[i], "config.path")) path = d.values[i];
-        s = lp_config_load_string(d.config_yaml, strlen(d.config_yaml), path, a->c.sets, a->c.n_sets,
+        s = lp_config_load_string(d.config_yaml, strlen(d.config_yaml), path, c->sets, c->n_sets,
                                   &m->cfg, err);
         m->cfg_loaded = s == LP_OK;
     }
     if (!s) s = cli_build_from_config(&m->cfg, &m->graph, err);
     void *blob = NULL;
     size_t size = 0;
-    if (!s) s = lp_runsdb_load_checkpoint(db, a->run, a->checkpoint, &blob, &size, &m->epoch, NULL, err);
+    if (!s) s = lp_runsdb_load_checkpoint(db, run, which, &blob, &size, &m->epoch, NULL, err);
     if (!s) {
         char what[96];
-        snprintf(what, sizeof what, "checkpoint of run %lld epoch %d", a->run, m->epoch);
+        snprintf(what, sizeof what, "checkpoint of run %lld epoch %d", (long long)run, m->epoch);
         s = lp_snapshot_restore(blob, size, m->graph, NULL, NULL, what, err);
     }
     free(blob);
@@ -126,6 +127,8 @@ static void free_model(model *m)
     lp_graph_free(m->graph);
     if (m->cfg_loaded) lp_config_free(&m->cfg);
 }
+
+void cli_free_model(cli_model *m) { free_model(m); }
 
 static void eval_usage(void)
 {

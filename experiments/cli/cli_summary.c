@@ -10,8 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* 27562 -> "27,562" */
-static const char *with_commas(long long v, char *buf, size_t size)
+const char *cli_with_commas(long long v, char *buf, size_t size)
 {
     char digits[32];
     snprintf(digits, sizeof digits, "%lld", v < 0 ? -v : v);
@@ -105,11 +104,11 @@ int cli_summary(int argc, char **argv)
             for (int i = 0; i < lp_graph_num_nodes(g); i++)
                 printf("  %-14s %-22s %-16s %10s\n", lp_graph_node_name(g, i), lp_graph_node_op(g, i),
                        lp_shape_str(lp_graph_node_shape(g, i), shape, sizeof shape),
-                       with_commas(lp_graph_node_params(g, i) + lp_graph_node_buffers(g, i), num, sizeof num));
-            printf("  %-54s %10s\n", "total", with_commas(totals[f], num, sizeof num));
+                       cli_with_commas(lp_graph_node_params(g, i) + lp_graph_node_buffers(g, i), num, sizeof num));
+            printf("  %-54s %10s\n", "total", cli_with_commas(totals[f], num, sizeof num));
             if (frozen) {
-                printf("  %-54s %10s\n", "trainable", with_commas(totals[f] - frozen, num, sizeof num));
-                printf("  %-54s %10s\n", "non-trainable (running statistics)", with_commas(frozen, num, sizeof num));
+                printf("  %-54s %10s\n", "trainable", cli_with_commas(totals[f] - frozen, num, sizeof num));
+                printf("  %-54s %10s\n", "non-trainable (running statistics)", cli_with_commas(frozen, num, sizeof num));
             }
             printf("\n");
         }
@@ -127,7 +126,7 @@ int cli_summary(int argc, char **argv)
         printf("%-24s %10s  %s\n", "model", "params", "compared with the largest");
         for (int f = 0; f < n_files; f++) {
             char num[32];
-            printf("%-24s %10s  ", names[f], with_commas(totals[f], num, sizeof num));
+            printf("%-24s %10s  ", names[f], cli_with_commas(totals[f], num, sizeof num));
             if (totals[f] == most) printf("(the largest)\n");
             else printf("%.2fx fewer parameters (%.1f%% of it)\n", (double)most / (totals[f] ? totals[f] : 1),
                         100.0 * totals[f] / most);

@@ -7,18 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* `loupe viz curves` until the `loupe viz` dispatcher (cli_viz.c) is merged: when it
- * is, this function goes and its table entry becomes cli_viz. */
-static int viz_curves_only(int argc, char **argv)
-{
-    if (argc >= 2 && !strcmp(argv[1], "curves")) return cli_viz_curves(argc - 1, argv + 1);
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fprintf(argc < 2 ? stderr : stdout, "usage: loupe viz curves RUN [RUN...] -o FILE.svg [--db PATH]\n");
-        return argc < 2 ? 2 : 0;
-    }
-    return cli_usage_error("viz", "unknown picture '%s': curves", argv[1]);
-}
-
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -35,7 +23,8 @@ static const struct {
     {"ops", cli_ops, "list every op (built-in and plugins) with its attributes"},
     {"gradcheck", cli_gradcheck, "finite-difference check of an op's backward"},
     {"data", cli_data, "fetch and verify a dataset (mnist)"},
-    {"viz", viz_curves_only, "pictures: learning curves as SVG (loupe viz curves RUN... -o FILE.svg)"},
+    {"viz", cli_viz, "pictures: filters, feature maps, the tutorial's edge filters, learning curves"},
+    {"report", cli_report, "static HTML report of runs: curves, confusion, filters, maps, mistakes"},
     {"bench", cli_bench, "time a training epoch and test-set inference (JSON; make bench)"},
 };
 
