@@ -1250,7 +1250,11 @@ size_t lp_graph_param_offset(const lp_graph *g, int k) { return g->param_table[k
 
 int lp_graph_num_nodes(const lp_graph *g) { return g->n_nodes; }
 const char *lp_graph_node_name(const lp_graph *g, int i) { return g->nodes[i]->name; }
-const float *lp_graph_node_output(const lp_graph *g, int i) { return g->nodes[i]->folded ? NULL : g->nodes[i]->out; }
+const float *lp_graph_node_output(const lp_graph *g, int i)
+{
+    const lp_node *n = g->nodes[i];
+    return n->folded || n->out_applied ? NULL : n->out;
+}
 const char *lp_graph_node_op(const lp_graph *g, int i) { return g->nodes[i]->op ? g->nodes[i]->op->name : "input"; }
 lp_shape lp_graph_node_shape(const lp_graph *g, int i) { return g->nodes[i]->out_shape; }
 
