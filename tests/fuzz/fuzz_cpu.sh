@@ -34,6 +34,10 @@ execs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[
 last=$(grep -E '^#[0-9]+' "$log" | tail -1)
 cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
 ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
-crashes=$(ls build-fuzz/crashes/ 2>/dev/null | grep -c "^$t-" || true)
-echo "fuzz_$t: cpu ${cpu} s, wall ${wall} s, executions ${execs:-?}, cov ${cov:-?}, ft ${ft:-?}, crash files ${crashes}"
+# Artifacts: crash-, leak-, timeout-, oom- are findings; slow-unit- only says an input
+# took over 10 s of wall time, which a loaded machine can cause by itself.
+crashes=$(ls build-fuzz/crashes/ 2>/dev/null | grep -cE "^$t-(crash|leak|timeout|oom)-" || true)
+slow=$(ls build-fuzz/crashes/ 2>/dev/null | grep -c "^$t-slow-unit-" || true)
+echo "fuzz_$t: cpu ${cpu} s, wall ${wall} s, executions ${execs:-?}, cov ${cov:-?}, ft ${ft:-?}," \
+     "findings ${crashes}, slow units ${slow}"
 ! grep -qE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error' "$log"
