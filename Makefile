@@ -14,6 +14,14 @@ PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(PKG_CF
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 
 OPT      ?= -O2 -march=native
+
+# MPI (experiments/dist/, docs/scaling.md): MPI=1 builds with Open MPI, MPI=0 without;
+# by default it is on when mpicc is found (`make deps` installs Open MPI). Decided once,
+# when first needed (after `make deps`), like the flags above.
+MPI      ?= auto
+MPI_ON    = $(eval MPI_ON := $$(if $$(filter 1,$$(MPI)),1,$$(if $$(filter auto,$$(MPI)),$$(if $$(shell command -v mpicc 2>/dev/null),1,0),0)))$(MPI_ON)
+MPI_FLAGS = $(eval MPI_FLAGS := $$(if $$(filter 1,$$(MPI_ON)),-DLOUPE_MPI $$(shell pkg-config --cflags ompi-c)))$(MPI_FLAGS)
+MPI_LIBS  = $(eval MPI_LIBS := $$(if $$(filter 1,$$(MPI_ON)),$$(shell pkg-config --libs ompi-c)))$(MPI_LIBS)
 # experiments/ is a folder per room (cli, runner, data, store, ...): each is on the
 # include path, and every .c under it is in the library except the CLI's.
 EXP_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard experiments/*/*.c experiments/*/*.h))))
@@ -21,8 +29,8 @@ INCLUDES := -Icore -Iops -Igraph $(EXP_DIRS:%=-I%)
 HEADERS  := $(wildcard core/*.h ops/*.h graph/*.h experiments/*/*.h)
 CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter \
             -g $(OPT) -fopenmp -fPIC $(INCLUDES) \
-            $(PKG_CFLAGS)
-LDLIBS   = $(PKG_LIBS) -ldl -lm
+            $(PKG_CFLAGS) $(MPI_FLAGS)
+LDLIBS   = $(PKG_LIBS) $(MPI_LIBS) -ldl -lm
 LDFLAGS  := -fopenmp -rdynamic
 PLUGIN_SAN :=
 ifeq ($(SANITIZE),1)
@@ -42,11 +50,11 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGIN_SRC := $(wildcard ops/plugins/*.c)
 PLUGINS  := $(PLUGIN_SRC:ops/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-deps plugins accuracy fuzz fuzz-build fuzz-merge fuzz-cpu
+.PHONY: all deps test soak check check-san check-valgrind clean data demo bench bench-mpi bench-deps plugins accuracy accuracy-deps fuzz fuzz-build fuzz-merge fuzz-cpu
 all: deps $(BIN)/loupe $(BUILD)/libloupe.a $(BUILD)/libloupe.so plugins
 
 deps:
-	@sh scripts/deps.sh
+	@LOUPE_MPI=$(MPI) sh scripts/deps.sh
 
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -60,6 +68,11 @@ $(BUILD_INFO): FORCE
 $(BUILD)/experiments/provenance/provenance.o: $(BUILD_INFO)
 $(BUILD)/experiments/provenance/provenance.o: CFLAGS += -I$(BUILD)/gen
 FORCE:
+# Which of dist_mpi.c / dist_serial.c is compiled in: a change of MPI rebuilds both.
+MPI_STAMP := $(BUILD)/gen/loupe_mpi
+$(MPI_STAMP): FORCE
+	@mkdir -p $(dir $@); echo "$(MPI_ON)" | cmp -s - $@ || echo "$(MPI_ON)" > $@
+$(BUILD)/experiments/dist/dist_mpi.o $(BUILD)/experiments/dist/dist_serial.o: $(MPI_STAMP)
 
 $(BUILD)/libloupe.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -104,14 +117,24 @@ demo: all data
 soak: all data
 	@LOUPE_BIN=$(BIN)/loupe LOUPE_BUILD=$(BUILD) sh tests/soak.sh
 
-# Final test accuracy of each shipped MNIST config for seeds 1-3 (minutes; docs/accuracy.md).
-accuracy: all data
+# Final test accuracy of each shipped config for seeds 1-3, with medians, and the
+# Fashion-MNIST net beside PyTorch (tens of minutes on 2 cores; docs/accuracy.md).
+accuracy: all data accuracy-deps
 	sh scripts/accuracy.sh $(BIN)/loupe
+
+# Fashion-MNIST (dataset-fashion-mnist) and PyTorch for the accuracy table's rows.
+accuracy-deps:
+	@LOUPE_EXTRA_DEPS="dataset-fashion-mnist python3-torch" sh scripts/deps.sh
 
 # loupe beside PyTorch, one table (bench/run.sh; BENCH_QUICK=1 for a short subset).
 # PyTorch rows need python3-torch: make bench-deps.
 bench: $(BIN)/loupe data
 	LOUPE_BIN=$(BIN)/loupe sh bench/run.sh
+
+# Training images/s on 1 and 2 MPI ranks, parallel efficiency, and the allreduce's
+# cost alone (scripts/bench_mpi.sh; figures in docs/scaling.md). About 1-2 minutes.
+bench-mpi: $(BIN)/loupe data
+	@sh scripts/bench_mpi.sh $(BIN)/loupe $(BUILD)
 
 bench-deps:
 	@LOUPE_EXTRA_DEPS=python3-torch sh scripts/deps.sh

@@ -109,6 +109,7 @@ struct lp_graph {
     bool profile;
     uint64_t seed, step;
     int sample_base;   /* index in the whole batch of this run's first sample */
+    int batch_offset;  /* index in the global batch of this process's first (MPI shard) */
     int batch_total;   /* samples in the whole batch of this step */
     int lane_rank;     /* this lane's number (0: the graph itself) */
     int sync_used;     /* lanes meeting in lp_node_batch_sum this step (<= 1: none) */
@@ -945,7 +946,7 @@ static double forward_sum(lp_graph *g, const float *x, const int32_t *labels, in
 
 float lp_graph_forward(lp_graph *g, const float *x, const int32_t *labels, int n, bool training)
 {
-    g->sample_base = 0;
+    g->sample_base = g->batch_offset;
     g->batch_total = n;
     g->sync_used = 1;
     return (float)(forward_sum(g, x, labels, n, training) / n);
@@ -1145,7 +1146,7 @@ static double run_lane(lp_graph *g, int r, int used, const float *x, const int32
     assert(!(train && g->batch_sums) || count == used);
     for (int j = count * r / used; j < count * (r + 1) / used; j++) {
         int a = (int)((long)n * j / count), b = (int)((long)n * (j + 1) / count);
-        lane->sample_base = a;
+        lane->sample_base = lane->batch_offset + a;
         loss += forward_sum(lane, x + (size_t)a * per, labels ? labels + a : NULL, b - a, train);
         memcpy(g->batch_logits + (size_t)a * k, lane->output->out, (size_t)(b - a) * k * sizeof(float));
         /* d mean / d loss_i is 1/n for the whole batch, whatever the slice. */
@@ -1283,6 +1284,12 @@ void lp_graph_node_times(const lp_graph *g, int i, double *fwd_s, double *bwd_s)
         *fwd_s += lane->nodes[i]->fwd_s;
         *bwd_s += lane->nodes[i]->bwd_s;
     }
+}
+
+void lp_graph_set_batch_offset(lp_graph *g, int offset)
+{
+    g->batch_offset = offset;
+    for (int r = 0; r < g->n_lanes; r++) g->lanes[r]->batch_offset = offset;
 }
 
 void lp_graph_set_step(lp_graph *g, uint64_t seed, uint64_t step)

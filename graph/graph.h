@@ -145,6 +145,11 @@ const float *lp_graph_node_output(const lp_graph *g, int i);
 void lp_graph_set_profile(lp_graph *g, bool on);
 void lp_graph_node_times(const lp_graph *g, int i, double *fwd_s, double *bwd_s);
 
+/* Where the next batches start in a larger one (0 by default): under MPI, a rank's
+ * shard of the global batch, so per-sample randomness (lp_node_sample_offset:
+ * dropout's masks) is the one a single process would draw for those samples. */
+void lp_graph_set_batch_offset(lp_graph *g, int offset);
+
 /* Step counter feeding lp_node_step_seed (dropout); the runner sets it. */
 void lp_graph_set_step(lp_graph *g, uint64_t seed, uint64_t step);
 

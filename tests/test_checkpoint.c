@@ -25,7 +25,9 @@ static int make_checkpoint(void **buf, size_t *size, lp_resume_state *rs)
     lp_tensor_ref states[] = {{"conv1.weight.momentum", lp_shape4(2, 3, 3, 3), m1},
                               {"conv1.bias.momentum", lp_shape1(2), mb1}};
     *rs = (lp_resume_state){.epoch = 3, .step = 2811, .rng = {1, 2, 0xFFFFFFFFFFFFFFFFull, 4},
-                            .lr = 0.05, .schedule_pos = 3.0};
+                            .lr = 0.05, .schedule_pos = 3.0, .plateau_lr = 0.0125, .plateau_best = -INFINITY,
+                            .plateau_bad_epochs = 2, .plateau_cooldown = 1, .select_best = 0.98765432109876,
+                            .select_best_epoch = 2, .select_bad_epochs = 1};
     lp_error err = {0};
     lp_status s = lp_checkpoint_encode(params, 2, states, 2, rs, buf, size, &err);
     cr_assert_eq(s, LP_OK, "%s", err.msg);
@@ -55,6 +57,41 @@ Test(checkpoint, round_trip_is_bit_exact)
     cr_assert_eq(ck.resume.step, 2811);
     cr_assert_eq(ck.resume.rng[2], 0xFFFFFFFFFFFFFFFFull);
     cr_assert_eq(ck.resume.lr, 0.05);
+    cr_assert(ck.resume.has_v2_state);
+    cr_assert_eq(ck.resume.plateau_lr, 0.0125);
+    cr_assert(isinf(ck.resume.plateau_best) && ck.resume.plateau_best < 0);
+    cr_assert_eq(ck.resume.plateau_bad_epochs, 2);
+    cr_assert_eq(ck.resume.plateau_cooldown, 1);
+    cr_assert_eq(ck.resume.select_best, 0.98765432109876);
+    cr_assert_eq(ck.resume.select_best_epoch, 2);
+    cr_assert_eq(ck.resume.select_bad_epochs, 1);
+    lp_checkpoint_free(&ck);
+    free(buf);
+}
+
+/* A version 1 checkpoint (64-byte resume record, before the plateau and early-stop
+ * state) still loads: made here from a version 2 one by dropping that state. */
+Test(checkpoint, version_1_still_decodes)
+{
+    void *buf;
+    size_t size;
+    lp_resume_state rs;
+    make_checkpoint(&buf, &size, &rs);
+    unsigned char *b = buf;
+    size_t v1 = size - 56;   /* 7 fields of 8 bytes less */
+    b[4] = 1;
+    size_t rlen_at = size - 4 - 120 - 4;
+    b[rlen_at] = 64;
+    uint32_t crc = lp_crc32(b, v1 - 4);
+    for (int i = 0; i < 4; i++) b[v1 - 4 + i] = (unsigned char)(crc >> (8 * i));
+    lp_checkpoint ck;
+    lp_error err = {0};
+    cr_assert_eq(lp_checkpoint_decode(b, v1, &ck, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(ck.version, 1);
+    cr_assert_eq(ck.resume.step, 2811);
+    cr_assert_eq(ck.resume.schedule_pos, 3.0);
+    cr_assert_not(ck.resume.has_v2_state);
+    cr_assert_eq(ck.resume.select_best_epoch, 0);
     lp_checkpoint_free(&ck);
     free(buf);
 }
@@ -134,11 +171,11 @@ Test(checkpoint, structure_is_checked_even_with_a_valid_crc)
     b[12] = 3;   /* one tensor more than present: runs into the resume record */
     expect_refused_with_crc(b, size, "corrupt checkpoint");
     memcpy(b, buf, size);
-    b[4] = 2;    /* unknown version */
+    b[4] = 3;    /* unknown version */
     lp_checkpoint ck;
     lp_error err = {0};
     cr_assert_eq(lp_checkpoint_decode(b, size, &ck, &err), LP_ERR_DATA);
-    cr_assert(strstr(err.msg, "version 2"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "version 3"), "%s", err.msg);
     memcpy(b, buf, size);
     b[38] = 0xFF; b[39] = 0xFF; b[40] = 0xFF; b[41] = 0x7F;   /* element count overflows */
     expect_refused_with_crc(b, size, "more than");

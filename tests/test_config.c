@@ -326,6 +326,45 @@ static const bad_case bad_cases[] = {
      "bad.yaml:9:40: train.schedule.milestones: ", "does not apply when train.schedule.type is 'step'"},
     {MODEL "train:\n  epochs: 5\n  schedule: {type: cosine, warmup_epochs: 6}\n", LP_ERR_CONFIG,
      "bad.yaml:10:43: train.schedule.warmup_epochs: ", "[0, 5]"},
+    /* plateau schedule, early stopping, validation split (issue 13) */
+    {MODEL "train:\n  schedule: {type: plateau, factor: 1.5}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:37: train.schedule.factor: ", "expected a number in (0, 1), found 1.5"},
+    {MODEL "train:\n  schedule: {type: plateau, factor: 0}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:37: train.schedule.factor: ", "expected a number in (0, 1), found 0"},
+    {MODEL "train:\n  schedule: {type: plateau, metric: loss}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:37: train.schedule.metric: ", "unknown value 'loss'"},
+    {MODEL "train:\n  schedule: {type: plateau, metric: val/loss}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:37: train.schedule.metric: ", "val/loss needs a validation split (data.validation: N)"},
+    {MODEL "train:\n  schedule: {type: plateau, metric: test/loss, warmup_epochs: 1}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:48: train.schedule.warmup_epochs: ", "does not apply when train.schedule.type is 'plateau'"},
+    {MODEL "train:\n  schedule: {type: plateau, metric: test/loss, threshold_mode: relative}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:64: train.schedule.threshold_mode: ", "unknown value 'relative'"},
+    {MODEL "train:\n  schedule: {type: plateau, metric: test/loss, cooldown: -1}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:58: train.schedule.cooldown: ", "found -1"},
+    {MODEL "train:\n  schedule: {type: cosine, patience: 2}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:28: train.schedule.patience: ", "does not apply when train.schedule.type is 'cosine'"},
+    {MODEL "train:\n  schedule: {type: cosine, warmup_start_factor: 0.1}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:28: train.schedule.warmup_start_factor: ", "does not apply without warmup_epochs"},
+    {MODEL "train:\n  schedule: {type: cosine, warmup_epochs: 1, warmup_start_factor: 0}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:67: train.schedule.warmup_start_factor: ", "expected a number in (0, 1], found 0"},
+    {MODEL "train:\n  early_stop: {metric: test/acc, patience: 0}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:44: train.early_stop.patience: ", "expected an integer from 1 to 100000, found 0"},
+    {MODEL "train:\n  early_stop: {metric: test/acc, min_delta: -0.1}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:45: train.early_stop.min_delta: ", "expected a number >= 0, found -0.1"},
+    {MODEL "train:\n  early_stop: {metric: tset/acc}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:24: train.early_stop.metric: ", "unknown value 'tset/acc': did you mean 'test/acc'?"},
+    {MODEL "train:\n  early_stop: {metric: test/acc, mode: up}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:40: train.early_stop.mode: ", "unknown value 'up'"},
+    {MODEL "train:\n  early_stop: {metric: test/acc, patince: 2}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:34: unknown key 'train.early_stop.patince'", "did you mean 'patience'?"},
+    {MODEL "train:\n  early_stop: {metric: val/acc}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:24: train.early_stop.metric: ", "val/acc needs a validation split"},
+    {MODEL "train:\n  early_stop: {patience: 3}\n", LP_ERR_CONFIG,
+     "bad.yaml:9:15: train.early_stop: ", "val/loss needs a validation split"},
+    {MODEL "data: {validation: -5}\n", LP_ERR_CONFIG, "bad.yaml:8:20: data.validation: ",
+     "expected an integer from 0 to 1000000000, found -5"},
+    {MODEL "data: {train_limit: 100, validation: 100}\n", LP_ERR_CONFIG, "bad.yaml:8:38: data.validation: ",
+     "leave none of the 100 of data.train_limit"},
     {MODEL "data: {normalize: [0.1]}\n", LP_ERR_CONFIG, "bad.yaml:8:19: data.normalize: ",
      "expected [mean, std]"},
     {MODEL "data: {normalize: [0.1, 0]}\n", LP_ERR_CONFIG, "bad.yaml:8:25: data.normalize: ",
@@ -348,7 +387,7 @@ static const bad_case bad_cases[] = {
 
 /* Criterion runs each parameter in a fresh process image (ASLR moves static data),
  * so parameters are indexes into the tables, never pointers. */
-static int indexes[64];
+static int indexes[128];
 
 static int *index_params(size_t n)
 {
@@ -468,7 +507,7 @@ Test(config, rmsprop_nesterov_adamw_and_exponential_schedule)
     cr_assert_float_eq(cfg.train.optim.eps, 1e-8f, 1e-12);
     cr_assert_float_eq(cfg.train.optim.momentum, 0.5f, 1e-9);
     cr_assert_eq(cfg.train.schedule.type, LP_SCHEDULE_EXPONENTIAL);
-    cr_assert_float_eq(lp_schedule_lr(&cfg.train.schedule, 1.0f, 2.5, 10), 0.64f, 1e-6);
+    cr_assert_float_eq(lp_schedule_lr(&cfg.train.schedule, 1.0f, 25, 10, 10), 0.64f, 1e-6);
     lp_config_free(&cfg);
     load_config(MODEL "train:\n  optimizer: {type: sgd, nesterov: true}\n", NULL, 0, &cfg);
     cr_assert(cfg.train.optim.nesterov);
@@ -761,4 +800,67 @@ Test(graph_config, unknown_attribute_points_at_the_key)
                                  LP_ERR_CONFIG);
     assert_prefix(msg, "g.yaml:5:43: node 'conv2d1' (conv2d): unknown attribute 'strid'");
     assert_contains(msg, "did you mean 'stride'?");
+}
+
+/* Issue 13: the plateau schedule's and early stopping's defaults (torch's and
+ * Keras's), the mode following the metric, and the validation split; all flattened. */
+Test(config, plateau_early_stop_and_validation)
+{
+    lp_experiment_config cfg;
+    load_config(MODEL "data: {validation: 5000}\n"
+                      "train:\n  schedule: {type: plateau}\n  early_stop: {metric: val/acc, patience: 3}\n",
+                NULL, 0, &cfg);
+    cr_assert_eq(cfg.data.validation, 5000);
+    const lp_schedule_config *sc = &cfg.train.schedule;
+    cr_assert_eq(sc->type, LP_SCHEDULE_PLATEAU);
+    cr_assert_eq(sc->plateau.metric, LP_METRIC_VAL_LOSS);
+    cr_assert_not(sc->plateau.maximize);
+    cr_assert_float_eq(sc->plateau.factor, 0.1f, 1e-9);
+    cr_assert_eq(sc->plateau.patience, 10);
+    cr_assert_float_eq(sc->plateau.threshold, 1e-4f, 1e-12);
+    cr_assert_not(sc->plateau.threshold_abs);
+    cr_assert_eq(sc->plateau.cooldown, 0);
+    cr_assert_float_eq(sc->plateau.eps, 1e-8f, 1e-15);
+    cr_assert_float_eq(sc->min_lr, 0.0f, 1e-12);
+    const lp_early_stop_config *es = &cfg.train.early_stop;
+    cr_assert(es->enabled);
+    cr_assert_eq(es->metric, LP_METRIC_VAL_ACC);
+    cr_assert(es->maximize);
+    cr_assert_eq(es->patience, 3);
+    cr_assert_float_eq(es->min_delta, 0.0f, 1e-12);
+    lp_config_kvs kvs = {0};
+    lp_error err = {0};
+    cr_assert_eq(lp_config_flatten(&cfg, &kvs, &err), LP_OK, "%s", err.msg);
+    cr_assert_str_eq(lp_config_kvs_get(&kvs, "data.validation"), "5000");
+    cr_assert_str_eq(lp_config_kvs_get(&kvs, "train.schedule.metric"), "val/loss");
+    cr_assert_str_eq(lp_config_kvs_get(&kvs, "train.schedule.mode"), "min");
+    cr_assert_str_eq(lp_config_kvs_get(&kvs, "train.schedule.factor"), "0.1");
+    cr_assert_str_eq(lp_config_kvs_get(&kvs, "train.early_stop.metric"), "val/acc");
+    cr_assert_str_eq(lp_config_kvs_get(&kvs, "train.early_stop.patience"), "3");
+    cr_assert_null(lp_config_kvs_get(&kvs, "train.schedule.warmup_epochs"));
+    lp_config_kvs_free(&kvs);
+    lp_config_free(&cfg);
+
+    /* mode overrides the metric's direction; no early_stop: disabled */
+    load_config(MODEL "train:\n  schedule: {type: plateau, metric: test/acc, mode: min, threshold_mode: abs, "
+                      "factor: 0.5, patience: 0, cooldown: 2, min_lr: 0.0001}\n",
+                NULL, 0, &cfg);
+    cr_assert_eq(cfg.train.schedule.plateau.metric, LP_METRIC_TEST_ACC);
+    cr_assert_not(cfg.train.schedule.plateau.maximize);
+    cr_assert(cfg.train.schedule.plateau.threshold_abs);
+    cr_assert_eq(cfg.train.schedule.plateau.patience, 0);
+    cr_assert_eq(cfg.train.schedule.plateau.cooldown, 2);
+    cr_assert_float_eq(cfg.train.schedule.min_lr, 1e-4f, 1e-12);
+    cr_assert_not(cfg.train.early_stop.enabled);
+    cr_assert_eq(cfg.data.validation, 0);
+    lp_config_free(&cfg);
+
+    /* cosine warm-up's start factor: 0.001 unless given */
+    load_config(MODEL "train:\n  schedule: {type: cosine, warmup_epochs: 2}\n", NULL, 0, &cfg);
+    cr_assert_float_eq(cfg.train.schedule.warmup_start_factor, 0.001f, 1e-12);
+    lp_config_free(&cfg);
+    load_config(MODEL "train:\n  schedule: {type: cosine, warmup_epochs: 2, warmup_start_factor: 0.25}\n", NULL, 0,
+                &cfg);
+    cr_assert_float_eq(cfg.train.schedule.warmup_start_factor, 0.25f, 1e-12);
+    lp_config_free(&cfg);
 }

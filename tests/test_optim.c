@@ -86,18 +86,18 @@ Test(optim, resumed_half_way_is_bit_identical)
 Test(optim, exponential_schedule_decays_at_epoch_boundaries)
 {
     lp_schedule_config s = {.type = LP_SCHEDULE_EXPONENTIAL, .gamma = 0.5f};
-    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 0.0, 5), 0.1f, 1e-9);
-    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 0.99, 5), 0.1f, 1e-9);
-    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 1.0, 5), 0.05f, 1e-9);
-    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 3.5, 5), 0.0125f, 1e-9);
+    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 0, 100, 5), 0.1f, 1e-9);
+    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 99, 100, 5), 0.1f, 1e-9);
+    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 100, 100, 5), 0.05f, 1e-9);
+    cr_assert_float_eq(lp_schedule_lr(&s, 0.1f, 350, 100, 5), 0.0125f, 1e-9);
 }
 
 Test(optim, multistep_schedule_decays_at_each_milestone)
 {
     lp_schedule_config s = {.type = LP_SCHEDULE_MULTISTEP, .gamma = 0.1f, .milestones = {2, 5}, .n_milestones = 2};
-    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 1.9, 8), 1.0f, 1e-9);
-    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 2.0, 8), 0.1f, 1e-7);
-    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 4.99, 8), 0.1f, 1e-7);
-    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 5.0, 8), 0.01f, 1e-8);
-    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 7.5, 8), 0.01f, 1e-8);
+    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 190, 100, 8), 1.0f, 1e-9);
+    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 200, 100, 8), 0.1f, 1e-7);
+    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 499, 100, 8), 0.1f, 1e-7);
+    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 500, 100, 8), 0.01f, 1e-8);
+    cr_assert_float_eq(lp_schedule_lr(&s, 1.0f, 750, 100, 8), 0.01f, 1e-8);
 }

@@ -3,6 +3,7 @@
  * final checkpoint match the original's bit for bit, or where they first differ. */
 #include "cli.h"
 
+#include "dist.h"
 #include "runsdb.h"
 
 #include <math.h>
@@ -115,6 +116,10 @@ int cli_rerun(int argc, char **argv)
     if (c.n_sets || c.n_plugins || c.threads)
         return cli_usage_error("rerun", "--set, --plugin and --threads are not allowed: a rerun uses what the run "
                                "recorded");
+    /* One process compares with one process: under mpirun each rank would retrain alone. */
+    if (lp_dist_launched_size() > 1)
+        return cli_usage_error("rerun", "run it without mpirun: a rerun is one process (a run trained on "
+                               "several ranks reruns as one, equal up to the last bits, docs/scaling.md)");
     const char *path = c.db ? c.db : "runs.db";
 
     /* The original, read before training (its config, threads, checkpoint hash). */

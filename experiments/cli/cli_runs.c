@@ -217,20 +217,27 @@ static int runs_show(int argc, char **argv)
                d.loupe_commit ? d.loupe_commit : "?", d.compiler ? d.compiler : "?", d.cflags ? d.cflags : "?");
     printf("\nsettings:\n");
     for (int i = 0; i < d.n_params; i++) printf("  %-32s %s\n", d.keys[i], d.values[i]);
-    printf("\n%6s %10s %10s %10s %10s %10s %8s\n", "epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds");
+    /* Validation columns only for runs with a validation split (data.validation). */
+    bool has_val = false;
+    for (int i = 0; i < nm; i++) has_val |= !strcmp(m[i].split, "val");
+    printf("\n%6s %10s %10s ", "epoch", "train loss", "train acc");
+    if (has_val) printf("%10s %10s ", "val loss", "val acc");
+    printf("%10s %10s %10s %8s\n", "test loss", "test acc", "lr", "seconds");
     /* Rows come ordered by epoch: gather one line per epoch. */
     for (int i = 0; i < nm;) {
         int e = m[i].epoch;
-        double tl = NAN, ta = NAN, vl = NAN, va = NAN, lr = NAN, sec = NAN;
+        double loss[3] = {NAN, NAN, NAN}, acc[3] = {NAN, NAN, NAN}, lr = NAN, sec = NAN;   /* train, val, test */
         for (; i < nm && m[i].epoch == e; i++) {
-            bool train = !strcmp(m[i].split, "train");
+            int k = !strcmp(m[i].split, "train") ? 0 : !strcmp(m[i].split, "val") ? 1 : 2;
             const char *nme = m[i].name;
-            if (!strcmp(nme, "loss")) *(train ? &tl : &vl) = m[i].value;
-            else if (!strcmp(nme, "acc")) *(train ? &ta : &va) = m[i].value;
+            if (!strcmp(nme, "loss")) loss[k] = m[i].value;
+            else if (!strcmp(nme, "acc")) acc[k] = m[i].value;
             else if (!strcmp(nme, "lr")) lr = m[i].value;
             else if (!strcmp(nme, "seconds")) sec = m[i].value;
         }
-        printf("%6d %10.4f %9.2f%% %10.4f %9.2f%% %10.4g %8.2f\n", e, tl, 100 * ta, vl, 100 * va, lr, sec);
+        printf("%6d %10.4f %9.2f%% ", e, loss[0], 100 * acc[0]);
+        if (has_val) printf("%10.4f %9.2f%% ", loss[1], 100 * acc[1]);
+        printf("%10.4f %9.2f%% %10.4g %8.2f\n", loss[2], 100 * acc[2], lr, sec);
     }
     cli_print_curves(stdout, m, nm, utf8);
     int *ev_epochs = NULL, n_ev = 0;

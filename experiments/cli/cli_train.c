@@ -2,9 +2,12 @@
  * metrics and checkpoint committed to the runs database in one transaction. */
 #include "cli.h"
 
+#include "cli_dist.h"
 #include "compute.h"
+#include "dist.h"
 #include "dataset.h"
 #include "evaluation.h"
+#include "holdout.h"
 #include "lifecycle.h"
 #include "provenance.h"
 #include "runsdb.h"
@@ -112,10 +115,33 @@ typedef struct recorder {
     lp_trainer *trainer;
     int checkpoint_every;
     int epochs;
-    double best_acc;
-    int best_epoch;
+    double best_acc;          /* highest test accuracy (runs.best_test_acc) */
+    double selected_test_acc; /* test accuracy of the epoch flagged best */
     bool json;
 } recorder;
+
+/* The trainer's per-epoch state into a checkpoint's resume record, and back. */
+static void save_trainer_state(const lp_trainer *t, lp_resume_state *rs)
+{
+    rs->plateau_lr = t->plateau.lr;
+    rs->plateau_best = t->plateau.best;
+    rs->plateau_bad_epochs = t->plateau.num_bad_epochs;
+    rs->plateau_cooldown = t->plateau.cooldown_counter;
+    rs->select_best = t->select.best;
+    rs->select_best_epoch = t->select.best_epoch;
+    rs->select_bad_epochs = t->select.bad_epochs;
+}
+
+static void restore_trainer_state(lp_trainer *t, const lp_resume_state *rs)
+{
+    t->plateau.lr = rs->plateau_lr;
+    t->plateau.best = rs->plateau_best;
+    t->plateau.num_bad_epochs = rs->plateau_bad_epochs;
+    t->plateau.cooldown_counter = rs->plateau_cooldown;
+    t->select.best = rs->select_best;
+    t->select.best_epoch = rs->select_best_epoch;
+    t->select.bad_epochs = rs->select_bad_epochs;
+}
 
 static lp_status record_epoch(void *ctx, const lp_epoch_result *r, lp_error *err)
 {
@@ -125,28 +151,28 @@ static lp_status record_epoch(void *ctx, const lp_epoch_result *r, lp_error *err
         {"test", "loss", r->test_loss},     {"test", "acc", r->test_acc},
         {"train", "lr", r->lr},             {"train", "seconds", r->seconds},
         {"train", "images_per_s", r->images_per_s},
+        {"val", "loss", r->val_loss},       {"val", "acc", r->val_acc},
     };
-    bool is_best = r->test_acc > rec->best_acc;
+    int n_metrics = (int)(sizeof m / sizeof m[0]) - (rec->trainer->val ? 0 : 2);
+    bool is_best = r->is_best;
     void *blob = NULL;
     size_t size = 0;
     bool save = is_best || r->epoch % rec->checkpoint_every == 0 || r->epoch == rec->epochs;
     if (save) {
         lp_resume_state resume = {.epoch = r->epoch, .step = r->step, .lr = r->lr,
                                   .schedule_pos = r->epoch};
+        save_trainer_state(rec->trainer, &resume);
         lp_status s = lp_snapshot_encode(rec->trainer->graph, &rec->trainer->optim, &resume, &blob,
                                          &size, err);
         if (s) return s;
     }
     /* The test pass's confusion matrix etc. go in the epoch's transaction too. */
-    lp_status s = lp_runsdb_commit_epoch_eval(rec->db, rec->run_id, r->epoch, r->step, m,
-                                              (int)(sizeof m / sizeof m[0]), blob, size, is_best,
-                                              r->evaluation, err);
+    lp_status s = lp_runsdb_commit_epoch_eval(rec->db, rec->run_id, r->epoch, r->step, m, n_metrics, blob,
+                                              size, is_best, r->evaluation, err);
     free(blob);
     if (s) return s;
-    if (is_best) {
-        rec->best_acc = r->test_acc;
-        rec->best_epoch = r->epoch;
-    }
+    if (r->test_acc > rec->best_acc) rec->best_acc = r->test_acc;
+    if (is_best) rec->selected_test_acc = r->test_acc;
     return LP_OK;
 }
 
@@ -173,6 +199,10 @@ static void usage(void)
            "  --json                 print the final summary as one JSON object on stdout\n"
            "  --parent-run ID --sweep-trial N\n"
            "                         internal (loupe sweep): record the run as trial N of sweep ID\n");
+    printf("\n%s\n", lp_dist_built()
+               ? "MPI: built with MPI. `mpirun -np N loupe train CONFIG` trains on N ranks, each on its\n"
+                 "share of every batch (docs/scaling.md); rank 0 alone writes the database."
+               : "MPI: built without MPI (make MPI=1 with libopenmpi-dev to train across processes).");
 }
 
 typedef struct train_args {
@@ -220,6 +250,7 @@ static int parse_args(int argc, char **argv, train_args *a)
 typedef struct train_session {
     lp_experiment_config cfg;
     lp_dataset train, test;
+    lp_dataset val;         /* data.validation's held-out images (n = 0 without) */
     lp_graph *graph;
     lp_trainer trainer;
     lp_runsdb *db;
@@ -230,8 +261,10 @@ typedef struct train_session {
     lp_data_fingerprint data;
 } train_session;
 
-/* For --resume: the recorded config text and its original path. */
-static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *err)
+/* For --resume: the recorded config text and its original path, read by rank 0
+ * (the only one that opens the database) into *text as "PATH\0YAML". */
+static lp_status read_resumed_config(train_args *a, train_session *t, char **text, size_t *size,
+                                     lp_error *err)
 {
     const char *db_path = a->c.db ? a->c.db : "runs.db";
     lp_status s = lp_runsdb_open(db_path, &t->db, err);
@@ -245,14 +278,35 @@ static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *
     if (!strcmp(d.run.status, "completed"))
         s = lp_error_set(err, LP_ERR_ARG, "run %lld is already completed (%d epoch%s)",
                          (long long)a->resume, d.run.epochs_done, d.run.epochs_done == 1 ? "" : "s");
-    if (!s) s = lp_config_load_string(d.config_yaml, strlen(d.config_yaml), path, a->c.sets,
-                                      a->c.n_sets, &t->cfg, err);
-    t->cfg_loaded = s == LP_OK;
-    t->run_id = a->resume;
+    if (!s) {
+        size_t np = strlen(path) + 1, ny = strlen(d.config_yaml) + 1;
+        if (!(*text = malloc(np + ny))) s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(*text, path, np);
+            memcpy(*text + np, d.config_yaml, ny);
+            *size = np + ny;
+        }
+    }
     t->resume_has_ckpt = d.n_checkpoints > 0;
     if (d.data_sha256 && !(t->resume_data_sha256 = strdup(d.data_sha256)))
         s = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     lp_run_details_free(&d);
+    return s;
+}
+
+static lp_status load_resumed_config(train_args *a, train_session *t, lp_error *err)
+{
+    char *text = NULL;
+    size_t size = 0;
+    lp_status s = lp_dist_rank() == 0 ? read_resumed_config(a, t, &text, &size, err) : LP_OK;
+    s = lp_dist_share(s, (void **)&text, &size, err);   /* to the other ranks (dist.h) */
+    if (!s) {
+        const char *yaml = text + strlen(text) + 1;
+        s = lp_config_load_string(yaml, strlen(yaml), text, a->c.sets, a->c.n_sets, &t->cfg, err);
+    }
+    free(text);
+    t->cfg_loaded = s == LP_OK;
+    t->run_id = a->resume;
     return s;
 }
 
@@ -301,7 +355,8 @@ static lp_status begin_run(train_args *a, train_session *t, lp_error *err)
                           .data_test_count = t->data.test_count, .data_shape = t->data.shape,
                           .loupe_version = lp_loupe_version(), .loupe_commit = lp_loupe_commit(),
                           .compiler = lp_compiler(), .cflags = lp_cflags(),
-                          .parent_run_id = a->parent_run, .sweep_trial = (int)a->sweep_trial};
+                          .parent_run_id = a->parent_run, .sweep_trial = (int)a->sweep_trial,
+                          .world_size = lp_dist_size()};
         s = lp_runsdb_begin_run(t->db, &run, &t->run_id, err);
     }
     free(keys);
@@ -328,6 +383,7 @@ static void print_profile(lp_graph *g)
                 lp_graph_node_op(g, i), f, b, total > 0 ? 100 * (f + b) / total : 0);
     }
     fprintf(stderr, "  %-37s %21.3f\n", "total in ops", total);
+    cli_dist_profile();
 }
 
 static void free_session(train_session *t)
@@ -336,9 +392,31 @@ static void free_session(train_session *t)
     lp_graph_free(t->graph);
     lp_dataset_free(&t->train);
     lp_dataset_free(&t->test);
+    lp_dataset_free(&t->val);
     if (t->cfg_loaded) lp_config_free(&t->cfg);
     lp_runsdb_close(t->db);
     free(t->resume_data_sha256);
+}
+
+/* The recorded test accuracy of an epoch (for a resumed run's summary), or dflt. */
+static double test_acc_at(lp_runsdb *db, int64_t run_id, long long epoch, double dflt)
+{
+    lp_metric_row *rows = NULL;
+    int n = 0;
+    lp_error e = {0};
+    if (epoch < 1 || lp_runsdb_metrics(db, run_id, &rows, &n, &e) != LP_OK) return dflt;
+    for (int i = 0; i < n; i++)
+        if (rows[i].epoch == epoch && !strcmp(rows[i].split, "test") && !strcmp(rows[i].name, "acc"))
+            dflt = rows[i].value;
+    lp_metric_rows_free(rows, n);
+    return dflt;
+}
+
+/* The metric that picked the best epoch (train.h's rule). */
+static const char *selected_by(const train_session *t)
+{
+    if (t->cfg.train.early_stop.enabled) return lp_metric_name(t->cfg.train.early_stop.metric);
+    return t->val.n > 0 ? "val/acc" : "test/acc";
 }
 
 /* Batch norm estimates each channel's mean and variance from the training batch:
@@ -364,6 +442,9 @@ static lp_status check_batch_stats(const lp_experiment_config *cfg, const lp_gra
 static int train_main(train_args a, int64_t *run_out)
 {
     double t0 = lp_seconds();
+    /* Under mpirun rank 0 alone opens the database and prints (dist.h). */
+    bool rank0 = lp_dist_rank() == 0;
+    if (!rank0) a.quiet = true;
     /* Before the run is recorded: a Ctrl-C from here on ends it as 'interrupted'. */
     lp_train_catch_signals();
     train_session t;
@@ -382,12 +463,18 @@ static int train_main(train_args a, int64_t *run_out)
                             "this config declares a sweep: run it with `loupe sweep %s` (loupe train trains one "
                             "config; a sweep trains one per trial)", a.config);
     }
-    if (!s) lp_threads_init(a.c.threads ? a.c.threads : t.cfg.train.threads);
+    if (!s) lp_threads_init(cli_dist_threads(a.c.threads ? a.c.threads : t.cfg.train.threads));
     if (!s) s = lp_compute_reserve(&err);
     if (!s) s = cli_build_from_config(&t.cfg, &t.graph, &err);
     if (!s) s = cli_load_data(&t.cfg, &t.train, &t.test, &err);
+    if (!s && t.cfg.data.validation > 0) {
+        s = lp_dataset_hold_out(&t.train, t.cfg.data.validation, &t.val, &err);
+        if (s == LP_ERR_ARG) err.status = s = LP_ERR_CONFIG;
+        if (s) s = cli_blame_key(&t.cfg, "data.validation", &err);
+    }
+    /* after the hold-out: what batch norm sees is what is trained on */
     if (!s) s = check_batch_stats(&t.cfg, t.graph, t.train.n, &err);
-    if (!s) lp_data_fingerprint_of(&t.train, &t.test, &t.data);
+    if (!s) lp_data_fingerprint_of(&t.train, &t.val, &t.test, &t.data);
     if (!s && a.resume) s = check_resumed_data(&t, &err);
     if (!s) lp_graph_init_params(t.graph, t.cfg.train.seed);
     if (!s && a.init_weights) {
@@ -401,73 +488,106 @@ static int train_main(train_args a, int64_t *run_out)
         .epochs = tc->epochs, .batch_size = tc->batch_size, .seed = tc->seed,
         .shuffle = t.cfg.data.shuffle, .augment_shift = t.cfg.data.augment_shift,
         .augment_fill = t.cfg.data.normalize ? -t.cfg.data.mean / t.cfg.data.std : 0.0f,
-        .optim = tc->optim, .schedule = tc->schedule,
+        .optim = tc->optim, .schedule = tc->schedule, .early_stop = tc->early_stop,
         .progress = isatty(STDERR_FILENO) && !a.quiet, .quiet = a.quiet,
     };
     if (!s) {
         s = lp_trainer_init(&t.trainer, t.graph, &t.train, &t.test, &opt, &err);
         t.trainer_ready = s == LP_OK;
+        if (t.val.n > 0) t.trainer.val = &t.val;
     }
+    /* Under mpirun: all ranks set up alike, or all stop with the first failure. */
+    s = lp_dist_agree(s, &err);
+    if (!s) s = cli_dist_same_data(&t.data, &err);
     recorder rec = {.trainer = &t.trainer, .checkpoint_every = t.cfg.tracking.checkpoint_every,
-                    .epochs = tc->epochs, .best_acc = -1, .json = a.c.json};
+                    .epochs = tc->epochs, .best_acc = -1, .selected_test_acc = NAN, .json = a.c.json};
     if (!s && a.resume) {
         void *blob = NULL;
         size_t size = 0;
         int epoch = 0;
         lp_resume_state resume = {0};
         /* A run killed or interrupted before its first epoch was committed has
-         * nothing to load: it starts again from epoch 1 (same seed, same init). */
-        if (t.resume_has_ckpt) {
+         * nothing to load: it starts again from epoch 1 (same seed, same init).
+         * Rank 0 alone reads the database; the checkpoint goes to every rank. */
+        if (t.resume_has_ckpt)
             s = lp_runsdb_load_checkpoint(t.db, t.run_id, "last", &blob, &size, &epoch, NULL, &err);
-            if (!s) s = lp_snapshot_restore(blob, size, t.graph, &t.trainer.optim, &resume, "checkpoint", &err);
-        }
+        s = lp_dist_share(s, &blob, &size, &err);
+        if (!s && size) s = lp_snapshot_restore(blob, size, t.graph, &t.trainer.optim, &resume, "checkpoint", &err);
         free(blob);
-        if (!s) s = lp_runsdb_resume_run(t.db, t.run_id, epoch, &err);
+        if (!s && t.db) s = lp_runsdb_resume_run(t.db, t.run_id, epoch, &err);
+        if (!s && t.db) s = lp_runsdb_set_stop_reason(t.db, t.run_id, NULL, &err);
+        s = lp_dist_agree(s, &err);
         if (!s) {
             t.trainer.start_epoch = (int)resume.epoch;
             t.trainer.optim.t = resume.step;
+            if (resume.has_v2_state) restore_trainer_state(&t.trainer, &resume);
             lp_run_details d;
-            if (lp_runsdb_show(t.db, t.run_id, &d, &err) == LP_OK) {
+            if (t.db && lp_runsdb_show(t.db, t.run_id, &d, &err) == LP_OK) {
                 rec.best_acc = isnan(d.run.best_test_acc) ? -1 : d.run.best_test_acc;
+                /* A version 1 checkpoint has no selection state: it picked on test/acc. */
+                if (!resume.has_v2_state && t.trainer.start_epoch > 0) {
+                    t.trainer.select.best = d.run.best_test_acc;
+                    rec.selected_test_acc = d.run.best_test_acc;
+                }
                 lp_run_details_free(&d);
             }
-            fprintf(stderr, "resuming run %lld after epoch %d of %d\n", (long long)t.run_id, epoch, tc->epochs);
+            if (t.db) {
+                rec.selected_test_acc = test_acc_at(t.db, t.run_id, t.trainer.select.best_epoch,
+                                                    rec.selected_test_acc);
+                fprintf(stderr, "resuming run %lld after epoch %d of %d%s\n", (long long)t.run_id, epoch,
+                        tc->epochs, lp_dist_size() > 1 ? " (checkpoint sent to every rank)" : "");
+            }
         }
     } else if (!s) {
         /* Stopped while loading (e.g. its sweep died): record no run that never trained. */
         if (lp_train_stop_requested()) s = lp_error_set(&err, LP_ERR_INTERRUPTED, "interrupted before the run started");
-        else s = begin_run(&a, &t, &err);
+        else if (rank0) s = begin_run(&a, &t, &err);
+        s = lp_dist_agree(s, &err);
     }
     if (s) {
-        int code = cli_fail(&err);
+        int code = rank0 ? cli_fail(&err) : lp_status_exit_code(err.status);
         free_session(&t);
         return code;
     }
     rec.db = t.db;
     rec.run_id = t.run_id;
     if (run_out) *run_out = t.run_id;
+    char val_count[48] = "";
+    if (t.val.n > 0) snprintf(val_count, sizeof val_count, "%d validation / ", t.val.n);
     if (!a.quiet)
-        fprintf(stderr, "run %lld: %s, %zu parameters, %d training / %d test images, %d threads, db %s\n",
-                (long long)t.run_id, t.cfg.name, lp_graph_param_floats(t.graph), t.train.n, t.test.n,
-                lp_threads(), lp_runsdb_path(t.db));
+        fprintf(stderr, "run %lld: %s, %zu parameters, %d training / %s%d test images, %d threads%s, db %s\n",
+                (long long)t.run_id, t.cfg.name, lp_graph_param_floats(t.graph), t.train.n, val_count,
+                t.test.n, lp_threads(), cli_dist_ranks_note(), lp_runsdb_path(t.db));
     lp_graph_set_profile(t.graph, a.profile);
     lp_epoch_result last = {0};
     /* The heartbeat says the run is alive (lifecycle.h); without it the run still
      * trains, and a later command judges it by its process alone. */
     lp_heartbeat *hb = NULL;
     lp_error hb_err = {0};
-    if (lp_heartbeat_start(lp_runsdb_path(t.db), t.run_id, &hb, &hb_err) != LP_OK)
+    if (rank0 && lp_heartbeat_start(lp_runsdb_path(t.db), t.run_id, &hb, &hb_err) != LP_OK)
         fprintf(stderr, "loupe: warning: no heartbeat for run %lld: %s\n", (long long)t.run_id, hb_err.msg);
-    s = lp_trainer_run(&t.trainer, record_epoch, &rec, &last, &err);
+    s = rank0 ? cli_dist_watch(lp_runsdb_path(t.db), t.run_id, &err) : LP_OK;
+    s = lp_dist_agree(s, &err);
+    if (!s) s = lp_trainer_run(&t.trainer, record_epoch, &rec, &last, &err);
+    lp_dist_watch_stop();
     lp_heartbeat_stop(hb);
     lp_run_status status = s == LP_OK ? LP_RUN_COMPLETED
                            : s == LP_ERR_INTERRUPTED ? LP_RUN_INTERRUPTED : LP_RUN_FAILED;
     lp_error finish_err = {0};
-    lp_runsdb_finish_run(t.db, t.run_id, status, s ? err.msg : NULL, &finish_err);
-    if (a.profile) print_profile(t.graph);
+    /* Why training ended, before the run is closed (runs.stop_reason). */
+    const char *reason = s == LP_OK ? t.trainer.stop_reason
+                         : s == LP_ERR_INTERRUPTED ? "interrupted"
+                         : s == LP_ERR_NUMERIC ? "nan" : "error";
+    if (rank0) {
+        lp_runsdb_set_stop_reason(t.db, t.run_id, reason, &finish_err);
+        lp_runsdb_finish_run(t.db, t.run_id, status, s ? err.msg : NULL, &finish_err);
+    }
+    if (a.profile && rank0) print_profile(t.graph);
     double wall = lp_seconds() - t0;
     int code = 0;
-    if (s) {
+    if (s && !rank0) {
+        code = lp_status_exit_code(s);   /* rank 0 says why */
+    } else if (s) {
         code = cli_fail(&err);
         if (s == LP_ERR_INTERRUPTED || s == LP_ERR_NUMERIC)
             fprintf(stderr, "loupe: run %lld kept its committed epochs; continue with: loupe train --resume %lld%s%s\n",
@@ -475,17 +595,21 @@ static int train_main(train_args a, int64_t *run_out)
     } else if (finish_err.status) {
         code = cli_fail(&finish_err);
     }
-    if (a.c.json) {
+    if (!rank0) {
+    } else if (a.c.json) {
         printf("{\"run_id\":%lld,\"name\":\"%s\",\"status\":\"%s\",\"epochs\":%d,\"final_test_acc\":%.6f,"
-               "\"best_test_acc\":%.6f,\"best_epoch\":%d,\"final_test_loss\":%.6f,\"params\":%zu,"
+               "\"best_test_acc\":%.6f,\"best_epoch\":%lld,\"best_epoch_test_acc\":%.6f,\"selected_by\":\"%s\","
+               "\"stop_reason\":\"%s\",\"final_test_loss\":%.6f,\"params\":%zu,"
                "\"threads\":%d,\"wall_s\":%.3f,\"db\":\"%s\"}\n",
                (long long)t.run_id, t.cfg.name, lp_run_status_name(status), last.epoch, last.test_acc,
-               rec.best_acc < 0 ? 0 : rec.best_acc, rec.best_epoch, last.test_loss,
-               lp_graph_param_floats(t.graph), lp_threads(), wall, lp_runsdb_path(t.db));
+               rec.best_acc < 0 ? 0 : rec.best_acc, t.trainer.select.best_epoch,
+               isnan(rec.selected_test_acc) ? 0 : rec.selected_test_acc, selected_by(&t), reason,
+               last.test_loss, lp_graph_param_floats(t.graph), lp_threads(), wall, lp_runsdb_path(t.db));
     } else if (!s) {
-        printf("run %lld: %s, %d epochs, final test acc %.2f%%, best %.2f%% (epoch %d), %.1f s\n",
-               (long long)t.run_id, t.cfg.name, last.epoch, 100 * last.test_acc, 100 * rec.best_acc,
-               rec.best_epoch, wall);
+        printf("run %lld: %s, %d epochs%s%s, final test acc %.2f%%, best epoch %lld by %s (test acc %.2f%%), %.1f s\n",
+               (long long)t.run_id, t.cfg.name, last.epoch, strcmp(reason, "epochs") ? ", " : "",
+               strcmp(reason, "epochs") ? reason : "", 100 * last.test_acc, t.trainer.select.best_epoch,
+               selected_by(&t), 100 * rec.selected_test_acc, wall);
     }
     free_session(&t);
     return code;
@@ -496,7 +620,11 @@ int cli_train(int argc, char **argv)
     train_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
-    return train_main(a, NULL);
+    lp_error err = {0};
+    if (lp_dist_init(&err)) return cli_fail(&err);
+    rc = train_main(a, NULL);
+    lp_dist_finalize();
+    return rc;
 }
 
 int cli_train_rerun(const cli_rerun_request *r, int64_t *run_out)

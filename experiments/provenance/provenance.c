@@ -48,12 +48,14 @@ static void hash_set(lp_sha256 *h, const lp_dataset *d)
     lp_sha256_update(h, buf, fill);
 }
 
-void lp_data_fingerprint_of(const lp_dataset *train, const lp_dataset *test, lp_data_fingerprint *out)
+void lp_data_fingerprint_of(const lp_dataset *train, const lp_dataset *val, const lp_dataset *test,
+                            lp_data_fingerprint *out)
 {
     lp_sha256 h;
     lp_sha256_init(&h);
     hash_set(&h, train);
     hash_set(&h, test);
+    if (val && val->n > 0) hash_set(&h, val);
     lp_sha256_final_hex(&h, out->sha256);
     out->train_count = train->n;
     out->test_count = test->n;

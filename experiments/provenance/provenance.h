@@ -26,8 +26,12 @@ typedef struct lp_data_fingerprint {
 } lp_data_fingerprint;
 
 /* SHA-256 over each set's pixel bytes [n, c, h, w] then its labels as 32-bit
- * little-endian integers, train first; counts and C x H x W beside it. About 0.2 s
- * for all of MNIST (55 MB at ~250 MB/s), once per `loupe train`. */
-void lp_data_fingerprint_of(const lp_dataset *train, const lp_dataset *test, lp_data_fingerprint *out);
+ * little-endian integers, train first, then test, then the validation split when
+ * there is one (val may be NULL: runs without one keep the fingerprint they had);
+ * counts and C x H x W beside it (train_count is what is trained on, without the
+ * held-out images). About 0.2 s for all of MNIST (55 MB at ~250 MB/s), once per
+ * `loupe train`. */
+void lp_data_fingerprint_of(const lp_dataset *train, const lp_dataset *val, const lp_dataset *test,
+                            lp_data_fingerprint *out);
 
 #endif

@@ -190,7 +190,7 @@ const char *lp_config_default_data_dir(const char *dataset)
 static lp_status read_data(lp_value *root, lp_data_config *d, lp_error *err)
 {
     static const char *const keys[] = {"dataset", "dir", "train_limit", "test_limit", "normalize",
-                                       "shuffle", "augment", NULL};
+                                       "shuffle", "augment", "validation", NULL};
     static const char *const datasets[] = {"mnist", "fashion", NULL};
     static const char *const augment_keys[] = {"shift", NULL};
     lp_value *m, *aug = NULL;
@@ -202,6 +202,11 @@ static lp_status read_data(lp_value *root, lp_data_config *d, lp_error *err)
     if (!s) s = read_string(m, "data", "dir", lp_config_default_data_dir(d->dataset), &d->dir, err);
     if (!s) s = read_int(m, "data", "train_limit", 0, CFG_MAX_LIMIT, 0, &d->train_limit, err);
     if (!s) s = read_int(m, "data", "test_limit", 0, CFG_MAX_LIMIT, 0, &d->test_limit, err);
+    if (!s) s = read_int(m, "data", "validation", 0, CFG_MAX_LIMIT, 0, &d->validation, err);
+    if (!s && d->train_limit > 0 && d->validation >= d->train_limit)
+        s = lp_error_at(err, LP_ERR_CONFIG, lp_value_get(m, "validation")->loc,
+                        "data.validation: %lld held-out images leave none of the %lld of data.train_limit "
+                        "to train on", d->validation, d->train_limit);
     if (!s) s = read_bool(m, "data", "shuffle", true, &d->shuffle, err);
     d->mean = 0.0f;
     d->std = 1.0f;
@@ -306,14 +311,82 @@ static lp_status read_milestones(lp_value *m, int epochs, lp_schedule_config *sc
     return LP_OK;
 }
 
+/* ---- what watches a metric: the plateau schedule and early stopping ----- */
+
+/* `metric` (default val/loss) and `mode` (auto: from the metric) of map m. */
+static lp_status read_watched(lp_value *m, const char *p, lp_metric_id *metric, bool *maximize,
+                              lp_error *err)
+{
+    static const char *const names[] = {"train/loss", "train/acc", "val/loss", "val/acc",
+                                        "test/loss",  "test/acc",  NULL};
+    static const char *const modes[] = {"auto", "min", "max", NULL};
+    int which = LP_METRIC_VAL_LOSS, mode = 0;
+    lp_status s = read_enum(m, p, "metric", names, LP_METRIC_VAL_LOSS, &which, err);
+    if (!s) s = read_enum(m, p, "mode", modes, 0, &mode, err);
+    if (s) return s;
+    *metric = (lp_metric_id)which;   /* names[] is in lp_metric_id's order */
+    *maximize = mode == 0 ? lp_metric_higher_is_better(*metric) : mode == 2;
+    return LP_OK;
+}
+
+/* ReduceLROnPlateau's arguments, with its defaults. */
+static lp_status read_plateau(lp_value *m, lp_plateau_config *pc, lp_error *err)
+{
+    static const char *const threshold_modes[] = {"rel", "abs", NULL};
+    const char *p = "train.schedule";
+    int tm = 0;
+    memset(pc, 0, sizeof *pc);
+    lp_status s = read_watched(m, p, &pc->metric, &pc->maximize, err);
+    if (!s) s = read_num(m, p, "factor", 0, 1, OPEN_LO | OPEN_HI, 0.1, &pc->factor, err);
+    if (!s) s = read_int32(m, p, "patience", 0, CFG_MAX_EPOCHS, 10, &pc->patience, err);
+    if (!s) s = read_num(m, p, "threshold", 0, INFINITY, 0, 1e-4, &pc->threshold, err);
+    if (!s) s = read_enum(m, p, "threshold_mode", threshold_modes, 0, &tm, err);
+    if (!s) s = read_int32(m, p, "cooldown", 0, CFG_MAX_EPOCHS, 0, &pc->cooldown, err);
+    if (!s) s = read_num(m, p, "eps", 0, INFINITY, 0, 1e-8, &pc->eps, err);
+    pc->threshold_abs = tm == 1;
+    return s;
+}
+
+static lp_status read_early_stop(lp_value *train, lp_early_stop_config *es, lp_error *err)
+{
+    static const char *const keys[] = {"metric", "mode", "patience", "min_delta", NULL};
+    const char *p = "train.early_stop";
+    lp_value *m;
+    memset(es, 0, sizeof *es);
+    lp_status s = section(train, "early_stop", p, &m, err);
+    if (s || !m) return s;
+    es->enabled = true;
+    s = check_keys(m, p, keys, err);
+    if (!s) s = read_watched(m, p, &es->metric, &es->maximize, err);
+    if (!s) s = read_int32(m, p, "patience", 1, CFG_MAX_EPOCHS, 5, &es->patience, err);
+    if (!s) s = read_num(m, p, "min_delta", 0, INFINITY, 0, 0.0, &es->min_delta, err);
+    return s;
+}
+
+/* A val/ metric needs a validation split: name where it was asked for. */
+static lp_status needs_validation(lp_value *root, const char *section_key, lp_metric_id metric,
+                                  const lp_data_config *d, lp_error *err)
+{
+    if (!lp_metric_is_val(metric) || d->validation > 0) return LP_OK;
+    lp_value *sec = lp_value_get(lp_value_get(root, "train"), section_key);
+    lp_value *v = lp_value_get(sec, "metric");
+    return lp_error_at(err, LP_ERR_CONFIG, v ? v->loc : sec->loc,
+                       "train.%s%s: %s needs a validation split (data.validation: N), or watch "
+                       "another metric (e.g. metric: test/acc)", section_key, v ? ".metric" : "",
+                       lp_metric_name(metric));
+}
+
 static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_schedule_config *sc,
                                lp_error *err)
 {
     static const char *const keys[] = {"type", "step_size", "gamma", "min_lr", "warmup_epochs",
-                                       "milestones", NULL};
-    static const char *const types[] = {"constant", "step", "cosine", "exponential", "multistep", NULL};
+                                       "warmup_start_factor", "milestones", "metric", "mode", "factor",
+                                       "patience", "threshold", "threshold_mode", "cooldown", "eps", NULL};
+    static const char *const types[] = {"constant", "step", "cosine", "exponential", "multistep",
+                                        "plateau", NULL};
     static const lp_schedule_type type_of[] = {LP_SCHEDULE_CONSTANT, LP_SCHEDULE_STEP, LP_SCHEDULE_COSINE,
-                                               LP_SCHEDULE_EXPONENTIAL, LP_SCHEDULE_MULTISTEP};
+                                               LP_SCHEDULE_EXPONENTIAL, LP_SCHEDULE_MULTISTEP,
+                                               LP_SCHEDULE_PLATEAU};
     const char *p = "train.schedule";
     const char *tk = "train.schedule.type";
     lp_value *m;
@@ -330,7 +403,12 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
                         sc->type == LP_SCHEDULE_MULTISTEP;
     if (!s && !decays) s = not_for(m, p, "gamma", tk, types[type], err);
     if (!s && sc->type != LP_SCHEDULE_MULTISTEP) s = not_for(m, p, "milestones", tk, types[type], err);
-    if (!s && sc->type != LP_SCHEDULE_COSINE) s = not_for(m, p, "min_lr", tk, types[type], err);
+    const bool plateau = sc->type == LP_SCHEDULE_PLATEAU;
+    if (!s && sc->type != LP_SCHEDULE_COSINE && !plateau) s = not_for(m, p, "min_lr", tk, types[type], err);
+    static const char *const plateau_keys[] = {"metric", "mode", "factor", "patience", "threshold",
+                                               "threshold_mode", "cooldown", "eps", NULL};
+    for (int k = 0; !s && !plateau && plateau_keys[k]; k++) s = not_for(m, p, plateau_keys[k], tk, types[type], err);
+    if (!s && plateau) s = not_for(m, p, "warmup_epochs", tk, types[type], err);
     if (!s && sc->type == LP_SCHEDULE_STEP) {
         if (!lp_value_get(m, "step_size"))
             return lp_error_at(err, LP_ERR_CONFIG, m->loc,
@@ -348,7 +426,8 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
                                "train.schedule: type 'exponential' needs gamma (factor per epoch)");
         s = read_num(m, p, "gamma", 0, 1, OPEN_LO, 0.9, &sc->gamma, err);
     }
-    if (!s && sc->type == LP_SCHEDULE_COSINE) {
+    if (!s && plateau) s = read_plateau(m, &sc->plateau, err);
+    if (!s && (sc->type == LP_SCHEDULE_COSINE || plateau)) {
         s = read_num(m, p, "min_lr", 0, INFINITY, 0, 0.0, &sc->min_lr, err);
         if (!s && sc->min_lr > t->optim.lr)
             return lp_error_at(err, LP_ERR_CONFIG, lp_value_get(m, "min_lr")->loc,
@@ -356,13 +435,17 @@ static lp_status read_schedule(lp_value *train, const lp_train_config *t, lp_sch
                                sc->min_lr, t->optim.lr);
     }
     if (!s) s = read_num(m, p, "warmup_epochs", 0, t->epochs, 0, 0.0, &sc->warmup_epochs, err);
+    if (!s && sc->warmup_epochs == 0 && lp_value_find(m, "warmup_start_factor") >= 0)
+        return lp_error_at(err, LP_ERR_CONFIG, m->key_locs[lp_value_find(m, "warmup_start_factor")],
+                           "train.schedule.warmup_start_factor: does not apply without warmup_epochs");
+    if (!s) s = read_num(m, p, "warmup_start_factor", 0, 1, OPEN_LO, 0.001, &sc->warmup_start_factor, err);
     return s;
 }
 
 static lp_status read_train(lp_value *root, lp_train_config *t, lp_error *err)
 {
     static const char *const keys[] = {"epochs", "batch_size", "seed", "threads", "optimizer",
-                                       "schedule", NULL};
+                                       "schedule", "early_stop", NULL};
     lp_value *m;
     long long seed = 1;
     lp_status s = section(root, "train", "train", &m, err);
@@ -374,6 +457,7 @@ static lp_status read_train(lp_value *root, lp_train_config *t, lp_error *err)
     if (!s) s = read_int32(m, "train", "threads", 0, CFG_MAX_THREADS, 0, &t->threads, err);
     if (!s) s = read_optimizer(m, &t->optim, err);
     if (!s) s = read_schedule(m, t, &t->schedule, err);
+    if (!s) s = read_early_stop(m, &t->early_stop, err);
     return s;
 }
 
@@ -548,6 +632,12 @@ static lp_status read_all(lp_experiment_config *cfg, const char *path, lp_error 
     if ((s = lp_model_spec_from_value(model, &cfg->model, err))) return s;
     if ((s = read_data(root, &cfg->data, err))) return s;
     if ((s = read_train(root, &cfg->train, err))) return s;
+    if (cfg->train.schedule.type == LP_SCHEDULE_PLATEAU &&
+        (s = needs_validation(root, "schedule", cfg->train.schedule.plateau.metric, &cfg->data, err)))
+        return s;
+    if (cfg->train.early_stop.enabled &&
+        (s = needs_validation(root, "early_stop", cfg->train.early_stop.metric, &cfg->data, err)))
+        return s;
     if ((s = read_tracking(root, &cfg->tracking, err))) return s;
     cfg->sweep = lp_value_get(root, "sweep");   /* read by `loupe sweep` (experiments/sweep/) */
     return read_plugins(root, path, cfg, err);
@@ -728,6 +818,7 @@ lp_status lp_config_flatten(const lp_experiment_config *cfg, lp_config_kvs *out,
     }
     if (!s) s = kvs_add(out, "data.shuffle", d->shuffle ? "true" : "false", err);
     if (!s) s = kvs_int(out, "data.augment.shift", d->augment_shift, err);
+    if (!s) s = kvs_int(out, "data.validation", d->validation, err);
     if (!s) s = kvs_int(out, "train.epochs", t->epochs, err);
     if (!s) s = kvs_int(out, "train.batch_size", t->batch_size, err);
     if (!s) s = kvs_int(out, "train.seed", (long long)t->seed, err);
@@ -756,8 +847,29 @@ lp_status lp_config_flatten(const lp_experiment_config *cfg, lp_config_kvs *out,
         snprintf(list + len, sizeof list - (size_t)len, "]");
         s = kvs_add(out, "train.schedule.milestones", list, err);
     }
-    if (!s && sc->type == LP_SCHEDULE_COSINE) s = kvs_float(out, "train.schedule.min_lr", sc->min_lr, err);
-    if (!s) s = kvs_float(out, "train.schedule.warmup_epochs", sc->warmup_epochs, err);
+    if (!s && (sc->type == LP_SCHEDULE_COSINE || sc->type == LP_SCHEDULE_PLATEAU))
+        s = kvs_float(out, "train.schedule.min_lr", sc->min_lr, err);
+    if (!s && sc->type == LP_SCHEDULE_PLATEAU) {
+        const lp_plateau_config *pc = &sc->plateau;
+        s = kvs_add(out, "train.schedule.metric", lp_metric_name(pc->metric), err);
+        if (!s) s = kvs_add(out, "train.schedule.mode", pc->maximize ? "max" : "min", err);
+        if (!s) s = kvs_float(out, "train.schedule.factor", pc->factor, err);
+        if (!s) s = kvs_int(out, "train.schedule.patience", pc->patience, err);
+        if (!s) s = kvs_float(out, "train.schedule.threshold", pc->threshold, err);
+        if (!s) s = kvs_add(out, "train.schedule.threshold_mode", pc->threshold_abs ? "abs" : "rel", err);
+        if (!s) s = kvs_int(out, "train.schedule.cooldown", pc->cooldown, err);
+        if (!s) s = kvs_float(out, "train.schedule.eps", pc->eps, err);
+    }
+    if (!s && sc->type != LP_SCHEDULE_PLATEAU) s = kvs_float(out, "train.schedule.warmup_epochs", sc->warmup_epochs, err);
+    if (!s && sc->warmup_epochs > 0)
+        s = kvs_float(out, "train.schedule.warmup_start_factor", sc->warmup_start_factor, err);
+    const lp_early_stop_config *es = &t->early_stop;
+    if (!s && es->enabled) {
+        s = kvs_add(out, "train.early_stop.metric", lp_metric_name(es->metric), err);
+        if (!s) s = kvs_add(out, "train.early_stop.mode", es->maximize ? "max" : "min", err);
+        if (!s) s = kvs_int(out, "train.early_stop.patience", es->patience, err);
+        if (!s) s = kvs_float(out, "train.early_stop.min_delta", es->min_delta, err);
+    }
     if (!s) s = kvs_add(out, "tracking.db", cfg->tracking.db, err);
     if (!s) s = kvs_int(out, "tracking.checkpoint_every", cfg->tracking.checkpoint_every, err);
     if (!s && cfg->n_plugins > 0) {

@@ -14,6 +14,7 @@
 #ifndef LP_CONFIG_H
 #define LP_CONFIG_H
 
+#include "early_stop.h"
 #include "error.h"
 #include "graph.h"
 #include "optim.h"
@@ -31,6 +32,7 @@ typedef struct lp_data_config {
     float mean, std;          /* x = (pixel/255 - mean) / std; 0 and 1 when not given */
     bool shuffle;             /* reshuffle the training set every epoch */
     int augment_shift;        /* random translation of up to N pixels (0 = off) */
+    long long validation;     /* hold out the last N training images for model selection (0 = none) */
 } lp_data_config;
 
 typedef struct lp_train_config {
@@ -40,6 +42,7 @@ typedef struct lp_train_config {
     int threads;              /* 0 = all cores */
     lp_optim_config optim;
     lp_schedule_config schedule;
+    lp_early_stop_config early_stop;   /* enabled when train.early_stop is given */
 } lp_train_config;
 
 typedef struct lp_tracking_config {

@@ -136,32 +136,76 @@ const char *lp_optim_state_name(const lp_optimizer *o, int k)
     }
 }
 
-float lp_schedule_lr(const lp_schedule_config *s, float base_lr, double progress, int epochs)
+float lp_schedule_lr(const lp_schedule_config *s, float base_lr, long long step, int steps_per_epoch,
+                     int epochs)
 {
-    if (s->warmup_epochs > 0 && progress < s->warmup_epochs)
-        return base_lr * (float)((progress + 1e-3) / s->warmup_epochs);
+    const long long spe = steps_per_epoch > 0 ? steps_per_epoch : 1;
+    const long long warm = s->warmup_epochs > 0 ? llround((double)s->warmup_epochs * (double)spe) : 0;
+    if (step < warm) {   /* torch LinearLR(start_factor=f, end_factor=1, total_iters=warm) */
+        double f = s->warmup_start_factor;
+        return (float)(base_lr * (f + (1.0 - f) * (double)step / (double)warm));
+    }
+    const int epoch = (int)(step / spe);
     switch (s->type) {
     case LP_SCHEDULE_CONSTANT:
+    case LP_SCHEDULE_PLATEAU:
         return base_lr;
     case LP_SCHEDULE_STEP: {
-        int decays = s->step_size > 0 ? (int)(progress / s->step_size) : 0;
+        int decays = s->step_size > 0 ? epoch / s->step_size : 0;
         return base_lr * powf(s->gamma, (float)decays);
     }
     case LP_SCHEDULE_MULTISTEP: {
         int decays = 0;
-        for (int i = 0; i < s->n_milestones; i++) decays += s->milestones[i] <= (int)progress;
+        for (int i = 0; i < s->n_milestones; i++) decays += s->milestones[i] <= epoch;
         return base_lr * powf(s->gamma, (float)decays);
     }
     case LP_SCHEDULE_EXPONENTIAL:
-        return base_lr * powf(s->gamma, (float)(int)progress);   /* at epoch boundaries, as PyTorch */
+        return base_lr * powf(s->gamma, (float)epoch);
     case LP_SCHEDULE_COSINE: {
-        double span = epochs - s->warmup_epochs;
-        double t = span > 0 ? (progress - s->warmup_epochs) / span : 1.0;
+        long long span = (long long)epochs * spe - warm;
+        double t = span > 0 ? (double)(step - warm) / (double)span : 1.0;
         if (t > 1) t = 1;
-        return s->min_lr + (base_lr - s->min_lr) * (float)(0.5 * (1.0 + cos(M_PI * t)));
+        return (float)(s->min_lr + ((double)base_lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * t)));
     }
     }
     return base_lr;
+}
+
+void lp_plateau_init(lp_plateau *p, const lp_plateau_config *c, double base_lr)
+{
+    p->lr = base_lr;
+    p->best = c->maximize ? -INFINITY : INFINITY;
+    p->num_bad_epochs = 0;
+    p->cooldown_counter = 0;
+}
+
+/* ReduceLROnPlateau.is_better, with threshold_mode 'rel' or 'abs'. */
+static bool plateau_better(const lp_plateau_config *c, double a, double best)
+{
+    const double th = c->threshold;
+    if (c->maximize) return c->threshold_abs ? a > best + th : a > best * (th + 1.0);
+    return c->threshold_abs ? a < best - th : a < best * (1.0 - th);
+}
+
+bool lp_plateau_step(lp_plateau *p, const lp_plateau_config *c, double min_lr, double metric)
+{
+    if (plateau_better(c, metric, p->best)) {
+        p->best = metric;
+        p->num_bad_epochs = 0;
+    } else {
+        p->num_bad_epochs++;
+    }
+    if (p->cooldown_counter > 0) {   /* bad epochs during a cooldown do not count */
+        p->cooldown_counter--;
+        p->num_bad_epochs = 0;
+    }
+    if (p->num_bad_epochs <= c->patience) return false;
+    p->cooldown_counter = c->cooldown;
+    p->num_bad_epochs = 0;
+    double reduced = fmax(p->lr * (double)c->factor, min_lr);
+    if (p->lr - reduced <= (double)c->eps) return false;
+    p->lr = reduced;
+    return true;
 }
 
 const char *lp_optim_type_name(lp_optim_type t)
@@ -172,6 +216,6 @@ const char *lp_optim_type_name(lp_optim_type t)
 
 const char *lp_schedule_type_name(lp_schedule_type t)
 {
-    static const char *const names[] = {"constant", "step", "cosine", "exponential", "multistep"};
+    static const char *const names[] = {"constant", "step", "cosine", "exponential", "multistep", "plateau"};
     return names[t];
 }

@@ -33,10 +33,29 @@ typedef enum lp_schedule_type {
     LP_SCHEDULE_STEP,
     LP_SCHEDULE_COSINE,
     LP_SCHEDULE_EXPONENTIAL,
-    LP_SCHEDULE_MULTISTEP
+    LP_SCHEDULE_MULTISTEP,
+    LP_SCHEDULE_PLATEAU
 } lp_schedule_type;
 
 #define LP_SCHEDULE_MAX_MILESTONES 32
+
+/* The metric a plateau schedule or early stopping watches (metric.h has the rest). */
+typedef enum lp_metric_id {
+    LP_METRIC_TRAIN_LOSS, LP_METRIC_TRAIN_ACC, LP_METRIC_VAL_LOSS, LP_METRIC_VAL_ACC,
+    LP_METRIC_TEST_LOSS, LP_METRIC_TEST_ACC
+} lp_metric_id;
+
+/* torch.optim.lr_scheduler.ReduceLROnPlateau's arguments (its defaults in the config). */
+typedef struct lp_plateau_config {
+    lp_metric_id metric;
+    bool maximize;        /* mode 'max' (an accuracy) or 'min' (a loss) */
+    float factor;         /* lr *= factor on a plateau, in (0, 1) */
+    int patience;         /* epochs without improvement tolerated before a reduction */
+    float threshold;      /* what counts as an improvement ... */
+    bool threshold_abs;   /* ... relative to the best (false, 'rel') or absolute ('abs') */
+    int cooldown;         /* epochs after a reduction during which bad epochs are not counted */
+    float eps;            /* a reduction smaller than this is skipped */
+} lp_plateau_config;
 
 typedef struct lp_schedule_config {
     lp_schedule_type type;
@@ -44,8 +63,10 @@ typedef struct lp_schedule_config {
     float gamma;          /* step, exponential, multistep: factor per decay */
     int milestones[LP_SCHEDULE_MAX_MILESTONES];   /* multistep: epochs, increasing */
     int n_milestones;
-    float warmup_epochs;  /* linear warm-up from ~0 over this many epochs (0 = none) */
-    float min_lr;         /* cosine: floor */
+    float warmup_epochs;  /* linear warm-up over this many epochs (0 = none), rounded to steps */
+    float warmup_start_factor;   /* lr starts at base_lr times this (torch LinearLR's start_factor) */
+    float min_lr;         /* cosine: floor (eta_min); plateau: never reduce below */
+    lp_plateau_config plateau;   /* plateau: when and how much to reduce */
 } lp_schedule_config;
 
 #define LP_OPTIM_MAX_STATES 2
@@ -71,10 +92,35 @@ int lp_optim_num_states(const lp_optimizer *o);
 float *lp_optim_state(lp_optimizer *o, int k);
 const char *lp_optim_state_name(const lp_optimizer *o, int k);
 
-/* Learning rate at fractional epoch `progress` (epoch + step/steps_per_epoch) of `epochs`. */
-float lp_schedule_lr(const lp_schedule_config *s, float base_lr, double progress, int epochs);
+/* Learning rate of optimizer step `step` (0-based: the update about to be made) in a
+ * run of `epochs` epochs of `steps_per_epoch` steps each, as PyTorch's schedulers
+ * give it when stepped after every update:
+ *  - warm-up: the first W = round(warmup_epochs * steps_per_epoch) steps use
+ *    base_lr * (f + (1 - f) * step / W), f = warmup_start_factor (LinearLR);
+ *  - cosine: after the warm-up, min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T)) / 2
+ *    with t = step - W, T = epochs * steps_per_epoch - W (SequentialLR of LinearLR
+ *    and CosineAnnealingLR(T_max = T, eta_min = min_lr));
+ *  - step, multistep, exponential: by whole epochs since the start (StepLR,
+ *    MultiStepLR, ExponentialLR stepped once per epoch);
+ *  - plateau: base_lr (the lr then comes from lp_plateau, which holds state). */
+float lp_schedule_lr(const lp_schedule_config *s, float base_lr, long long step, int steps_per_epoch,
+                     int epochs);
 
-/* "sgd", "adam", "adamw", "rmsprop"; "constant", "step", ... as written in YAML. */
+/* ReduceLROnPlateau's state: everything a resumed run needs to continue exactly. */
+typedef struct lp_plateau {
+    double lr;                 /* the learning rate in force */
+    double best;               /* best metric so far (+-inf before the first) */
+    long long num_bad_epochs;
+    long long cooldown_counter;
+} lp_plateau;
+
+void lp_plateau_init(lp_plateau *p, const lp_plateau_config *c, double base_lr);
+
+/* One epoch's metric, as ReduceLROnPlateau.step(metric); min_lr floors the lr.
+ * Returns true when it reduced the learning rate. */
+bool lp_plateau_step(lp_plateau *p, const lp_plateau_config *c, double min_lr, double metric);
+
+/* "sgd", "adam", "adamw", "rmsprop"; "constant", "step", ..., "plateau" as written in YAML. */
 const char *lp_optim_type_name(lp_optim_type t);
 const char *lp_schedule_type_name(lp_schedule_type t);
 

@@ -1,8 +1,10 @@
 #include "train.h"
 
 #include "compute.h"
+#include "dist.h"
 #include "rng.h"
 #include "shape.h"
+#include "train_dist.h"
 
 #include <math.h>
 #include <signal.h>
@@ -41,6 +43,27 @@ static bool finite_block(const float *x, size_t n)
 
 static int eval_batch_of(const lp_train_options *o) { return o->eval_batch > 0 ? o->eval_batch : 500; }
 
+/* The rule that flags the best epoch: early stopping's when it is on, else the
+ * highest val/acc when there is a validation split, else the highest test/acc. */
+static lp_early_stop_config selection_of(const lp_trainer *t)
+{
+    if (t->opt.early_stop.enabled) return t->opt.early_stop;
+    return (lp_early_stop_config){.metric = t->val ? LP_METRIC_VAL_ACC : LP_METRIC_TEST_ACC, .maximize = true};
+}
+
+static double metric_of(const lp_epoch_result *r, lp_metric_id m)
+{
+    switch (m) {
+    case LP_METRIC_TRAIN_LOSS: return r->train_loss;
+    case LP_METRIC_TRAIN_ACC: return r->train_acc;
+    case LP_METRIC_VAL_LOSS: return r->val_loss;
+    case LP_METRIC_VAL_ACC: return r->val_acc;
+    case LP_METRIC_TEST_LOSS: return r->test_loss;
+    case LP_METRIC_TEST_ACC: return r->test_acc;
+    }
+    return NAN;
+}
+
 lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
                           const lp_dataset *test, const lp_train_options *opt, lp_error *err)
 {
@@ -64,6 +87,9 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
         lp_trainer_free(t);
         return s;
     }
+    lp_plateau_init(&t->plateau, &opt->schedule.plateau, opt->optim.lr);
+    lp_early_stop_config sel = selection_of(t);
+    lp_early_stop_init(&t->select, &sel);
     t->order = malloc((size_t)train->n * sizeof *t->order);
     t->x = malloc((size_t)max_batch * (size_t)per_sample * sizeof *t->x);
     t->y = malloc((size_t)max_batch * sizeof *t->y);
@@ -71,7 +97,9 @@ lp_status lp_trainer_init(lp_trainer *t, lp_graph *g, const lp_dataset *train,
         lp_trainer_free(t);
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory for batch buffers");
     }
-    return LP_OK;
+    s = lp_train_dist_init(t, err);
+    if (s) lp_trainer_free(t);
+    return s;
 }
 
 void lp_trainer_free(lp_trainer *t)
@@ -81,6 +109,8 @@ void lp_trainer_free(lp_trainer *t)
     free(t->order);
     free(t->x);
     free(t->y);
+    free(t->reduce);
+    t->reduce = NULL;
     t->order = NULL;
     t->x = NULL;
     t->y = NULL;
@@ -151,7 +181,15 @@ void lp_evaluate_confusion(lp_graph *g, const lp_dataset *d, int batch, double *
 
 void lp_trainer_evaluate(lp_trainer *t, double *loss, double *acc)
 {
-    evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, loss, acc, &t->eval);
+    /* Under mpirun rank 0 evaluates the whole test set (the evaluation's records,
+     * confusion and misclassified images, are its to commit) and every rank gets its
+     * figures: the others add zeros, exactly (dist.h). */
+    double r[2] = {0, 0};
+    if (lp_dist_rank() == 0)
+        evaluate_into(t->graph, t->test, eval_batch_of(&t->opt), t->x, &r[0], &r[1], &t->eval);
+    lp_dist_sum_f64(r, 2);
+    *loss = r[0];
+    *acc = r[1];
 }
 
 static void format_eta(double s, char *buf, size_t size)
@@ -192,6 +230,14 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
     long long step = (long long)t->start_epoch * steps_per_epoch;
     float *params = lp_graph_params(g);
     const float *grads = lp_graph_grads(g);
+    size_t per_sample = (size_t)d->c * d->h * d->w;
+    /* Resumed after the epoch that early stopping ended on (killed before the run
+     * was closed): nothing more to train. */
+    lp_early_stop_config sel0 = selection_of(t);
+    if (t->start_epoch > 0 && lp_early_stop_due(&t->select, &sel0)) {
+        lp_early_stop_reason(&t->select, &sel0, t->stop_reason, sizeof t->stop_reason);
+        return LP_OK;
+    }
 
     for (int epoch = t->start_epoch; epoch < o->epochs; epoch++) {
         lp_rng rng;
@@ -209,10 +255,22 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lp_dataset_gather(d, t->order + start, n, t->x, t->y);
             if (o->augment_shift > 0)
                 lp_augment_shift(t->x, n, d->c, d->h, d->w, o->augment_shift, &rng, o->augment_fill);
-            lr = lp_schedule_lr(&o->schedule, o->optim.lr, epoch + (double)b / steps_per_epoch,
-                                o->epochs);
+            lr = o->schedule.type == LP_SCHEDULE_PLATEAU
+                     ? (float)t->plateau.lr
+                     : lp_schedule_lr(&o->schedule, o->optim.lr, step, steps_per_epoch, o->epochs);
             lp_graph_set_step(g, o->seed, (uint64_t)step);
-            float loss = lp_graph_train_step(g, t->x, t->y, n);
+            /* This rank's shard of the batch (all of it for one process; train_dist.h) */
+            int lo, hi, batch_correct = 0;
+            lp_dist_shard(n, &lo, &hi);
+            float loss = 0;
+            if (hi > lo) {
+                lp_graph_set_batch_offset(g, lo);   /* dropout draws the masks of samples lo.. */
+                loss = lp_graph_train_step(g, t->x + (size_t)lo * per_sample, t->y + lo, hi - lo);
+                lp_graph_set_batch_offset(g, 0);
+                batch_correct = count_correct(lp_graph_batch_logits(g), t->y + lo, hi - lo, k);
+            }
+            bool stop = lp_train_stop_requested();
+            if (t->reduce) loss = lp_train_dist_step(t, loss, hi - lo, n, &batch_correct, &stop);
             if (!isfinite(loss))
                 return lp_error_set(err, LP_ERR_NUMERIC,
                                     "loss became %s in epoch %d at step %lld (batch %d of %d): "
@@ -222,7 +280,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
             lp_optim_step(&t->optim, params, grads, lr);
             step++;
             loss_sum += (double)loss * n;
-            correct += count_correct(lp_graph_batch_logits(g), t->y, n, k);
+            correct += batch_correct;
             seen += n;
             if (o->progress) {
                 double el = lp_seconds() - t0;
@@ -232,7 +290,7 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
                     last_draw = el;
                 }
             }
-            if (lp_train_stop_requested()) {
+            if (stop) {
                 if (o->progress) fputc('\n', stderr);
                 return lp_error_set(err, LP_ERR_INTERRUPTED,
                                     "interrupted in epoch %d at step %lld (batch %d of %d); "
@@ -247,20 +305,42 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         r.images_per_s = seen / (r.seconds > 0 ? r.seconds : 1e-9);
         lp_trainer_evaluate(t, &r.test_loss, &r.test_acc);
         r.evaluation = &t->eval;
+        r.val_loss = r.val_acc = NAN;
+        if (t->val) evaluate_into(g, t->val, eval_batch_of(o), t->x, &r.val_loss, &r.val_acc, NULL);
         if (o->progress) fputc('\n', stderr);
+        lp_status same = lp_train_dist_check_weights(t, epoch + 1, err);
+        if (same) return same;
         /* Every step's loss was finite, but the last update may still have blown the
          * weights up (a loss is computed before its update): such an epoch must not
          * reach the hook, which would commit its checkpoint (as the best, at epoch 1). */
         bool weights_ok = finite_block(params, lp_graph_param_floats(g));
-        if (!weights_ok || !isfinite(r.test_loss))
+        bool val_ok = !t->val || isfinite(r.val_loss);
+        if (!weights_ok || !isfinite(r.test_loss) || !val_ok)
             return lp_error_set(err, LP_ERR_NUMERIC,
                                 "%s after the last step of epoch %d (step %lld): epoch %d is not "
                                 "recorded; try a smaller learning rate (now %g)",
-                                !weights_ok            ? "the weights became NaN or infinite"
-                                : isnan(r.test_loss)   ? "the test loss became NaN"
-                                                       : "the test loss became infinite",
+                                !weights_ok                    ? "the weights became NaN or infinite"
+                                : !val_ok && isnan(r.val_loss) ? "the validation loss became NaN"
+                                : !val_ok                      ? "the validation loss became infinite"
+                                : isnan(r.test_loss)           ? "the test loss became NaN"
+                                                               : "the test loss became infinite",
                                 epoch + 1, step, epoch + 1, lr);
-        if (!o->quiet)
+        /* Epoch-end state, before the hook so its checkpoint carries it: the plateau
+         * schedule sets the next epoch's lr (ReduceLROnPlateau.step after validation),
+         * the selection rule flags the best epoch and may end training. */
+        if (o->schedule.type == LP_SCHEDULE_PLATEAU)
+            lp_plateau_step(&t->plateau, &o->schedule.plateau, o->schedule.min_lr,
+                            metric_of(&r, o->schedule.plateau.metric));
+        lp_early_stop_config sel = selection_of(t);
+        r.is_best = lp_early_stop_update(&t->select, &sel, metric_of(&r, sel.metric), r.epoch);
+        r.stop = lp_early_stop_due(&t->select, &sel);
+        if (!o->quiet && t->val)
+            fprintf(log,
+                    "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  "
+                    "test loss %.4f acc %.2f%%  lr %.4g  %.2fs  %.0f img/s%s\n",
+                    r.epoch, o->epochs, r.train_loss, 100 * r.train_acc, r.val_loss, 100 * r.val_acc,
+                    r.test_loss, 100 * r.test_acc, r.lr, r.seconds, r.images_per_s, r.is_best ? "  *" : "");
+        else if (!o->quiet)
             fprintf(log,
                     "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  "
                     "lr %.4g  %.2fs  %.0f img/s\n",
@@ -269,12 +349,22 @@ lp_status lp_trainer_run(lp_trainer *t, lp_epoch_hook hook, void *hook_ctx, lp_e
         fflush(log);
         if (last) *last = r;
         if (hook) {
-            lp_status s = hook(hook_ctx, &r, err);
+            lp_status s = lp_dist_rank() == 0 ? hook(hook_ctx, &r, err) : LP_OK;
+            s = lp_dist_agree(s, err);
             if (s) return s;
         }
-        if (lp_train_stop_requested())
+        /* Every rank decides alike (same weights, same figures); agreeing anyway
+         * means a disagreement can never leave one rank waiting for the others. */
+        if (lp_dist_any(r.stop)) {
+            lp_early_stop_reason(&t->select, &sel, t->stop_reason, sizeof t->stop_reason);
+            if (!o->quiet && lp_dist_rank() == 0)
+                fprintf(log, "stopping after epoch %d: %s\n", r.epoch, t->stop_reason);
+            return LP_OK;
+        }
+        if (lp_dist_any(lp_train_stop_requested()))
             return lp_error_set(err, LP_ERR_INTERRUPTED,
                                 "interrupted after epoch %d (it is kept)", epoch + 1);
     }
+    snprintf(t->stop_reason, sizeof t->stop_reason, "epochs");
     return LP_OK;
 }

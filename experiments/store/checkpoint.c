@@ -11,8 +11,10 @@
 #include <zlib.h>
 
 #define HEADER_BYTES 20u   /* magic, version, flags, n_params, n_states */
-#define RESUME_BYTES 64u
+#define RESUME_BYTES 120u
+#define RESUME_BYTES_V1 64u
 #define TRAILER_BYTES (4u + RESUME_BYTES + 4u)   /* resume_len, record, crc */
+#define TRAILER_BYTES_V1 (4u + RESUME_BYTES_V1 + 4u)
 
 uint32_t lp_crc32(const void *buf, size_t size)
 {
@@ -195,6 +197,13 @@ lp_status lp_checkpoint_encode(const lp_tensor_ref *params, int n_params, const 
     for (int i = 0; i < 4; i++) put_u64(&w, rs->rng[i]);
     put_f64(&w, rs->lr);
     put_f64(&w, rs->schedule_pos);
+    put_f64(&w, rs->plateau_lr);
+    put_f64(&w, rs->plateau_best);
+    put_u64(&w, (uint64_t)rs->plateau_bad_epochs);
+    put_u64(&w, (uint64_t)rs->plateau_cooldown);
+    put_f64(&w, rs->select_best);
+    put_u64(&w, (uint64_t)rs->select_best_epoch);
+    put_u64(&w, (uint64_t)rs->select_bad_epochs);
     put_u32(&w, lp_crc32(buf, (size_t)(w.p - buf)));
     assert((size_t)(w.p - buf) == bytes);
     *out = buf;
@@ -281,16 +290,20 @@ lp_status lp_checkpoint_decode(const void *buf, size_t size, lp_checkpoint *out,
 {
     assert(out);
     memset(out, 0, sizeof *out);
-    if (!buf || size < HEADER_BYTES + TRAILER_BYTES)
+    if (!buf || size < HEADER_BYTES + TRAILER_BYTES_V1)
         return lp_error_set(err, LP_ERR_DATA, "corrupt checkpoint: %zu bytes is shorter than the smallest "
-                            "possible checkpoint (%u)", size, HEADER_BYTES + TRAILER_BYTES);
+                            "possible checkpoint (%u)", size, HEADER_BYTES + TRAILER_BYTES_V1);
     if (memcmp(buf, LP_CHECKPOINT_MAGIC, 4) != 0)
         return lp_error_set(err, LP_ERR_DATA, "not a loupe checkpoint (magic is not \"LPCK\")");
     reader r = {buf, (const unsigned char *)buf + 4, (const unsigned char *)buf + size - 4};
     uint32_t version = get_u32(&r);
-    if (version != LP_CHECKPOINT_VERSION)
+    if (version != 1 && version != LP_CHECKPOINT_VERSION)
         return lp_error_set(err, LP_ERR_DATA, "checkpoint format version %u is not supported (this loupe "
-                            "reads version %d)", version, LP_CHECKPOINT_VERSION);
+                            "reads versions 1 to %d)", version, LP_CHECKPOINT_VERSION);
+    const uint32_t resume_bytes = version == 1 ? RESUME_BYTES_V1 : RESUME_BYTES;
+    if (size < HEADER_BYTES + 8u + resume_bytes)
+        return lp_error_set(err, LP_ERR_DATA, "corrupt checkpoint: %zu bytes is shorter than the smallest "
+                            "possible version %u checkpoint (%u)", size, version, HEADER_BYTES + 8u + resume_bytes);
     /* The checksum first: it catches almost every accident in one pass. The
      * structural checks below still stand on their own (a forged CRC is easy). */
     reader tail = {buf, (const unsigned char *)buf + size - 4, (const unsigned char *)buf + size};
@@ -306,7 +319,7 @@ lp_status lp_checkpoint_decode(const void *buf, size_t size, lp_checkpoint *out,
                             "(limit %d each)", np, ns, LP_CHECKPOINT_MAX_TENSORS);
     /* Pass 1: validate and size; the resume record must remain at the end. */
     reader body = r;
-    body.end -= 4 + RESUME_BYTES;
+    body.end -= 4 + resume_bytes;
     size_t name_bytes = 0, floats = 0;
     for (uint32_t i = 0; i < np + ns; i++) {
         lp_status s = scan_tensor(&body, (int)i, &name_bytes, &floats, err);
@@ -317,9 +330,9 @@ lp_status lp_checkpoint_decode(const void *buf, size_t size, lp_checkpoint *out,
                             "at byte %zu", rd_left(&body), rd_off(&body));
     reader rs = {buf, body.end, (const unsigned char *)buf + size - 4};
     uint32_t rlen = get_u32(&rs);
-    if (rlen != RESUME_BYTES)
+    if (rlen != resume_bytes)
         return lp_error_set(err, LP_ERR_DATA, "corrupt checkpoint: resume record is %u bytes, expected %u",
-                            rlen, RESUME_BYTES);
+                            rlen, resume_bytes);
     /* Pass 2: copy into one block: floats, then the refs (8-aligned), then names. */
     size_t nt = (size_t)np + ns;
     size_t fbytes = (floats * sizeof(float) + 7) & ~(size_t)7;
@@ -346,6 +359,16 @@ lp_status lp_checkpoint_decode(const void *buf, size_t size, lp_checkpoint *out,
     for (int i = 0; i < 4; i++) out->resume.rng[i] = get_u64(&r);
     out->resume.lr = get_f64(&r);
     out->resume.schedule_pos = get_f64(&r);
+    if (version >= 2) {
+        out->resume.plateau_lr = get_f64(&r);
+        out->resume.plateau_best = get_f64(&r);
+        out->resume.plateau_bad_epochs = (int64_t)get_u64(&r);
+        out->resume.plateau_cooldown = (int64_t)get_u64(&r);
+        out->resume.select_best = get_f64(&r);
+        out->resume.select_best_epoch = (int64_t)get_u64(&r);
+        out->resume.select_bad_epochs = (int64_t)get_u64(&r);
+        out->resume.has_v2_state = true;
+    }
     out->version = (int)version;
     out->n_params = (int)np;
     out->params = refs;

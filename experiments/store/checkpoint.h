@@ -7,13 +7,16 @@
  *
  * Layout (all integers and floats little-endian; see docs/runs-db.md):
  *
- *   "LPCK"  u32 version (1)  u32 flags (0)  u32 n_params  u32 n_states
+ *   "LPCK"  u32 version (2; 1 is still read)  u32 flags (0)  u32 n_params  u32 n_states
  *   n_params + n_states tensors, each:
  *       u16 name_len (1..255)  name bytes (no NUL)
  *       u32 ndim (1..LP_MAX_DIMS)  u32 dims[ndim] (each >= 1)
  *       f32 data[prod(dims)]
- *   u32 resume_len (= 64)  resume record:
+ *   u32 resume_len (= 120; 64 in version 1)  resume record:
  *       i64 epoch  i64 step  u64 rng[4]  f64 lr  f64 schedule_pos
+ *       version 2 adds the plateau schedule's and early stopping's state:
+ *       f64 plateau_lr  f64 plateau_best  i64 plateau_bad_epochs  i64 plateau_cooldown
+ *       f64 select_best  i64 select_best_epoch  i64 select_bad_epochs
  *   u32 CRC-32 (zlib) of every byte before it
  *
  * The trainer speaks plain data: (name, shape, float *) triples that view its
@@ -37,7 +40,7 @@
 #include <stdint.h>
 
 #define LP_CHECKPOINT_MAGIC "LPCK"
-#define LP_CHECKPOINT_VERSION 1
+#define LP_CHECKPOINT_VERSION 2
 #define LP_CHECKPOINT_NAME_MAX 255
 #define LP_CHECKPOINT_MAX_TENSORS 65536
 
@@ -56,6 +59,13 @@ typedef struct lp_resume_state {
     uint64_t rng[4];       /* generator state (lp_rng.s) */
     double lr;             /* learning rate in force when saved */
     double schedule_pos;   /* schedule position (fractional epoch) */
+    /* version 2: ReduceLROnPlateau's lr, best, num_bad_epochs, cooldown_counter */
+    double plateau_lr, plateau_best;
+    int64_t plateau_bad_epochs, plateau_cooldown;
+    /* version 2: the best-epoch / early-stopping rule's best, its epoch, epochs since */
+    double select_best;
+    int64_t select_best_epoch, select_bad_epochs;
+    bool has_v2_state;     /* decoded from version 2 (not stored: the version says it) */
 } lp_resume_state;
 
 /* A decoded checkpoint: tensors own their names and data (one allocation). */
