@@ -71,6 +71,8 @@ struct lp_node {
     bool needs_grad;             /* its output gradient is needed */
     bool folded;                 /* absorbed by its consumer: never run, no buffers */
     lp_node *absorbed;           /* the node folded into this one's input 0, or NULL */
+    bool out_applied;            /* its consumer applies its output itself (lp_node_out_applied) */
+    bool applies_input;          /* applies input 0's output from that node's input */
     bool grad_written;           /* build-time: some consumer already writes its gradient */
     int index;                   /* position in topological order */
     /* planned per batch */
@@ -420,6 +422,8 @@ float *lp_node_param_grad(const lp_node *n, int k)
 void *lp_node_scratch(const lp_node *n) { return n->scratch; }
 int lp_node_training(const lp_node *n) { return n->g->training; }
 int lp_node_input_relu(const lp_node *n) { return n->absorbed != NULL; }
+int lp_node_out_applied(const lp_node *n) { return n->out_applied; }
+lp_node *lp_node_input_applied(const lp_node *n) { return n->applies_input ? n->in[0] : NULL; }
 const int32_t *lp_node_labels(const lp_node *n) { return n->g->labels; }
 int lp_node_threads(const lp_node *n) { return n->g->op_threads ? n->g->op_threads : lp_threads(); }
 int lp_node_batch_total(const lp_node *n) { return n->g->batch_total; }
@@ -688,6 +692,23 @@ static void fold_nodes(lp_graph *g)
         r->folded = true;
         m->absorbed = r;
         m->in[0] = r->in[0];
+    }
+    /* Then let a consumer apply its producer's output from the producer's input
+     * (max-pool after batch norm, ReLU folded or not): the producer still runs (its
+     * statistics, its backward) but writes no output. */
+    for (int i = 1; i < g->n_nodes; i++) {
+        lp_node *m = g->nodes[i];
+        lp_node *p = m->n_in == 1 ? m->in[0] : NULL;
+        if (!p || !p->op || p->n_in != 1 || p->folded || p == g->output || p == g->final ||
+            !lp_op_applies(m->op, p->op))
+            continue;
+        int consumers = 0;
+        for (int j = 1; j < g->n_nodes; j++)
+            if (!g->nodes[j]->folded)
+                for (int k = 0; k < g->nodes[j]->n_in; k++) consumers += g->nodes[j]->in[k] == p;
+        if (consumers != 1) continue;
+        p->out_applied = true;
+        m->applies_input = true;
     }
 }
 
@@ -1230,7 +1251,11 @@ size_t lp_graph_param_offset(const lp_graph *g, int k) { return g->param_table[k
 
 int lp_graph_num_nodes(const lp_graph *g) { return g->n_nodes; }
 const char *lp_graph_node_name(const lp_graph *g, int i) { return g->nodes[i]->name; }
-const float *lp_graph_node_output(const lp_graph *g, int i) { return g->nodes[i]->folded ? NULL : g->nodes[i]->out; }
+const float *lp_graph_node_output(const lp_graph *g, int i)
+{
+    const lp_node *n = g->nodes[i];
+    return n->folded || n->out_applied ? NULL : n->out;
+}
 const char *lp_graph_node_op(const lp_graph *g, int i) { return g->nodes[i]->op ? g->nodes[i]->op->name : "input"; }
 lp_shape lp_graph_node_shape(const lp_graph *g, int i) { return g->nodes[i]->out_shape; }
 

@@ -137,7 +137,8 @@ long long lp_graph_node_params(const lp_graph *g, int i);  /* parameter count */
 long long lp_graph_node_buffers(const lp_graph *g, int i); /* buffer values (non-trainable) */
 /* Node i's output for the samples of the last lp_graph_forward, [n, shape] (what
  * `loupe viz maps` draws); NULL for a node folded into its consumer (a ReLU before a
- * max-pool: build with LOUPE_NO_FOLD=1 set to keep every node's output). */
+ * max-pool) or whose output its consumer computes itself (a batch norm before a
+ * max-pool): build with LOUPE_NO_FOLD=1 set to keep every node's output. */
 const float *lp_graph_node_output(const lp_graph *g, int i);
 
 /* Per-node time of forward and backward, accumulated while profiling is on. */

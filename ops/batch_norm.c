@@ -26,6 +26,7 @@
  * / invstd) and one for dx = a * dy + b * (x - mean) + c per channel: loops a
  * compiler vectorizes. Sums are float along a row of H*W, double across rows.
  */
+#include "batch_norm.h"
 #include "loupe_op.h"
 
 #include "compute.h"
@@ -33,12 +34,15 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct bn_state {
     int C;            /* channels (features) */
     long inner;       /* values per channel per sample: H*W, or 1 */
     float momentum, eps;
     int affine;       /* weight and bias present */
+    int two_pass;     /* LOUPE_BN_TWO_PASS=1: never channel by channel (to compare, in tests) */
 } bn_state;
 
 /* scratch (planned once, per lane): mean [C] and invstd [C] from forward to
@@ -70,6 +74,8 @@ static lp_status bn_setup(lp_node *n)
                                  st->momentum);
     if (!(st->eps >= 0.0f))
         return lp_node_fail_attr(n, "epsilon", "epsilon must be >= 0, got %g", st->eps);
+    const char *two = getenv("LOUPE_BN_TWO_PASS");
+    st->two_pass = two && *two && strcmp(two, "0") != 0;
     st->C = s.dims[0];
     st->inner = 1;
     for (int i = 1; i < s.ndim; i++) st->inner *= s.dims[i];
@@ -111,16 +117,7 @@ static void channel_sums(const float *a, const float *ka, const float *b, const 
         for (int i = 0; i < N; i++) {
             const float *ar = a + ((size_t)i * C + c) * inner;
             const float *br = b ? b + ((size_t)i * C + c) * inner : ar;
-            const float cbb = b ? cb : ca;
-            float r1 = 0, r2 = 0; /* a row of H*W: float is plenty, double across rows */
-#pragma omp simd reduction(+ : r1, r2)
-            for (long k = 0; k < inner; k++) {
-                float u = ar[k] - ca;
-                r1 += u;
-                r2 += u * (br[k] - cbb);
-            }
-            s1[c] += r1;
-            s2[c] += r2;
+            lp_batch_norm_row_sums(ar, ca, br, b ? cb : ca, inner, &s1[c], &s2[c]);
         }
     }
 }
@@ -140,9 +137,7 @@ static void channel_affine(const float *x, const float *mean, const float *scale
         for (int c = c0; c < c1; c++) {
             const float *xr = x + ((size_t)i * C + c) * inner;
             float *yr = out + ((size_t)i * C + c) * inner;
-            const float mu = mean[c], a = scale[c], b = shift[c];
-#pragma omp simd
-            for (long k = 0; k < inner; k++) yr[k] = (xr[k] - mu) * a + b;
+            lp_batch_norm_row(xr, yr, inner, mean[c], scale[c], shift[c]);
         }
     }
 }
@@ -169,13 +164,7 @@ static void channel_input_grad(const float *dy, const float *x, const float *mea
         for (int c = c0; c < c1; c++) {
             const size_t r = ((size_t)i * C + c) * inner;
             const float a = ka[c], b = kb[c], k = kc[c], mu = mean[c];
-            if (acc) {
-#pragma omp simd
-                for (long j = 0; j < inner; j++) dx[r + j] += a * dy[r + j] + b * (x[r + j] - mu) + k;
-            } else {
-#pragma omp simd
-                for (long j = 0; j < inner; j++) dx[r + j] = a * dy[r + j] + b * (x[r + j] - mu) + k;
-            }
+            lp_batch_norm_row_grad(dy + r, x + r, dx + r, inner, acc, mu, a, b, k);
         }
     }
 }
@@ -189,6 +178,97 @@ static int team_for(const lp_node *n, const bn_state *st, int N)
     return t < st->C ? t : st->C;
 }
 
+/* Channel c's pivot: the mean of its first row in this slice, within a few
+ * standard deviations of the batch mean, so that the float sums of squares around
+ * it do not cancel when the mean is far from 0. */
+static float channel_pivot(const float *x, long inner, int c)
+{
+    const float *row = x + (size_t)c * inner;
+    double t = 0;
+    for (long k = 0; k < inner; k++) t += row[k];
+    return (float)(t / (double)inner);
+}
+
+/* Channel c's sums around its pivot (s1 = sum u, s2 = sum u^2, over `local`
+ * values) -> the sum and M2 + n * mean^2 of the slice, which do not depend on the
+ * pivot, so the lanes' can be added (Chan et al.'s parallel variance). */
+static void channel_uncentre(double *sums, int C, int c, float pivot, double local)
+{
+    double u1 = sums[c], u2 = sums[C + c], slice_mean = pivot + u1 / local;
+    sums[c] = local * slice_mean;
+    sums[C + c] = (u2 - u1 * u1 / local) + local * slice_mean * slice_mean;
+}
+
+/* Channel c's mean, invstd and affine coefficients from the whole batch's sums
+ * (training, m values) or the running statistics (eval); the running statistics
+ * move when `update`. */
+static void channel_coefs(lp_node *n, const bn_state *st, int c, const double *sums, double m, int training,
+                          int update)
+{
+    const int C = st->C;
+    const float *w = st->affine ? lp_node_param(n, 0) : NULL, *b = st->affine ? lp_node_param(n, 1) : NULL;
+    float *rmean = lp_node_buffer(n, 0), *rvar = lp_node_buffer(n, 1);
+    double mu, var;
+    if (training) {
+        mu = sums[c] / m;
+        var = sums[C + c] / m - mu * mu;
+        if (var < 0) var = 0; /* rounding */
+    } else {
+        mu = rmean[c];
+        var = rvar[c];
+    }
+    double is = 1.0 / sqrt(var + (double)st->eps);
+    mean_of(n)[c] = (float)mu;
+    invstd_of(n, C)[c] = (float)is;
+    coef_of(n, C, 0)[c] = (float)(w ? w[c] * is : is);
+    coef_of(n, C, 1)[c] = b ? b[c] : 0.0f;
+    if (update) {
+        double unbiased = m > 1 ? var * m / (m - 1) : var;
+        rmean[c] = (float)((1.0 - st->momentum) * rmean[c] + st->momentum * mu);
+        rvar[c] = (float)((1.0 - st->momentum) * rvar[c] + st->momentum * unbiased);
+    }
+}
+
+/* Channel c's backward coefficients: dx = ka * dy + kb * (x - mean) + kc. */
+static void channel_grad_coefs(lp_node *n, const bn_state *st, int c, const double *sums, double m)
+{
+    const int C = st->C;
+    const float *w = st->affine ? lp_node_param(n, 0) : NULL;
+    double is = invstd_of(n, C)[c], a = (w ? w[c] : 1.0) * is;
+    /* sum dy * xhat = invstd * sum dy * (x - mean) */
+    coef_of(n, C, 0)[c] = (float)a;
+    coef_of(n, C, 1)[c] = (float)(-a * is * is * sums[C + c] / m);
+    coef_of(n, C, 2)[c] = (float)(-a * sums[c] / m);
+}
+
+/* This slice's share of channel c's parameter gradients (the graph adds the lanes'). */
+static void channel_param_grads(lp_node *n, const bn_state *st, int c, const double *sums)
+{
+    if (!st->affine) return;
+    const int C = st->C;
+    lp_node_param_grad(n, 0)[c] += (float)(invstd_of(n, C)[c] * sums[C + c]);
+    lp_node_param_grad(n, 1)[c] += (float)sums[c];
+}
+
+/* Past this many bytes read by a first pass, a second whole pass would find them
+ * evicted from L2 (1-2 MiB per core on current x86; 2 MiB on the machine measured). */
+#define BN_CACHE_BYTES (2L << 20)
+
+/* Does this lane hold the whole batch, and would a whole pass over `tensors`
+ * tensors of it outgrow the cache? Then each channel's first pass (statistics or
+ * backward sums) and second (normalization or input gradient) run together, channel
+ * by channel: the second reads a channel's N * inner values (173 KB for MNIST's
+ * conv1 at batch 64) from the cache the first left them in, instead of the whole
+ * tensors again (2.8 MB of dy and x for conv1's backward). The same operations in
+ * the same order as the two whole passes: the same bits. Not when it fits: channel by
+ * channel, the second pass strides across samples (measured slower for conv2's
+ * 11 x 11 rows, 0.5 MB). Not with lanes: they meet between the passes. */
+static int channel_by_channel(const lp_node *n, const bn_state *st, int N, int tensors)
+{
+    const long bytes = (long)tensors * N * st->C * st->inner * (long)sizeof(float);
+    return !st->two_pass && st->inner > 1 && lp_node_batch_total(n) == N && bytes > BN_CACHE_BYTES;
+}
+
 static void bn_forward(lp_node *n)
 {
     const bn_state *st = lp_node_state(n);
@@ -196,25 +276,32 @@ static void bn_forward(lp_node *n)
     const long inner = st->inner;
     const float *x = lp_node_in(n, 0);   /* [N, C, inner] */
     float *y = lp_node_out(n);           /* [N, C, inner] */
-    float *mean = mean_of(n), *invstd = invstd_of(n, C);
-    float *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
+    float *mean = mean_of(n), *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
     double *sums = sums_of(n, C);        /* [2C]: sum x, sum x^2 (centred, then combined) */
-    const float *w = st->affine ? lp_node_param(n, 0) : NULL, *b = st->affine ? lp_node_param(n, 1) : NULL;
-    float *rmean = lp_node_buffer(n, 0), *rvar = lp_node_buffer(n, 1);
     const int team = team_for(n, st, N);
     const int training = lp_node_training(n);
-
+    const int update = training && lp_node_updates_buffers(n);
     const double local = (double)N * (double)inner;
-    if (training) {
-        /* Centre each channel on its first row's mean in this slice (within a few
-         * standard deviations of the batch mean), so the float sums of squares do
-         * not cancel when the mean is far from 0. */
-        for (int c = 0; c < C; c++) {
-            const float *row = x + (size_t)c * inner;
-            double t = 0;
-            for (long k = 0; k < inner; k++) t += row[k];
-            pivot[c] = (float)(t / (double)inner);
+    const int applied = lp_node_out_applied(n);
+
+    if (training && channel_by_channel(n, st, N, 1)) {
+#pragma omp parallel num_threads(team) if (team > 1)
+        {
+            int nt;
+            long c0, c1;
+            lp_thread_share(C, &nt, &c0, &c1);
+            for (int c = (int)c0; c < (int)c1; c++) {
+                pivot[c] = channel_pivot(x, inner, c);
+                channel_sums(x, pivot, NULL, NULL, N, C, inner, c, c + 1, sums, sums + C);
+                channel_uncentre(sums, C, c, pivot[c], local);
+                channel_coefs(n, st, c, sums, local, 1, update);
+                if (!applied) channel_affine(x, mean, scale, shift, y, N, C, inner, c, c + 1);
+            }
         }
+        return;
+    }
+    if (training) {
+        for (int c = 0; c < C; c++) pivot[c] = channel_pivot(x, inner, c);
 #pragma omp parallel num_threads(team) if (team > 1)
         {
             int nt;
@@ -222,38 +309,12 @@ static void bn_forward(lp_node *n)
             lp_thread_share(C, &nt, &c0, &c1);
             channel_sums(x, pivot, NULL, NULL, N, C, inner, (int)c0, (int)c1, sums, sums + C);
         }
-        /* The lanes' pivots differ: add up what does not depend on them, the sum
-         * and M2 + n * mean^2 of each slice (Chan et al.'s parallel variance). */
-        for (int c = 0; c < C; c++) {
-            double u1 = sums[c], u2 = sums[C + c], slice_mean = pivot[c] + u1 / local;
-            sums[c] = local * slice_mean;
-            sums[C + c] = (u2 - u1 * u1 / local) + local * slice_mean * slice_mean;
-        }
+        for (int c = 0; c < C; c++) channel_uncentre(sums, C, c, pivot[c], local);
         lp_node_batch_sum(n, sums, 2 * C);
     }
     const double m = (double)lp_node_batch_total(n) * (double)inner;
-    const int update = training && lp_node_updates_buffers(n);
-    for (int c = 0; c < C; c++) {
-        double mu, var;
-        if (training) {
-            mu = sums[c] / m;
-            var = sums[C + c] / m - mu * mu;
-            if (var < 0) var = 0; /* rounding */
-        } else {
-            mu = rmean[c];
-            var = rvar[c];
-        }
-        double is = 1.0 / sqrt(var + (double)st->eps);
-        mean[c] = (float)mu;
-        invstd[c] = (float)is;
-        scale[c] = (float)(w ? w[c] * is : is);
-        shift[c] = b ? b[c] : 0.0f;
-        if (update) {
-            double unbiased = m > 1 ? var * m / (m - 1) : var;
-            rmean[c] = (float)((1.0 - st->momentum) * rmean[c] + st->momentum * mu);
-            rvar[c] = (float)((1.0 - st->momentum) * rvar[c] + st->momentum * unbiased);
-        }
-    }
+    for (int c = 0; c < C; c++) channel_coefs(n, st, c, sums, m, training, update);
+    if (applied) return; /* the consumer normalizes as it reads (lp_node_out_applied) */
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
@@ -271,10 +332,30 @@ static void bn_backward(lp_node *n)
     const float *x = lp_node_in(n, 0);
     const float *dy = lp_node_out_grad(n);
     float *dx = lp_node_in_grad(n, 0);
-    const float *mean = mean_of(n), *invstd = invstd_of(n, C);
+    const float *mean = mean_of(n);
+    float *ka = coef_of(n, C, 0), *kb = coef_of(n, C, 1), *kc = coef_of(n, C, 2);
     double *sums = sums_of(n, C); /* [2C]: sum dy, sum dy * (x - mean) */
     const int team = team_for(n, st, N);
+    const int acc = dx ? lp_node_in_grad_accumulate(n, 0) : 0;
+    const double m = (double)lp_node_batch_total(n) * (double)inner;
 
+    if (lp_node_out_applied(n)) return; /* the max-pool after it did all (lp_batch_norm_sums_done) */
+    if (channel_by_channel(n, st, N, 2)) {
+#pragma omp parallel num_threads(team) if (team > 1)
+        {
+            int nt;
+            long c0, c1;
+            lp_thread_share(C, &nt, &c0, &c1);
+            for (int c = (int)c0; c < (int)c1; c++) {
+                channel_sums(dy, NULL, x, mean, N, C, inner, c, c + 1, sums, sums + C);
+                channel_param_grads(n, st, c, sums);
+                if (!dx) continue;
+                channel_grad_coefs(n, st, c, sums, m);
+                channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, c, c + 1);
+            }
+        }
+        return;
+    }
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
@@ -282,27 +363,10 @@ static void bn_backward(lp_node *n)
         lp_thread_share(C, &nt, &c0, &c1);
         channel_sums(dy, NULL, x, mean, N, C, inner, (int)c0, (int)c1, sums, sums + C);
     }
-    /* This slice's share of the parameter gradients (the graph adds the lanes'). */
-    if (st->affine) {
-        float *dw = lp_node_param_grad(n, 0), *db = lp_node_param_grad(n, 1);
-        for (int c = 0; c < C; c++) {
-            dw[c] += (float)(invstd[c] * sums[C + c]);
-            db[c] += (float)sums[c];
-        }
-    }
+    for (int c = 0; c < C; c++) channel_param_grads(n, st, c, sums);
     lp_node_batch_sum(n, sums, 2 * C);
     if (!dx) return;
-    const double m = (double)lp_node_batch_total(n) * (double)inner;
-    const float *w = st->affine ? lp_node_param(n, 0) : NULL;
-    float *ka = coef_of(n, C, 0), *kb = coef_of(n, C, 1), *kc = coef_of(n, C, 2);
-    for (int c = 0; c < C; c++) {
-        double is = invstd[c], a = (w ? w[c] : 1.0) * is;
-        /* sum dy * xhat = invstd * sum dy * (x - mean) */
-        ka[c] = (float)a;
-        kb[c] = (float)(-a * is * is * sums[C + c] / m);
-        kc[c] = (float)(-a * sums[c] / m);
-    }
-    const int acc = lp_node_in_grad_accumulate(n, 0);
+    for (int c = 0; c < C; c++) channel_grad_coefs(n, st, c, sums, m);
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
@@ -310,6 +374,39 @@ static void bn_backward(lp_node *n)
         lp_thread_share(C, &nt, &c0, &c1);
         channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, (int)c0, (int)c1);
     }
+}
+
+double *lp_batch_norm_grad_sums(const lp_node *bn, const float **mean)
+{
+    const bn_state *st = lp_node_state(bn);
+    double *sums = sums_of(bn, st->C);
+    for (int c = 0; c < 2 * st->C; c++) sums[c] = 0;
+    *mean = mean_of(bn);
+    return sums;
+}
+
+int lp_batch_norm_sums_done(lp_node *bn, const float **ka, const float **kb, const float **kc)
+{
+    const bn_state *st = lp_node_state(bn);
+    const int C = st->C;
+    double *sums = sums_of(bn, C);
+    for (int c = 0; c < C; c++) channel_param_grads(bn, st, c, sums);
+    lp_node_batch_sum(bn, sums, 2 * C);
+    if (!lp_node_in_grad(bn, 0)) return 0;
+    const double m = (double)lp_node_batch_total(bn) * (double)st->inner;
+    for (int c = 0; c < C; c++) channel_grad_coefs(bn, st, c, sums, m);
+    *ka = coef_of(bn, C, 0);
+    *kb = coef_of(bn, C, 1);
+    *kc = coef_of(bn, C, 2);
+    return 1;
+}
+
+void lp_batch_norm_coefs(const lp_node *bn, const float **mean, const float **scale, const float **shift)
+{
+    const bn_state *st = lp_node_state(bn);
+    *mean = mean_of(bn);
+    *scale = coef_of(bn, st->C, 0);
+    *shift = coef_of(bn, st->C, 1);
 }
 
 static const lp_attr_doc bn_attrs[] = {

@@ -79,14 +79,22 @@ static void dropout_forward(lp_node *n)
     const uint64_t seed = lp_node_batch_seed(n);
     const uint64_t first = (uint64_t)lp_node_sample_offset(n) * per_sample(n);
     const float scale = 1.0f / (1.0f - st->rate);
+    const uint64_t threshold = st->threshold;
     for (size_t w = 0; w < (count + 63) / 64; w++) {
         size_t i0 = 64 * w, i1 = i0 + 64 < count ? i0 + 64 : count;
-        uint64_t word = 0;
-        for (size_t i = i0; i < i1; i++) {
-            int k = kept(seed, first + i, st->threshold);
-            y[i] = k ? x[i] * scale : 0.0f;
-            word |= (uint64_t)k << (i - i0);
+        /* the hashes a vector at a time (64-bit multiplies: AVX-512DQ), then the word */
+        const int len = (int)(i1 - i0);
+        const uint64_t e0 = first + i0;
+        const float *xw = x + i0;
+        float *yw = y + i0;
+        uint64_t keep[64];
+#pragma omp simd
+        for (int j = 0; j < len; j++) {
+            keep[j] = (uint64_t)kept(seed, e0 + (uint64_t)j, threshold);
+            yw[j] = keep[j] ? xw[j] * scale : 0.0f;
         }
+        uint64_t word = 0;
+        for (int j = 0; j < len; j++) word |= keep[j] << j;
         bits[w] = word;
     }
 }
@@ -101,9 +109,14 @@ static void dropout_backward(lp_node *n)
     const int acc = lp_node_in_grad_accumulate(n, 0);
     const size_t count = per_sample(n) * (size_t)lp_node_batch(n);
     const float scale = 1.0f / (1.0f - st->rate);
-    for (size_t i = 0; i < count; i++) {
-        float g = (bits[i / 64] >> (i % 64)) & 1 ? dy[i] * scale : 0.0f;
-        lp_grad_put(&dx[i], acc, g);
+    for (size_t w = 0; w < (count + 63) / 64; w++) {
+        const size_t i0 = 64 * w, i1 = i0 + 64 < count ? i0 + 64 : count;
+        const uint64_t word = bits[w];
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++) {
+            float g = (word >> (i - i0)) & 1 ? dy[i] * scale : 0.0f;
+            lp_grad_put(&dx[i], acc, g);
+        }
     }
 }
 

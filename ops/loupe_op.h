@@ -160,6 +160,13 @@ int lp_node_training(const lp_node *n);              /* 1 in training, 0 in eval
  * the registry lists in lp_op_absorbs only): input 0 is then the ReLU's input x,
  * and the op must read max(x, 0) and pass a gradient only where x > 0. */
 int lp_node_input_relu(const lp_node *n);
+/* Built-in pairs the registry lists in lp_op_applies (max-pool after batch norm):
+ * lp_node_out_applied(producer) is 1 when its only consumer computes the producer's
+ * output itself, from the producer's input, so the producer need not write it, and
+ * runs the producer's backward within its own (the producer's backward does nothing);
+ * lp_node_input_applied(consumer) is then that producer (else NULL). */
+int lp_node_out_applied(const lp_node *n);
+lp_node *lp_node_input_applied(const lp_node *n);
 const int32_t *lp_node_labels(const lp_node *n);     /* [N] class labels, or NULL */
 /* A seed unique to this node and step, for seeded randomness (dropout). */
 uint64_t lp_node_step_seed(const lp_node *n);

@@ -98,6 +98,11 @@ int lp_op_absorbs(const lp_op *consumer, const lp_op *producer)
     return consumer == &lp_op_maxpool && producer == &lp_op_relu;
 }
 
+int lp_op_applies(const lp_op *consumer, const lp_op *producer)
+{
+    return consumer == &lp_op_maxpool && producer == &lp_op_batch_norm;
+}
+
 int lp_op_count(void)
 {
     lp_registry_init();

@@ -27,6 +27,14 @@ const lp_op *lp_op_find(const char *name);
  * forward and backward. */
 int lp_op_absorbs(const lp_op *consumer, const lp_op *producer);
 
+/* Whether `consumer`, reading `producer`'s output as its only input, can compute
+ * that output itself from the producer's input (see lp_node_out_applied): the
+ * producer's forward still runs, without writing its output, and the consumer's
+ * backward does the producer's too. Built-in pairs only: max-pool after batch norm,
+ * which saves batch norm's normalization pass (a write and a read of the activation)
+ * and, backward, the writing and reading of batch norm's output gradient. */
+int lp_op_applies(const lp_op *consumer, const lp_op *producer);
+
 /* Number of registered ops, and the i-th with where it came from. */
 int lp_op_count(void);
 const lp_op *lp_op_at(int i, const char **origin);

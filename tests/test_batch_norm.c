@@ -178,6 +178,59 @@ Test(batch_norm, dense_output_forward_backward) { check_training(lp_shape1(7), 5
 Test(batch_norm, two_samples_of_features) { check_training(lp_shape1(3), 2, 13); }
 /* Above the op's threading threshold: channels split over two threads. */
 Test(batch_norm, large_conv_output_on_two_threads) { check_training(lp_shape3(4, 40, 40), 12, 14); }
+/* One training step of a lone batch norm on x with output gradient r: its output,
+ * input gradient, parameter gradients and running statistics, concatenated. */
+static float *bn_step(lp_shape in, int N, const float *x, const float *r, long *count)
+{
+    lp_graph *g = build_bn(in, NULL, N);
+    const int C = in.dims[0];
+    const long len = (long)N * (long)lp_shape_numel(in);
+    lp_rng rng;
+    lp_rng_seed(&rng, 21);
+    fill(&rng, lp_graph_params(g), 2 * C, 0.5, 1.0);
+    *count = 2 * len + 4L * C;
+    float *out = malloc((size_t)*count * sizeof *out);
+    lp_graph_forward(g, x, NULL, N, true);
+    lp_graph_backward(g, r);
+    memcpy(out, lp_graph_final(g), (size_t)len * sizeof *out);
+    memcpy(out + len, lp_graph_input_grad(g), (size_t)len * sizeof *out);
+    memcpy(out + 2 * len, lp_graph_grads(g), (size_t)2 * C * sizeof *out);
+    memcpy(out + 2 * len + 2 * C, lp_graph_buffers(g), (size_t)2 * C * sizeof *out);
+    lp_graph_free(g);
+    return out;
+}
+
+/* Past 2 MiB a tensor (2.4 MB here), forward and backward run channel by channel,
+ * each channel's second pass straight after its first (see channel_by_channel):
+ * the same operations in the same order as the two whole passes, so the same bits.
+ * (The two-pass path is checked against the references above.) */
+Test(batch_norm, channel_by_channel_matches_two_passes_bit_for_bit)
+{
+    const lp_shape in = lp_shape3(3, 64, 64);
+    const int N = 48;
+    const long len = N * 3L * 64 * 64;
+    float *x = malloc((size_t)len * sizeof *x), *r = malloc((size_t)len * sizeof *r);
+    lp_rng rng;
+    lp_rng_seed(&rng, 16);
+    fill(&rng, x, len, 2.0, 3.0);
+    fill(&rng, r, len, 1.0, 0.0);
+    long n1, n2;
+    float *fused = bn_step(in, N, x, r, &n1);
+    setenv("LOUPE_BN_TWO_PASS", "1", 1);
+    float *passes = bn_step(in, N, x, r, &n2);
+    unsetenv("LOUPE_BN_TWO_PASS");
+    cr_assert_eq(n1, n2);
+    long differ = 0, first = -1;
+    for (long i = 0; i < n1; i++)
+        if (memcmp(&fused[i], &passes[i], sizeof(float)) != 0) {
+            if (first < 0) first = i;
+            differ++;
+        }
+    cr_expect_eq(differ, 0, "%ld of %ld values differ, the first at %ld (%.9g vs %.9g)", differ, n1, first,
+                 first >= 0 ? fused[first] : 0.0, first >= 0 ? passes[first] : 0.0);
+    free(x); free(r); free(fused); free(passes);
+}
+
 /* A mean 1000 times its spread: centring keeps the variance right. */
 Test(batch_norm, far_from_zero_mean) { check_training_at(lp_shape3(2, 6, 6), 4, 15, 0.01, 10.0); }
 
@@ -306,6 +359,87 @@ static void check_torch(const bn_ref_case *t)
 Test(batch_norm, matches_pytorch_training_mode)
 {
     for (size_t i = 0; i < sizeof bn_ref_cases / sizeof bn_ref_cases[0]; i++) check_torch(&bn_ref_cases[i]);
+}
+
+/* ---- max-pool applying batch norm (lp_op_applies) --------------------------- */
+
+/* Each max-pool kernel after a batch norm: conv1's 26 x 26 planes (2x2 windows, with
+ * a folded ReLU), conv2's 11 x 11 (row pairs spanning planes, no ReLU), and general
+ * windows (2x2 stride 1, with a ReLU). */
+static lp_graph *build_pooled_net(int fold)
+{
+    if (fold) unsetenv("LOUPE_NO_FOLD");
+    else setenv("LOUPE_NO_FOLD", "1", 1);
+    lp_model_spec s = {.input = lp_shape3(1, 28, 28)};
+    const char *in[1];
+#define ADD(name, op, from, a)                                          \
+    do {                                                                \
+        in[0] = from;                                                   \
+        cr_assert_eq(lp_model_spec_add(&s, name, op, in, 1, a), LP_OK); \
+    } while (0)
+    ADD("conv1", "conv2d", "input", attrs_kv("filters", "4", "kernel", "3"));
+    ADD("bn1", "batch_norm", "conv1", NULL);
+    ADD("relu1", "relu", "bn1", NULL);
+    ADD("pool1", "maxpool", "relu1", attrs_kv("size", "2", NULL, NULL));
+    ADD("conv2", "conv2d", "pool1", attrs_kv("filters", "3", "kernel", "3"));
+    ADD("bn2", "batch_norm", "conv2", NULL);
+    ADD("pool2", "maxpool", "bn2", attrs_kv("size", "2", NULL, NULL));
+    ADD("conv3", "conv2d", "pool2", attrs_kv("filters", "2", "kernel", "2"));
+    ADD("bn3", "batch_norm", "conv3", NULL);
+    ADD("relu3", "relu", "bn3", NULL);
+    ADD("pool3", "maxpool", "relu3", attrs_kv("size", "2", "stride", "1"));
+    ADD("flat", "flatten", "pool3", NULL);
+    ADD("fc", "dense", "flat", attrs_kv("units", "5", NULL, NULL));
+#undef ADD
+    s.loss = strdup("softmax_cross_entropy");
+    lp_graph *g = NULL;
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_build(&s, &g, &err), LP_OK, "%s", err.msg);
+    unsetenv("LOUPE_NO_FOLD");
+    lp_model_spec_free(&s);
+    lp_graph_init_params(g, 4);
+    return g;
+}
+
+/* Max-pool normalizing batch norm's input itself gives the same bits as batch norm
+ * writing its output and max-pool reading it (LOUPE_NO_FOLD=1): training steps
+ * (loss, gradients, running statistics) and evaluation. */
+Test(batch_norm, maxpool_applying_batch_norm_gives_the_same_bits)
+{
+    enum { NB = 6 };
+    static float x[NB * 28 * 28];
+    int32_t y[NB];
+    lp_rng rng;
+    lp_rng_seed(&rng, 31);
+    fill(&rng, x, NB * 28 * 28, 1.0, 0.3);
+    for (int i = 0; i < NB; i++) y[i] = i % 5;
+    lp_graph *a = build_pooled_net(1), *b = build_pooled_net(0);
+    lp_error err = {0};
+    cr_assert_eq(lp_graph_plan(a, NB, &err), LP_OK, "%s", err.msg);
+    cr_assert_eq(lp_graph_plan(b, NB, &err), LP_OK, "%s", err.msg);
+    const size_t P = lp_graph_param_floats(a), B = lp_graph_buffer_floats(a);
+    for (int step = 0; step < 3; step++) {
+        float la = lp_graph_forward(a, x, y, NB, true), lb = lp_graph_forward(b, x, y, NB, true);
+        cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "step %d: loss %.9g applied, %.9g not", step, la, lb);
+        memset(lp_graph_grads(a), 0, P * sizeof(float));
+        memset(lp_graph_grads(b), 0, P * sizeof(float));
+        lp_graph_backward(a, NULL);
+        lp_graph_backward(b, NULL);
+        cr_assert_eq(memcmp(lp_graph_grads(a), lp_graph_grads(b), P * sizeof(float)), 0,
+                     "step %d: parameter gradients differ", step);
+        cr_assert_eq(memcmp(lp_graph_buffers(a), lp_graph_buffers(b), B * sizeof(float)), 0,
+                     "step %d: running statistics differ", step);
+        float *pa = lp_graph_params(a), *pb = lp_graph_params(b); /* move: other statistics next step */
+        for (size_t i = 0; i < P; i++) {
+            pa[i] -= 0.1f * lp_graph_grads(a)[i];
+            pb[i] -= 0.1f * lp_graph_grads(b)[i];
+        }
+    }
+    float la = lp_graph_forward(a, x, y, NB, false), lb = lp_graph_forward(b, x, y, NB, false);
+    cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "evaluation: loss %.9g applied, %.9g not", la, lb);
+    cr_assert_eq(memcmp(lp_graph_logits(a), lp_graph_logits(b), NB * 5 * sizeof(float)), 0, "evaluation logits");
+    lp_graph_free(a);
+    lp_graph_free(b);
 }
 
 /* ---- lanes ---------------------------------------------------------------- */

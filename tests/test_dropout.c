@@ -65,6 +65,18 @@ Test(dropout, training_keeps_and_scales_eval_is_identity)
         kept++;
         cr_assert_float_eq(y[i], x[i] / 0.7f, 1e-6f * y[i], "kept element %ld is x / (1 - rate)", i);
     }
+    /* The mask is the documented hash of (run seed, step, node, element), written
+     * out here again: a faster kernel must not change which elements a run drops
+     * (resumed runs and reruns depend on it). */
+    const uint64_t node_seed = lp_rng_derive(lp_rng_derive(42, 0xD50B), 7 * 1024u + 1);
+    const uint64_t threshold = (uint64_t)((double)0.3f * 0x1.0p53);
+    for (long i = 0; i < LEN; i++) {
+        uint64_t z = node_seed + (uint64_t)i * 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        cr_assert_eq(y[i] != 0.0f, (z >> 11) >= threshold, "element %ld: kept by the hash, and only then", i);
+    }
     /* 2400 Bernoulli(0.7) draws: mean 1680, sd 22.4; 5 sd either way. */
     cr_assert(kept > 1680 - 112 && kept < 1680 + 112, "kept %ld of %d, expected about 1680", kept, LEN);
     lp_graph_backward(g, dy);
