@@ -862,7 +862,9 @@ static pid_t dead_child(bool zombie)
     pid_t pid = fork();
     if (pid == 0) _exit(0);
     if (zombie) {
-        usleep(100000);
+        /* Wait for the exit without reaping it (a sleep raced a loaded machine). */
+        siginfo_t si;
+        waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT);
         return pid;
     }
     waitpid(pid, NULL, 0);
