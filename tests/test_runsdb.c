@@ -8,6 +8,8 @@
 #include "runsdb.h"
 #include "sha256.h"
 
+#include "test_db.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -21,51 +23,6 @@
 #include <unistd.h>
 
 /* ---- helpers ---- */
-
-static char *tmp_db(void)
-{
-    char dir[] = "/tmp/loupe-db-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    chmod(dir, 0755);   /* the read-only test drops to an unprivileged user */
-    char *p = malloc(strlen(dir) + 16);
-    sprintf(p, "%s/runs.db", dir);
-    return p;
-}
-
-/* Remove the database, its WAL files and its directory. */
-static void rm_db(char *path)
-{
-    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[512];
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
-        unlink(p);
-    }
-    *strrchr(path, '/') = '\0';
-    rmdir(path);
-    free(path);
-}
-
-static long long q_int(const char *path, const char *sql)
-{
-    sqlite3 *h;
-    cr_assert_eq(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sql);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
-static void q_exec(const char *path, const char *sql)
-{
-    sqlite3 *h;
-    cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(h));
-    sqlite3_close(h);
-}
 
 static unsigned char *slurp(const char *path, size_t *n)
 {
