@@ -11,6 +11,7 @@
  * Forward keeps the decision as one bit per element for backward (like relu.c).
  */
 #include "loupe_op.h"
+#include "shape.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -20,13 +21,7 @@ typedef struct dropout_state {
     uint64_t threshold;   /* drop when the element's 53-bit hash < rate * 2^53 */
 } dropout_state;
 
-static size_t per_sample(const lp_node *n)
-{
-    lp_shape s = lp_node_out_shape(n);
-    size_t c = 1;
-    for (int i = 0; i < s.ndim; i++) c *= (size_t)s.dims[i];
-    return c;
-}
+static size_t per_sample(const lp_node *n) { return (size_t)lp_shape_numel(lp_node_out_shape(n)); }
 
 static lp_status dropout_setup(lp_node *n)
 {
