@@ -5,6 +5,8 @@
  *
  * Run from the repository root (the shipped configs are read from configs/).
  */
+#include "test_params.h"
+
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
@@ -385,18 +387,6 @@ static const bad_case bad_cases[] = {
     {MODEL "name: u\n", LP_ERR_CONFIG, "bad.yaml:8:1: duplicate key 'name'", "line 1, column 1"},
 };
 
-/* Criterion runs each parameter in a fresh process image (ASLR moves static data),
- * so parameters are indexes into the tables, never pointers. */
-static int indexes[128];
-
-static int *index_params(size_t n)
-{
-    assert(n <= sizeof indexes / sizeof indexes[0]);
-    for (size_t i = 0; i < n; i++) indexes[i] = (int)i;
-    return indexes;
-}
-
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 ParameterizedTestParameters(config, bad)
 {

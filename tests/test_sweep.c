@@ -3,6 +3,8 @@
  * mistake with its exact file:line:col - in the spec itself, and in a trial's
  * config (unknown path, wrong type) before any trial runs; and the runs-database
  * queries of a sweep (experiments/store/sweeps.c). */
+#include "test_params.h"
+
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
@@ -281,16 +283,6 @@ static const bad_case bad_cases[] = {
      "sw.yaml:11:32: sweep trial 2 (train.optimizer.momentum=0.9): ", "does not apply when train.optimizer.type is 'adam'"},
 };
 
-static int indexes[64];
-
-static int *index_params(size_t n)
-{
-    assert(n <= sizeof indexes / sizeof indexes[0]);
-    for (size_t i = 0; i < n; i++) indexes[i] = (int)i;
-    return indexes;
-}
-
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 ParameterizedTestParameters(sweep, bad)
 {
