@@ -13,7 +13,8 @@
 #  (b) All the while, SOAK_WRITERS (8) trainers (tests/fixtures/soak_writer.yaml:
 #      30 epochs of a few ms each, run after run, niced) and SOAK_READERS (2) readers
 #      (`loupe runs list` in a loop) use the same file: no "database is locked" (or
-#      busy) may surface anywhere, every writer run must complete, no read may fail.
+#      busy) may surface anywhere, every writer run must complete (it is then checked
+#      in the database and deleted, so the file stays small), no read may fail.
 #      Heartbeats every 0.5 s and a 1 s staleness threshold keep the crash sweep busy:
 #      killed runs are marked crashed between kills, live ones never.
 #  (c) SOAK_FAULTS (1) times each: the database on a full disk (a SOAK_FULL_KB KB
@@ -66,13 +67,25 @@ writer() { # K
     bad_runs=0
     while [ ! -e "$T/stop" ]; do
         n=$((n + 1))
+        : >"$T/w$1.del"
         nice -n 10 "$L" train tests/fixtures/soak_writer.yaml --set train.seed=$((1000 * $1 + n)) --db "$DB" \
             --threads 1 --quiet --json >"$T/w$1.out" 2>"$T/w$1.err"
         rc=$?
+        id=$(json_field run_id "$T/w$1.out")
         if [ $rc -ne 0 ] || [ "$(json_field status "$T/w$1.out")" != completed ]; then
             bad_runs=$((bad_runs + 1))
             { echo "writer $1 run $n: exit $rc"; cat "$T/w$1.err"; } >>"$T/writers.fail"
+        elif [ "$(sq "SELECT status || ' ' || epochs_done FROM runs WHERE id = $id")" != "completed 30" ]; then
+            bad_runs=$((bad_runs + 1))
+            echo "writer $1 run $n (run $id): the database does not say completed after 30 epochs" >>"$T/writers.fail"
+        # Checked complete, so deleted, as the victims' runs are: kept, thousands of
+        # runs and their evaluation rows grew the file past 1 GB in half an hour, and
+        # every kill's integrity_check reads it whole.
+        elif ! "$L" runs delete "$id" --db "$DB" >/dev/null 2>"$T/w$1.del"; then
+            bad_runs=$((bad_runs + 1))
+            { echo "writer $1 run $n: delete run $id"; cat "$T/w$1.del"; } >>"$T/writers.fail"
         fi
+        grep -E "$LOCKED" "$T/w$1.del" >>"$T/locked.log"
         grep -E "$LOCKED" "$T/w$1.err" >>"$T/locked.log"
         echo "$n $bad_runs" >"$T/w$1.count"
     done
