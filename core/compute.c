@@ -60,6 +60,13 @@ double lp_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double lp_thread_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* OpenBLAS's BUFFER_SIZE on x86-64 (32 << 22), plus room for malloc's bookkeeping. */
 #define BLAS_BUFFER_BYTES ((size_t)128 << 20)
 

@@ -31,6 +31,8 @@ int lp_thread_share(long count, int *nt, long *lo, long *hi);
 
 /* Monotonic wall-clock time in seconds (profiles, progress, benchmarks). */
 double lp_seconds(void);
+/* CPU time of the calling thread (on a shared machine, what a piece of work cost). */
+double lp_thread_seconds(void);
 
 /* OpenBLAS (0.3.21, Debian 12) takes a 128 MB work buffer at the first GEMM and,
  * when that allocation fails, retries forever (OpenMathLib/OpenBLAS#5289): a

@@ -107,6 +107,7 @@ struct lp_graph {
     const int32_t *labels;
     bool training;
     bool profile;
+    bool profile_cpu;  /* LOUPE_PROFILE_CLOCK=cpu: the lane thread's CPU time, not the wall clock */
     uint64_t seed, step;
     int sample_base;   /* index in the whole batch of this run's first sample */
     int batch_offset;  /* index in the global batch of this process's first (MPI shard) */
@@ -869,6 +870,10 @@ void lp_graph_init_params(lp_graph *g, uint64_t seed)
 
 /* ---- plan and run ------------------------------------------------------- */
 
+/* The profile's clock: wall time, or with LOUPE_PROFILE_CLOCK=cpu the lane thread's
+ * CPU time (OpenMP workers not counted), which a busy machine distorts less. */
+static double profile_now(const lp_graph *g) { return g->profile_cpu ? lp_thread_seconds() : lp_seconds(); }
+
 static size_t node_bytes(const lp_node *n, int batch, bool is_input)
 {
     if (n->folded) return 0;
@@ -933,9 +938,9 @@ static double forward_sum(lp_graph *g, const float *x, const int32_t *labels, in
     for (int i = 1; i < g->n_nodes; i++) {
         lp_node *nd = g->nodes[i];
         if (nd->folded) continue;
-        double t0 = g->profile ? lp_seconds() : 0;
+        double t0 = g->profile ? profile_now(g) : 0;
         nd->op->forward(nd);
-        if (g->profile) nd->fwd_s += lp_seconds() - t0;
+        if (g->profile) nd->fwd_s += profile_now(g) - t0;
     }
     if (g->final == g->output) return 0.0;
     double sum = 0;
@@ -965,9 +970,9 @@ static void backward_from(lp_graph *g, const float *seed_grad, float seed_value)
     for (int i = g->n_nodes - 1; i > 0; i--) {
         lp_node *nd = g->nodes[i];
         if (!nd->needs_grad || nd->folded) continue;
-        double t0 = g->profile ? lp_seconds() : 0;
+        double t0 = g->profile ? profile_now(g) : 0;
         nd->op->backward(nd);
-        if (g->profile) nd->bwd_s += lp_seconds() - t0;
+        if (g->profile) nd->bwd_s += profile_now(g) - t0;
     }
 }
 
@@ -1022,6 +1027,7 @@ static lp_status lane_new(lp_graph *g, lp_graph **out, lp_error *err)
     lane->buffers = g->buffers;
     lane->shared_params = true;
     lane->profile = g->profile;
+    lane->profile_cpu = g->profile_cpu;
     lane->seed = g->seed;
     lane->step = g->step;
     *out = lane;
@@ -1269,9 +1275,11 @@ long long lp_graph_node_params(const lp_graph *g, int i)
 
 void lp_graph_set_profile(lp_graph *g, bool on)
 {
+    const char *clock = getenv("LOUPE_PROFILE_CLOCK");
     for (int r = 0; r < g->n_lanes; r++) {
         lp_graph *lane = g->lanes[r];
         lane->profile = on;
+        lane->profile_cpu = clock && strcmp(clock, "cpu") == 0;
         for (int i = 0; i < lane->n_nodes; i++) lane->nodes[i]->fwd_s = lane->nodes[i]->bwd_s = 0;
     }
 }

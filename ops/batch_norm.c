@@ -25,6 +25,8 @@
  * again one pass for the sums (of dy and dy * (x - mean), which is sum dy * xhat
  * / invstd) and one for dx = a * dy + b * (x - mean) + c per channel: loops a
  * compiler vectorizes. Sums are float along a row of H*W, double across rows.
+ * Followed by a max-pool, batch norm is applied by the max-pool (lp_op_applies):
+ * one pass over x forward and one backward, ops/maxpool.c says how.
  */
 #include "batch_norm.h"
 #include "loupe_op.h"
@@ -183,10 +185,7 @@ static int team_for(const lp_node *n, const bn_state *st, int N)
  * it do not cancel when the mean is far from 0. */
 static float channel_pivot(const float *x, long inner, int c)
 {
-    const float *row = x + (size_t)c * inner;
-    double t = 0;
-    for (long k = 0; k < inner; k++) t += row[k];
-    return (float)(t / (double)inner);
+    return lp_batch_norm_pivot(x + (size_t)c * inner, inner);
 }
 
 /* Channel c's sums around its pivot (s1 = sum u, s2 = sum u^2, over `local`
@@ -269,22 +268,34 @@ static int channel_by_channel(const lp_node *n, const bn_state *st, int N, int t
     return !st->two_pass && st->inner > 1 && lp_node_batch_total(n) == N && bytes > BN_CACHE_BYTES;
 }
 
-static void bn_forward(lp_node *n)
+/* Training statistics from this slice's sums around the pivots (channel_sums): the
+ * lanes' added, then each channel's coefficients; the running statistics move. */
+static void stats_done(lp_node *n, const bn_state *st, int N)
 {
-    const bn_state *st = lp_node_state(n);
-    const int N = lp_node_batch(n), C = st->C;
-    const long inner = st->inner;
-    const float *x = lp_node_in(n, 0);   /* [N, C, inner] */
-    float *y = lp_node_out(n);           /* [N, C, inner] */
-    float *mean = mean_of(n), *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
-    double *sums = sums_of(n, C);        /* [2C]: sum x, sum x^2 (centred, then combined) */
-    const int team = team_for(n, st, N);
-    const int training = lp_node_training(n);
-    const int update = training && lp_node_updates_buffers(n);
-    const double local = (double)N * (double)inner;
-    const int applied = lp_node_out_applied(n);
+    const int C = st->C;
+    double *sums = sums_of(n, C);
+    const float *pivot = coef_of(n, C, 2);
+    for (int c = 0; c < C; c++) channel_uncentre(sums, C, c, pivot[c], (double)N * (double)st->inner);
+    lp_node_batch_sum(n, sums, 2 * C);
+    const double m = (double)lp_node_batch_total(n) * (double)st->inner;
+    const int update = lp_node_updates_buffers(n);
+    for (int c = 0; c < C; c++) channel_coefs(n, st, c, sums, m, 1, update);
+}
 
-    if (training && channel_by_channel(n, st, N, 1)) {
+/* Training statistics of x, and the coefficients. Channel by channel (when the
+ * whole batch is here and outgrows the cache), y (unless NULL) is written in the
+ * same sweep, and 1 is returned; else 0 and y is still to be written. */
+static int training_stats(lp_node *n, const bn_state *st, int N, float *y)
+{
+    const int C = st->C;
+    const long inner = st->inner;
+    const float *x = lp_node_in(n, 0); /* [N, C, inner] */
+    float *mean = mean_of(n), *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1), *pivot = coef_of(n, C, 2);
+    double *sums = sums_of(n, C);      /* [2C]: sum x, sum x^2 (centred, then combined) */
+    const int team = team_for(n, st, N);
+    if (channel_by_channel(n, st, N, 1)) {
+        const double local = (double)N * (double)inner;
+        const int update = lp_node_updates_buffers(n);
 #pragma omp parallel num_threads(team) if (team > 1)
         {
             int nt;
@@ -295,32 +306,47 @@ static void bn_forward(lp_node *n)
                 channel_sums(x, pivot, NULL, NULL, N, C, inner, c, c + 1, sums, sums + C);
                 channel_uncentre(sums, C, c, pivot[c], local);
                 channel_coefs(n, st, c, sums, local, 1, update);
-                if (!applied) channel_affine(x, mean, scale, shift, y, N, C, inner, c, c + 1);
+                if (y) channel_affine(x, mean, scale, shift, y, N, C, inner, c, c + 1);
             }
         }
-        return;
+        return 1;
     }
-    if (training) {
-        for (int c = 0; c < C; c++) pivot[c] = channel_pivot(x, inner, c);
-#pragma omp parallel num_threads(team) if (team > 1)
-        {
-            int nt;
-            long c0, c1;
-            lp_thread_share(C, &nt, &c0, &c1);
-            channel_sums(x, pivot, NULL, NULL, N, C, inner, (int)c0, (int)c1, sums, sums + C);
-        }
-        for (int c = 0; c < C; c++) channel_uncentre(sums, C, c, pivot[c], local);
-        lp_node_batch_sum(n, sums, 2 * C);
-    }
-    const double m = (double)lp_node_batch_total(n) * (double)inner;
-    for (int c = 0; c < C; c++) channel_coefs(n, st, c, sums, m, training, update);
-    if (applied) return; /* the consumer normalizes as it reads (lp_node_out_applied) */
+    for (int c = 0; c < C; c++) pivot[c] = channel_pivot(x, inner, c);
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int nt;
         long c0, c1;
         lp_thread_share(C, &nt, &c0, &c1);
-        channel_affine(x, mean, scale, shift, y, N, C, inner, (int)c0, (int)c1);
+        channel_sums(x, pivot, NULL, NULL, N, C, inner, (int)c0, (int)c1, sums, sums + C);
+    }
+    stats_done(n, st, N);
+    return 0;
+}
+
+static void bn_forward(lp_node *n)
+{
+    const bn_state *st = lp_node_state(n);
+    const int N = lp_node_batch(n), C = st->C;
+    const float *x = lp_node_in(n, 0); /* [N, C, inner] */
+    float *y = lp_node_out(n);         /* [N, C, inner] */
+    const int applied = lp_node_out_applied(n);
+
+    if (lp_node_training(n)) {
+        /* Applied: the max-pool takes the statistics in its own pass over x
+         * (lp_batch_norm_stat_sums) or asks for them (lp_batch_norm_stats). */
+        if (applied || training_stats(n, st, N, y)) return;
+    } else {
+        for (int c = 0; c < C; c++) channel_coefs(n, st, c, NULL, 0, 0, 0);
+        if (applied) return; /* the consumer normalizes as it reads (lp_node_out_applied) */
+    }
+    const int team = team_for(n, st, N);
+    const float *mean = mean_of(n), *scale = coef_of(n, C, 0), *shift = coef_of(n, C, 1);
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int nt;
+        long c0, c1;
+        lp_thread_share(C, &nt, &c0, &c1);
+        channel_affine(x, mean, scale, shift, y, N, C, st->inner, (int)c0, (int)c1);
     }
 }
 
@@ -374,6 +400,32 @@ static void bn_backward(lp_node *n)
         lp_thread_share(C, &nt, &c0, &c1);
         channel_input_grad(dy, x, mean, ka, kb, kc, dx, acc, N, C, inner, (int)c0, (int)c1);
     }
+}
+
+double *lp_batch_norm_stat_sums(const lp_node *bn, float **pivot)
+{
+    const bn_state *st = lp_node_state(bn);
+    double *sums = sums_of(bn, st->C);
+    for (int c = 0; c < 2 * st->C; c++) sums[c] = 0;
+    *pivot = coef_of(bn, st->C, 2);
+    return sums;
+}
+
+void lp_batch_norm_stats_done(lp_node *bn) { stats_done(bn, lp_node_state(bn), lp_node_batch(bn)); }
+
+void lp_batch_norm_stats(lp_node *bn)
+{
+    training_stats(bn, lp_node_state(bn), lp_node_batch(bn), NULL);
+}
+
+int lp_batch_norm_monotone(const lp_node *bn)
+{
+    const bn_state *st = lp_node_state(bn);
+    if (!st->affine) return 1;
+    const float *w = lp_node_param(bn, 0);
+    for (int c = 0; c < st->C; c++)
+        if (!(w[c] >= 0.0f)) return 0;
+    return 1;
 }
 
 double *lp_batch_norm_grad_sums(const lp_node *bn, const float **mean)

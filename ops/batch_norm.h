@@ -1,13 +1,39 @@
 /* batch_norm.h - what max-pool needs to apply a batch norm's output itself
- * (lp_op_applies): batch norm then computes only its statistics, and max-pool
- * normalizes each plane into a cache-sized buffer before taking its windows,
- * instead of batch norm writing the whole activation and max-pool reading it back. */
+ * (lp_op_applies): batch norm then writes no output, max-pool pools its input and
+ * normalizes the windows' maxima, and in training takes batch norm's statistics in
+ * the same pass (ops/maxpool.c says how). */
 #ifndef LOUPE_BATCH_NORM_H
 #define LOUPE_BATCH_NORM_H
 
 #include "loupe_op.h"
 
-/* After bn's forward: per channel, y = (x - mean[c]) * scale[c] + shift[c]. */
+/* Training, when max-pool applies bn: bn's forward leaves its statistics to the
+ * max-pool. lp_batch_norm_stat_sums zeroes the sums [2C] and gives the pivots [C];
+ * max-pool sets pivot[c] = lp_batch_norm_pivot of channel c's plane of the slice's
+ * first sample, adds every plane of x with lp_batch_norm_row_sums(x, pivot[c], x,
+ * pivot[c]) sample by sample (bn's own order: the same bits), and calls
+ * lp_batch_norm_stats_done, which sets the coefficients (lp_batch_norm_coefs) and
+ * moves the running statistics. Or lp_batch_norm_stats has bn compute them itself. */
+double *lp_batch_norm_stat_sums(const lp_node *bn, float **pivot);
+void lp_batch_norm_stats_done(lp_node *bn);
+void lp_batch_norm_stats(lp_node *bn);
+
+/* 1 when no channel's scale is negative (no weight < 0): normalizing then keeps
+ * the order of a channel's values, so a window's maximum of bn's output is the
+ * normalized maximum of its input. */
+int lp_batch_norm_monotone(const lp_node *bn);
+
+/* The mean of a row, in double: the pivot around which a channel's values are
+ * summed, so that the float sums of squares do not cancel when its mean is far
+ * from 0. */
+static inline float lp_batch_norm_pivot(const float *row, long n)
+{
+    double t = 0;
+    for (long k = 0; k < n; k++) t += row[k];
+    return (float)(t / (double)n);
+}
+
+/* After bn's statistics: per channel, y = (x - mean[c]) * scale[c] + shift[c]. */
 void lp_batch_norm_coefs(const lp_node *bn, const float **mean, const float **scale, const float **shift);
 
 /* y[0..n) = (x - mean) * scale + shift: one row of a channel, the same expression
@@ -19,28 +45,42 @@ static inline void lp_batch_norm_row(const float *x, float *y, long n, float mea
 }
 
 /* Backward, when max-pool applies bn (it runs first and writes no gradient for
- * bn's output): lp_batch_norm_grad_sums zeroes the sums [2C] max-pool adds each row
- * of bn's output gradient dy into with lp_batch_norm_row_sums(dy, 0, x, mean[c]), in
- * the order of the rows (sample by sample); lp_batch_norm_sums_done then takes the
- * parameter gradients, adds the lanes' sums and returns 0 if bn's input needs no
- * gradient, else 1 and the coefficients for lp_batch_norm_row_grad. */
+ * bn's output): lp_batch_norm_grad_sums zeroes the sums [2C] of bn's output gradient
+ * dy and of dy * (x - mean[c]) per channel, which max-pool adds up from its pooled
+ * gradients, sample by sample; lp_batch_norm_sums_done then takes the parameter
+ * gradients, adds the lanes' sums and returns 0 if bn's input needs no gradient,
+ * else 1 and the coefficients for lp_batch_norm_row_grad. */
 double *lp_batch_norm_grad_sums(const lp_node *bn, const float **mean);
 int lp_batch_norm_sums_done(lp_node *bn, const float **ka, const float **kb, const float **kc);
 
 /* s1 += sum of (a - ka), s2 += sum of (a - ka) * (b - kb) over a row of n: float
- * along the row (plenty for H*W values), double across rows. */
+ * along the row (plenty for H*W values), in 16 lanes, double across rows. Lanes of
+ * our own: an `omp simd reduction` of floats ends each call with a 64-element
+ * scalar sum (GCC's lane arrays), which cost more than a short row. */
 static inline void lp_batch_norm_row_sums(const float *a, float ka, const float *b, float kb, long n, double *s1,
                                           double *s2)
 {
-    float r1 = 0, r2 = 0;
-#pragma omp simd reduction(+ : r1, r2)
-    for (long k = 0; k < n; k++) {
-        float u = a[k] - ka;
-        r1 += u;
-        r2 += u * (b[k] - kb);
+    float r1[16] = {0}, r2[16] = {0};
+    long k = 0;
+    for (; k + 16 <= n; k += 16)
+#pragma omp simd
+        for (int j = 0; j < 16; j++) {
+            const float u = a[k + j] - ka;
+            r1[j] += u;
+            r2[j] += u * (b[k + j] - kb);
+        }
+    for (int j = 0; k + j < n; j++) {
+        const float u = a[k + j] - ka;
+        r1[j] += u;
+        r2[j] += u * (b[k + j] - kb);
     }
-    *s1 += r1;
-    *s2 += r2;
+    float t1 = 0, t2 = 0;
+    for (int j = 0; j < 16; j++) {
+        t1 += r1[j];
+        t2 += r2[j];
+    }
+    *s1 += t1;
+    *s2 += t2;
 }
 
 /* dx (=|+=) ka * dy + kb * (x - mean) + kc over a row of n. */

@@ -502,43 +502,142 @@ static void pool_plane(const maxpool_state *st, const float *xp, int W, int OH, 
         }
 }
 
-/* Max-pool of batch norm's output computed here (lp_node_input_applied): a block of
- * planes of batch norm's input normalized into the scratch (in L1), then pooled as
- * usual. Batch norm's output is never written nor read back. One thread: the
- * planes share the scratch (lanes run ops on one thread anyway). */
-static void pool_applied(lp_node *n, const lp_node *bn, long planes, int C, int H, int W, int OH, int OW)
+/* ---- max-pool applying the batch norm before it (lp_node_input_applied) ------
+ *
+ * Batch norm's output is y = (x - mean) * scale + shift per channel, never written.
+ * When no scale is negative (lp_batch_norm_monotone) that keeps the order within a
+ * channel, so a window's max of y is the normalized window max of x: the windows
+ * are taken on x itself, each window's max of x is kept (in batch norm's output
+ * buffer, which is otherwise unused), and only those maxima are normalized (and
+ * ReLU'd). In training, the same pass sums each plane of x, while it is in L1, for
+ * batch norm's statistics: x is read once forward. Backward, batch norm's sums (of
+ * dy and of dy * (x - mean), dy nonzero only at the windows' maxima) come from the
+ * pooled gradients and the kept maxima, and one pass over x writes its gradient.
+ * Same values as batch norm then max-pool, except which of two inputs that
+ * normalize to the same float takes the gradient; the gradient sums go in another
+ * order (tests/test_batch_norm.c compares with LOUPE_NO_FOLD=1). With a negative
+ * scale, batch norm computes its statistics itself and blocks of x are normalized
+ * into the scratch, then pooled; the maxima of x are kept for backward all the same.
+ * One thread: the block is shared (lanes run ops on one thread anyway). */
+
+/* The windows of count contiguous planes src -> y and arg (relu: see window_max). */
+static void pool_block(const maxpool_state *st, const float *src, long count, int H, int W, int OH, int OW,
+                       float *y, void *arg, int relu)
+{
+    const long HW = (long)H * W, OHW = (long)OH * OW;
+    if (!st->fast) {
+        for (long q = 0; q < count; q++)
+            pool_plane(st, src + q * HW, W, OH, OW, y + q * OHW, (int32_t *)arg + q * OHW, relu);
+        return;
+    }
+#if POOL_AVX512
+    if (st->group.rows == 2) { /* the block's rows, in pairs (which may span planes) */
+        if (relu) pool2_row_pairs(src, 0, count * OH, H, W, OH, OW, y, arg, 1);
+        else pool2_row_pairs(src, 0, count * OH, H, W, OH, OW, y, arg, 0);
+        return;
+    }
+#endif
+    for (long q = 0; q < count; q++) {
+        uint8_t *a = (uint8_t *)arg + q * OHW;
+        if (relu) pool2_plane(&st->group, src + q * HW, W, OH, OW, y + q * OHW, a, 1);
+        else pool2_plane(&st->group, src + q * HW, W, OH, OW, y + q * OHW, a, 0);
+    }
+}
+
+/* xm = x at each window's maximum (0 where the ReLU passes nothing), count planes. */
+static void keep_maxima(const maxpool_state *st, const float *x, long count, int H, int W, int OH, int OW,
+                        const void *arg, float *xm)
+{
+    const long HW = (long)H * W, OHW = (long)OH * OW;
+    for (long q = 0; q < count; q++) {
+        const float *xp = x + q * HW;
+        float *mp = xm + q * OHW;
+        if (!st->fast) {
+            const int32_t *ap = (const int32_t *)arg + q * OHW;
+            for (long o = 0; o < OHW; o++) mp[o] = ap[o] >= 0 ? xp[ap[o]] : 0.0f;
+            continue;
+        }
+        const uint8_t *ap = (const uint8_t *)arg + q * OHW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                const int a = ap[oy * OW + ox];
+                mp[oy * OW + ox] = a < 4 ? xp[(2 * oy + (a >> 1)) * W + 2 * ox + (a & 1)] : 0.0f;
+            }
+    }
+}
+
+/* y = the normalized maxima xm of each plane, then (relu) max(y, 0), a window with
+ * nothing positive passing no gradient (arg 4 or -1), as window_max does. */
+static void normalize_maxima(const maxpool_state *st, const float *xm, float *y, void *arg, long planes, int C,
+                             long OHW, int relu, const float *mean, const float *scale, const float *shift)
+{
+    for (long p = 0; p < planes; p++) {
+        const int c = (int)(p % C);
+        float *yp = y + p * OHW;
+        lp_batch_norm_row(xm + p * OHW, yp, OHW, mean[c], scale[c], shift[c]);
+        if (!relu) continue;
+        if (st->fast) {
+            uint8_t *ap = (uint8_t *)arg + p * OHW;
+#if POOL_AVX512 /* GCC leaves the byte stores scalar */
+            for (long o = 0; o < OHW; o += 16) {
+                const __mmask16 in = first_lanes((int)(OHW - o < 16 ? OHW - o : 16));
+                const __m512 v = _mm512_maskz_loadu_ps(in, yp + o);
+                const __mmask16 on = _mm512_mask_cmp_ps_mask(in, v, _mm512_setzero_ps(), _CMP_GT_OQ);
+                _mm512_mask_storeu_ps(yp + o, in, _mm512_maskz_mov_ps(on, v));
+                _mm_mask_storeu_epi8(ap + o, in & (__mmask16)~on, _mm_set1_epi8(4));
+            }
+#else
+            for (long o = 0; o < OHW; o++)
+                if (!(yp[o] > 0.0f)) { yp[o] = 0.0f; ap[o] = 4; }
+#endif
+        } else {
+            int32_t *ap = (int32_t *)arg + p * OHW;
+            for (long o = 0; o < OHW; o++)
+                if (!(yp[o] > 0.0f)) { yp[o] = 0.0f; ap[o] = -1; }
+        }
+    }
+}
+
+static void pool_applied(lp_node *n, lp_node *bn, long planes, int C, int H, int W, int OH, int OW)
 {
     const maxpool_state *st = lp_node_state(n);
-    const int relu = lp_node_input_relu(n);
+    const int relu = lp_node_input_relu(n), training = lp_node_training(bn);
     const float *x = lp_node_in(bn, 0), *mean, *scale, *shift;
-    lp_batch_norm_coefs(bn, &mean, &scale, &shift);
-    float *block = plane_of(n), *y = lp_node_out(n);
+    float *y = lp_node_out(n), *xm = lp_node_out(bn);
+    char *arg = arg_of(n);
+    const size_t arg_size = st->fast ? 1 : sizeof(int32_t);
     const long HW = (long)H * W, OHW = (long)OH * OW, per = block_planes(H, W);
+    if (lp_batch_norm_monotone(bn)) {
+        float *pivot = NULL;
+        double *sums = training ? lp_batch_norm_stat_sums(bn, &pivot) : NULL;
+        for (long p0 = 0; p0 < planes; p0 += per) {
+            const long count = planes - p0 < per ? planes - p0 : per;
+            for (long q = 0; sums && q < count; q++) {
+                const long p = p0 + q;
+                const int c = (int)(p % C);
+                const float *xp = x + p * HW;
+                if (p < C) pivot[c] = lp_batch_norm_pivot(xp, HW);
+                lp_batch_norm_row_sums(xp, pivot[c], xp, pivot[c], HW, &sums[c], &sums[C + c]);
+            }
+            pool_block(st, x + p0 * HW, count, H, W, OH, OW, xm + p0 * OHW, arg + p0 * OHW * arg_size, 0);
+        }
+        if (sums) lp_batch_norm_stats_done(bn);
+        lp_batch_norm_coefs(bn, &mean, &scale, &shift);
+        normalize_maxima(st, xm, y, arg, planes, C, OHW, relu, mean, scale, shift);
+        return;
+    }
+    if (training) lp_batch_norm_stats(bn);
+    lp_batch_norm_coefs(bn, &mean, &scale, &shift);
+    float *block = plane_of(n);
     for (long p0 = 0; p0 < planes; p0 += per) {
         const long count = planes - p0 < per ? planes - p0 : per;
         for (long q = 0; q < count; q++) {
             const int c = (int)((p0 + q) % C);
             lp_batch_norm_row(x + (p0 + q) * HW, block + q * HW, HW, mean[c], scale[c], shift[c]);
         }
-        const long o = p0 * OHW;
-        if (!st->fast) {
-            for (long q = 0; q < count; q++)
-                pool_plane(st, block + q * HW, W, OH, OW, y + o + q * OHW, (int32_t *)arg_of(n) + o + q * OHW,
-                           relu);
-            continue;
-        }
-        uint8_t *arg = (uint8_t *)arg_of(n) + o;
-#if POOL_AVX512
-        if (st->group.rows == 2) { /* the block's rows, in pairs (which may span planes) */
-            if (relu) pool2_row_pairs(block, 0, count * OH, H, W, OH, OW, y + o, arg, 1);
-            else pool2_row_pairs(block, 0, count * OH, H, W, OH, OW, y + o, arg, 0);
-            continue;
-        }
-#endif
-        for (long q = 0; q < count; q++) {
-            if (relu) pool2_plane(&st->group, block + q * HW, W, OH, OW, y + o + q * OHW, arg + q * OHW, 1);
-            else pool2_plane(&st->group, block + q * HW, W, OH, OW, y + o + q * OHW, arg + q * OHW, 0);
-        }
+        void *a = arg + p0 * OHW * arg_size;
+        pool_block(st, block, count, H, W, OH, OW, y + p0 * OHW, a, relu);
+        keep_maxima(st, x + p0 * HW, count, H, W, OH, OW, a, xm + p0 * OHW);
     }
 }
 
@@ -579,31 +678,60 @@ static void unpool_block(const maxpool_state *st, const float *g, const void *ar
     }
 }
 
-/* Backward of max-pool and of the batch norm it applied (lp_node_input_applied), in
- * two passes over batch norm's input instead of five tensor passes: blocks of the
- * gradient of batch norm's output are rebuilt in the scratch (in L1) from the pooled
- * gradients, once for batch norm's sums and once for its input gradient, and never
- * written out. The rows go through the same functions in the same order as in batch
- * norm's own backward: the same bits. */
+/* Backward of max-pool and of the batch norm it applied (see above): batch norm's
+ * sums from the pooled gradients g and the maxima xm kept forward, sample by sample
+ * (dy is g at each window's maximum, 0 elsewhere); then blocks of dy are rebuilt in
+ * the scratch (in L1) from g and the argmax for one pass over x writing its gradient. */
 static void unpool_applied(lp_node *n, lp_node *bn, long planes, int C, int H, int W, int OH, int OW)
 {
     const maxpool_state *st = lp_node_state(n);
-    const float *g = lp_node_out_grad(n), *x = lp_node_in(bn, 0), *mean, *ka, *kb, *kc;
+    const float *g = lp_node_out_grad(n), *x = lp_node_in(bn, 0), *xm = lp_node_out(bn), *mean, *ka, *kb, *kc;
     const char *arg = arg_of(n);
     const size_t arg_size = st->fast ? 1 : sizeof(int32_t);
     double *sums = lp_batch_norm_grad_sums(bn, &mean);
-    float *block = plane_of(n);
     const long HW = (long)H * W, OHW = (long)OH * OW, per = block_planes(H, W);
-    for (long p0 = 0; p0 < planes; p0 += per) {
-        const long count = planes - p0 < per ? planes - p0 : per;
-        unpool_block(st, g + p0 * OHW, arg + p0 * OHW * arg_size, block, count, H, W, OH, OW);
-        for (long q = 0; q < count; q++) {
-            const int c = (int)((p0 + q) % C);
-            lp_batch_norm_row_sums(block + q * HW, 0.0f, x + (p0 + q) * HW, mean[c], HW, &sums[c], &sums[C + c]);
+    for (long p = 0; p < planes; p++) {
+        const int c = (int)(p % C);
+        const float *gp = g + p * OHW, *mp = xm + p * OHW, km = mean[c];
+        float r1[16] = {0}, r2[16] = {0}; /* lanes of our own: see lp_batch_norm_row_sums */
+        if (st->fast) {
+            const uint8_t *ap = (const uint8_t *)arg + p * OHW;
+#if POOL_AVX512 /* GCC leaves the byte test scalar */
+            __m512 v1 = _mm512_setzero_ps(), v2 = _mm512_setzero_ps();
+            const __m512 kmv = _mm512_set1_ps(km);
+            for (long o = 0; o < OHW; o += 16) {
+                const __mmask16 in = first_lanes((int)(OHW - o < 16 ? OHW - o : 16));
+                const __mmask16 on = _mm_mask_cmplt_epu8_mask(in, _mm_maskz_loadu_epi8(in, ap + o), _mm_set1_epi8(4));
+                const __m512 u = _mm512_maskz_loadu_ps(on, gp + o);
+                v1 = _mm512_add_ps(v1, u);
+                v2 = _mm512_add_ps(v2, _mm512_mul_ps(u, _mm512_sub_ps(_mm512_maskz_loadu_ps(on, mp + o), kmv)));
+            }
+            _mm512_storeu_ps(r1, v1);
+            _mm512_storeu_ps(r2, v2);
+#else
+            for (long o = 0; o < OHW; o++) {
+                const float u = ap[o] < 4 ? gp[o] : 0.0f;
+                r1[o % 16] += u;
+                r2[o % 16] += u * (mp[o] - km);
+            }
+#endif
+        } else {
+            const int32_t *ap = (const int32_t *)arg + p * OHW;
+            for (long o = 0; o < OHW; o++)
+                if (ap[o] >= 0) {
+                    r1[o % 16] += gp[o];
+                    r2[o % 16] += gp[o] * (mp[o] - km);
+                }
         }
+        for (int j = 1; j < 16; j++) {
+            r1[0] += r1[j];
+            r2[0] += r2[j];
+        }
+        sums[c] += r1[0];
+        sums[C + c] += r2[0];
     }
     if (!lp_batch_norm_sums_done(bn, &ka, &kb, &kc)) return;
-    float *dx = lp_node_in_grad(bn, 0);
+    float *dx = lp_node_in_grad(bn, 0), *block = plane_of(n);
     const int acc = lp_node_in_grad_accumulate(bn, 0);
     for (long p0 = 0; p0 < planes; p0 += per) {
         const long count = planes - p0 < per ? planes - p0 : per;
