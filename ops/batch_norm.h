@@ -6,6 +6,7 @@
 #define LOUPE_BATCH_NORM_H
 
 #include "loupe_op.h"
+#include "simd.h"
 
 /* Training, when max-pool applies bn: bn's forward leaves its statistics to the
  * max-pool. lp_batch_norm_stat_sums zeroes the sums [2C] and gives the pivots [C];
@@ -54,12 +55,34 @@ double *lp_batch_norm_grad_sums(const lp_node *bn, const float **mean);
 int lp_batch_norm_sums_done(lp_node *bn, const float **ka, const float **kb, const float **kc);
 
 /* s1 += sum of (a - ka), s2 += sum of (a - ka) * (b - kb) over a row of n: float
- * along the row (plenty for H*W values), in 16 lanes, double across rows. Lanes of
- * our own: an `omp simd reduction` of floats ends each call with a 64-element
- * scalar sum (GCC's lane arrays), which cost more than a short row. */
+ * along the row (plenty for H*W values), double across rows. Vectors of our own
+ * (two accumulators, a masked last vector, a tree to finish): an `omp simd
+ * reduction` ended each call with GCC's 64-element scalar sum and one dependent
+ * chain, which cost more than a short row (conv2's 121 values). */
 static inline void lp_batch_norm_row_sums(const float *a, float ka, const float *b, float kb, long n, double *s1,
                                           double *s2)
 {
+#if defined(__AVX512F__)
+    const __m512 vka = _mm512_set1_ps(ka), vkb = _mm512_set1_ps(kb);
+    __m512 r1 = _mm512_setzero_ps(), r2 = _mm512_setzero_ps(), q1 = r1, q2 = r2;
+    long k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m512 u = _mm512_sub_ps(_mm512_loadu_ps(a + k), vka);
+        r1 = _mm512_add_ps(r1, u);
+        r2 = _mm512_add_ps(r2, _mm512_mul_ps(u, _mm512_sub_ps(_mm512_loadu_ps(b + k), vkb)));
+        u = _mm512_sub_ps(_mm512_loadu_ps(a + k + 16), vka);
+        q1 = _mm512_add_ps(q1, u);
+        q2 = _mm512_add_ps(q2, _mm512_mul_ps(u, _mm512_sub_ps(_mm512_loadu_ps(b + k + 16), vkb)));
+    }
+    for (; k < n; k += 16) {
+        const __mmask16 m = first_lanes((int)(n - k < 16 ? n - k : 16));
+        const __m512 u = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, a + k), vka);
+        r1 = _mm512_add_ps(r1, u);
+        r2 = _mm512_add_ps(r2, _mm512_mul_ps(u, _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, b + k), vkb)));
+    }
+    *s1 += _mm512_reduce_add_ps(_mm512_add_ps(r1, q1));
+    *s2 += _mm512_reduce_add_ps(_mm512_add_ps(r2, q2));
+#else
     float r1[16] = {0}, r2[16] = {0};
     long k = 0;
     for (; k + 16 <= n; k += 16)
@@ -74,13 +97,14 @@ static inline void lp_batch_norm_row_sums(const float *a, float ka, const float 
         r1[j] += u;
         r2[j] += u * (b[k + j] - kb);
     }
-    float t1 = 0, t2 = 0;
-    for (int j = 0; j < 16; j++) {
-        t1 += r1[j];
-        t2 += r2[j];
-    }
-    *s1 += t1;
-    *s2 += t2;
+    for (int w = 8; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) {
+            r1[j] += r1[j + w];
+            r2[j] += r2[j + w];
+        }
+    *s1 += r1[0];
+    *s2 += r2[0];
+#endif
 }
 
 /* dx (=|+=) ka * dy + kb * (x - mean) + kc over a row of n. */

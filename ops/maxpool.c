@@ -574,22 +574,28 @@ static void normalize_maxima(const maxpool_state *st, const float *xm, float *y,
     for (long p = 0; p < planes; p++) {
         const int c = (int)(p % C);
         float *yp = y + p * OHW;
-        lp_batch_norm_row(xm + p * OHW, yp, OHW, mean[c], scale[c], shift[c]);
-        if (!relu) continue;
-        if (st->fast) {
+#if POOL_AVX512 /* one masked pass: GCC leaves the byte stores scalar, and OHW is short */
+        if (st->fast && relu) {
             uint8_t *ap = (uint8_t *)arg + p * OHW;
-#if POOL_AVX512 /* GCC leaves the byte stores scalar */
+            const __m512 km = _mm512_set1_ps(mean[c]), ks = _mm512_set1_ps(scale[c]), kt = _mm512_set1_ps(shift[c]);
             for (long o = 0; o < OHW; o += 16) {
                 const __mmask16 in = first_lanes((int)(OHW - o < 16 ? OHW - o : 16));
-                const __m512 v = _mm512_maskz_loadu_ps(in, yp + o);
+                /* lp_batch_norm_row's expression: the same bits */
+                const __m512 v = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, xm + p * OHW + o), km), ks), kt);
                 const __mmask16 on = _mm512_mask_cmp_ps_mask(in, v, _mm512_setzero_ps(), _CMP_GT_OQ);
                 _mm512_mask_storeu_ps(yp + o, in, _mm512_maskz_mov_ps(on, v));
                 _mm_mask_storeu_epi8(ap + o, in & (__mmask16)~on, _mm_set1_epi8(4));
             }
-#else
+            continue;
+        }
+#endif
+        lp_batch_norm_row(xm + p * OHW, yp, OHW, mean[c], scale[c], shift[c]);
+        if (!relu) continue;
+        if (st->fast) {
+            uint8_t *ap = (uint8_t *)arg + p * OHW;
             for (long o = 0; o < OHW; o++)
                 if (!(yp[o] > 0.0f)) { yp[o] = 0.0f; ap[o] = 4; }
-#endif
         } else {
             int32_t *ap = (int32_t *)arg + p * OHW;
             for (long o = 0; o < OHW; o++)
@@ -706,8 +712,8 @@ static void unpool_applied(lp_node *n, lp_node *bn, long planes, int C, int H, i
                 v1 = _mm512_add_ps(v1, u);
                 v2 = _mm512_add_ps(v2, _mm512_mul_ps(u, _mm512_sub_ps(_mm512_maskz_loadu_ps(on, mp + o), kmv)));
             }
-            _mm512_storeu_ps(r1, v1);
-            _mm512_storeu_ps(r2, v2);
+            r1[0] = _mm512_reduce_add_ps(v1);
+            r2[0] = _mm512_reduce_add_ps(v2);
 #else
             for (long o = 0; o < OHW; o++) {
                 const float u = ap[o] < 4 ? gp[o] : 0.0f;
@@ -723,10 +729,14 @@ static void unpool_applied(lp_node *n, lp_node *bn, long planes, int C, int H, i
                     r2[o % 16] += gp[o] * (mp[o] - km);
                 }
         }
-        for (int j = 1; j < 16; j++) {
-            r1[0] += r1[j];
-            r2[0] += r2[j];
-        }
+#if POOL_AVX512
+        if (!st->fast)
+#endif
+            for (int w = 8; w > 0; w /= 2) /* a tree: 4 dependent steps, not 15 */
+                for (int j = 0; j < w; j++) {
+                    r1[j] += r1[j + w];
+                    r2[j] += r2[j + w];
+                }
         sums[c] += r1[0];
         sums[C + c] += r2[0];
     }
