@@ -19,10 +19,9 @@ start=$(date +%s)
 # other sessions' work took an equal share of the CPU with each of them, niced or not.
 ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=256:detect_leaks=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    setsid nice -n 19 "$bin" -malloc_limit_mb=1024 -rss_limit_mb=3072 -timeout=20 -print_final_stats=1 $dict \
+    setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec nice -n 19 "$0" "$@"' "$bin" -malloc_limit_mb=1024 -rss_limit_mb=3072 -timeout=20 -print_final_stats=1 $dict \
     -artifact_prefix="build-fuzz/crashes/$t-" "build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1 &
 pid=$!
-echo 19 >"/proc/$pid/autogroup" 2>/dev/null
 trap 'kill -INT "$pid" 2>/dev/null' INT TERM # another session: pass ^C on
 cpu=0
 while kill -0 "$pid" 2>/dev/null; do
