@@ -42,8 +42,8 @@ def make_net(name):
     if name == "two_conv_bn":  # configs/mnist_two_conv_bn.yaml
         return nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Conv2d(8, 16, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(16 * 5 * 5, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(),
-                             nn.Dropout(0.2), nn.Linear(64, 10))
+                             nn.Flatten(), nn.Linear(16 * 5 * 5, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(),
+                             nn.Dropout(0.3), nn.Linear(128, 10))
     raise SystemExit("unknown net " + name)
 
 

@@ -15,12 +15,12 @@ CFG=configs/mnist_two_conv_bn.yaml
 run "$L" summary $CFG
 expect_rc 0 "summary of $CFG"
 expect_out "  bn1            batch_norm             [8, 26, 26]              32" "bn1: 8 x (weight, bias, running mean, running var)"
-expect_out "  total                                                      27,826" "total with the running statistics"
-expect_out "  trainable                                                  27,650" "trainable parameters"
-expect_out "  non-trainable (running statistics)                            176" "non-trainable: 2 x (8 + 16 + 64)"
+expect_out "  total                                                      54,322" "total with the running statistics"
+expect_out "  trainable                                                  54,018" "trainable parameters"
+expect_out "  non-trainable (running statistics)                            304" "non-trainable: 2 x (8 + 16 + 128)"
 run "$L" summary $CFG --json
 check_eq "summary --json: trainable / non-trainable" \
-    "$(json_field trainable "$T/out"),$(json_field non_trainable "$T/out")" "27650,176"
+    "$(json_field trainable "$T/out"),$(json_field non_trainable "$T/out")" "54018,304"
 
 # ---- SIGKILL + resume: bit-identical, running statistics included ----
 # 2 threads: two lanes meeting at each batch norm. 12,000 images, an epoch ~1 s.
@@ -78,16 +78,16 @@ expect_rc 2 "batch size 1 with batch norm is refused"
 expect_err "train.batch_size: batch size 1 with batch_norm" "batch size 1: says why"
 run "$L" train $CFG --set data.train_limit=129 --db "$DB"
 expect_rc 2 "a last batch of 1 is refused"
-expect_err "configs/mnist_two_conv_bn.yaml:34:15: train.batch_size: 129 training images in batches of 64 leave a last batch of 1" \
+expect_err "configs/mnist_two_conv_bn.yaml:36:15: train.batch_size: 129 training images in batches of 64 leave a last batch of 1" \
     "last batch of 1: file:line:col of train.batch_size"
 sed 's/{op: batch_norm, name: bn2}/{op: batch_norm, name: bn2, momentum: 1.5}/' $CFG >"$T/bad.yaml"
 run "$L" summary "$T/bad.yaml"
 expect_rc 2 "momentum 1.5 is refused"
-expect_err "bad.yaml:17:45: node 'bn2' (batch_norm): momentum must be in [0, 1)" "momentum: file:line:col"
-sed 's/rate: 0.2/rate: 1/' $CFG >"$T/bad.yaml"
+expect_err "bad.yaml:19:45: node 'bn2' (batch_norm): momentum must be in [0, 1)" "momentum: file:line:col"
+sed "s/rate: 0.3/rate: 1/" $CFG >"$T/bad.yaml"
 run "$L" summary "$T/bad.yaml"
 expect_rc 2 "dropout rate 1 is refused"
-expect_err "bad.yaml:24:27: node 'dropout1' (dropout): rate must be in [0, 1)" "rate: file:line:col"
+expect_err "bad.yaml:26:27: node 'dropout1' (dropout): rate must be in [0, 1)" "rate: file:line:col"
 sed 's/{op: batch_norm, name: bn1}/{op: batch_norm, name: bn1, epsilon: -1e-5}/' $CFG >"$T/bad.yaml"
 run "$L" summary "$T/bad.yaml"
 expect_rc 2 "negative epsilon is refused"
