@@ -361,6 +361,13 @@ Test(batch_norm, matches_pytorch_training_mode)
     for (size_t i = 0; i < sizeof bn_ref_cases / sizeof bn_ref_cases[0]; i++) check_torch(&bn_ref_cases[i]);
 }
 
+/* Node `name` of op `op` reading `from`, appended to the spec. */
+static void add_node(lp_model_spec *s, const char *name, const char *op, const char *from, lp_value *a)
+{
+    const char *in[1] = {from};
+    cr_assert_eq(lp_model_spec_add(s, name, op, in, 1, a), LP_OK);
+}
+
 /* ---- max-pool applying batch norm (lp_op_applies) --------------------------- */
 
 /* Each max-pool kernel after a batch norm: conv1's 26 x 26 planes (2x2 windows, with
@@ -371,26 +378,19 @@ static lp_graph *build_pooled_net(int fold)
     if (fold) unsetenv("LOUPE_NO_FOLD");
     else setenv("LOUPE_NO_FOLD", "1", 1);
     lp_model_spec s = {.input = lp_shape3(1, 28, 28)};
-    const char *in[1];
-#define ADD(name, op, from, a)                                          \
-    do {                                                                \
-        in[0] = from;                                                   \
-        cr_assert_eq(lp_model_spec_add(&s, name, op, in, 1, a), LP_OK); \
-    } while (0)
-    ADD("conv1", "conv2d", "input", attrs_kv("filters", "4", "kernel", "3"));
-    ADD("bn1", "batch_norm", "conv1", NULL);
-    ADD("relu1", "relu", "bn1", NULL);
-    ADD("pool1", "maxpool", "relu1", attrs_kv("size", "2", NULL, NULL));
-    ADD("conv2", "conv2d", "pool1", attrs_kv("filters", "3", "kernel", "3"));
-    ADD("bn2", "batch_norm", "conv2", NULL);
-    ADD("pool2", "maxpool", "bn2", attrs_kv("size", "2", NULL, NULL));
-    ADD("conv3", "conv2d", "pool2", attrs_kv("filters", "2", "kernel", "2"));
-    ADD("bn3", "batch_norm", "conv3", NULL);
-    ADD("relu3", "relu", "bn3", NULL);
-    ADD("pool3", "maxpool", "relu3", attrs_kv("size", "2", "stride", "1"));
-    ADD("flat", "flatten", "pool3", NULL);
-    ADD("fc", "dense", "flat", attrs_kv("units", "5", NULL, NULL));
-#undef ADD
+    add_node(&s, "conv1", "conv2d", "input", attrs_kv("filters", "4", "kernel", "3"));
+    add_node(&s, "bn1", "batch_norm", "conv1", NULL);
+    add_node(&s, "relu1", "relu", "bn1", NULL);
+    add_node(&s, "pool1", "maxpool", "relu1", attrs_kv("size", "2", NULL, NULL));
+    add_node(&s, "conv2", "conv2d", "pool1", attrs_kv("filters", "3", "kernel", "3"));
+    add_node(&s, "bn2", "batch_norm", "conv2", NULL);
+    add_node(&s, "pool2", "maxpool", "bn2", attrs_kv("size", "2", NULL, NULL));
+    add_node(&s, "conv3", "conv2d", "pool2", attrs_kv("filters", "2", "kernel", "2"));
+    add_node(&s, "bn3", "batch_norm", "conv3", NULL);
+    add_node(&s, "relu3", "relu", "bn3", NULL);
+    add_node(&s, "pool3", "maxpool", "relu3", attrs_kv("size", "2", "stride", "1"));
+    add_node(&s, "flat", "flatten", "pool3", NULL);
+    add_node(&s, "fc", "dense", "flat", attrs_kv("units", "5", NULL, NULL));
     s.loss = strdup("softmax_cross_entropy");
     lp_graph *g = NULL;
     lp_error err = {0};
@@ -482,21 +482,14 @@ Test(batch_norm, maxpool_applying_batch_norm_with_negative_weights) { compare_ap
 static lp_graph *build_net(void)
 {
     lp_model_spec s = {.input = lp_shape3(1, 8, 8)};
-    const char *in[1];
-#define ADD(name, op, from, a)                                                  \
-    do {                                                                        \
-        in[0] = from;                                                           \
-        cr_assert_eq(lp_model_spec_add(&s, name, op, in, 1, a), LP_OK);         \
-    } while (0)
-    ADD("conv1", "conv2d", "input", attrs_kv("filters", "3", "kernel", "3"));
-    ADD("bn1", "batch_norm", "conv1", NULL);
-    ADD("relu1", "relu", "bn1", NULL);
-    ADD("pool1", "maxpool", "relu1", attrs_kv("size", "2", NULL, NULL));
-    ADD("flat", "flatten", "pool1", NULL);
-    ADD("fc1", "dense", "flat", attrs_kv("units", "6", NULL, NULL));
-    ADD("bn2", "batch_norm", "fc1", attrs_kv("momentum", "0.2", NULL, NULL));
-    ADD("fc2", "dense", "bn2", attrs_kv("units", "4", NULL, NULL));
-#undef ADD
+    add_node(&s, "conv1", "conv2d", "input", attrs_kv("filters", "3", "kernel", "3"));
+    add_node(&s, "bn1", "batch_norm", "conv1", NULL);
+    add_node(&s, "relu1", "relu", "bn1", NULL);
+    add_node(&s, "pool1", "maxpool", "relu1", attrs_kv("size", "2", NULL, NULL));
+    add_node(&s, "flat", "flatten", "pool1", NULL);
+    add_node(&s, "fc1", "dense", "flat", attrs_kv("units", "6", NULL, NULL));
+    add_node(&s, "bn2", "batch_norm", "fc1", attrs_kv("momentum", "0.2", NULL, NULL));
+    add_node(&s, "fc2", "dense", "bn2", attrs_kv("units", "4", NULL, NULL));
     s.loss = strdup("softmax_cross_entropy");
     lp_graph *g = NULL;
     lp_error err = {0};
